@@ -42,7 +42,12 @@ def make_celery() -> Celery:
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         worker_hijack_root_logger=False,
         beat_schedule={
-            "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval},
+            # A reconcile message that waited longer than a few intervals is stale: drop it.
+            "reconcile": {
+                "task": RECONCILE,
+                "schedule": settings.reconcile_interval,
+                "options": {"expires": 3 * settings.reconcile_interval},
+            },
         },
     )
     return app
