@@ -1,0 +1,24 @@
+"""`Authorization: Bearer <key>` → the tenant that owns the key (in `g.tenant_id`)."""
+from __future__ import annotations
+
+from flask import g, request
+
+from store import catalog
+
+from .db import transaction
+from .errors import ApiError
+
+
+def require_tenant() -> None:
+    """before_request of the /v1 blueprint: a live key or 401."""
+    scheme, _, raw_key = request.headers.get("Authorization", "").partition(" ")
+    raw_key = raw_key.strip()
+    if scheme.lower() != "bearer" or not raw_key:
+        raise ApiError(401, "unauthorized", "send `Authorization: Bearer <api key>`",
+                       headers={"WWW-Authenticate": 'Bearer realm="reftag"'})
+    with transaction() as session:
+        tenant = catalog.tenant_for_key(session, raw_key)
+    if tenant is None:
+        raise ApiError(401, "unauthorized", "API key is unknown or revoked",
+                       headers={"WWW-Authenticate": 'Bearer realm="reftag", error="invalid_token"'})
+    g.tenant_id = tenant.id

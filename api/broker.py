@@ -1,0 +1,57 @@
+"""The web tier's side of the broker: enqueue a job's work or withdraw the job, and run a
+synchronous prediction. Redis being unreachable is a 503 with Retry-After, never a 500, and
+never leaves a job behind that nobody will run."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import celery.exceptions
+
+from store import catalog
+from workers import celery_app
+
+from .db import transaction
+from .errors import BROKER_ERRORS, ApiError, broker_unavailable
+
+log = logging.getLogger("reftag.api")
+
+
+def submit_train(job_id: str) -> None:
+    submit(job_id, lambda: celery_app.enqueue_train(job_id))
+
+
+def submit_tag(job_id: str, chunk_indexes: list[int]) -> None:
+    def send() -> None:
+        for index in chunk_indexes:
+            celery_app.enqueue_chunk(job_id, index)
+
+    submit(job_id, send)
+
+
+def submit(job_id: str, send: Callable[[], None]) -> None:
+    """Call `send` (which enqueues the committed job's messages). If the broker cannot be
+    reached, delete the job again in a new transaction and answer 503."""
+    try:
+        send()
+    except BROKER_ERRORS as e:
+        log.warning("broker unreachable, withdrawing job %s: %s", job_id, e)
+        with transaction() as session:
+            catalog.delete_job(session, job_id)
+        raise broker_unavailable() from None
+
+
+def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str],
+            timeout: float) -> list[dict[str, Any]]:
+    try:
+        return celery_app.predict(tenant_id, label_set_id, adapter_version, texts, timeout=timeout)
+    except BROKER_ERRORS:
+        raise broker_unavailable() from None
+    except celery.exceptions.TimeoutError:
+        raise ApiError(504, "predict_timeout",
+                       f"no predict worker answered within {timeout:g} s; is a worker running on the "
+                       "`predict` queue? For large inputs submit a job to POST /v1/jobs instead",
+                       headers={"Retry-After": "5"}) from None
+    except Exception as e:  # the task itself failed on the worker
+        log.exception("predict task failed")
+        raise ApiError(502, "predict_failed", f"the predict worker failed: {type(e).__name__}: {e}") from None

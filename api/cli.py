@@ -1,0 +1,96 @@
+"""`flask --app api reftag ...`: tenants and API keys, and the bootstrap `make run` calls."""
+from __future__ import annotations
+
+import os
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from store import catalog
+from store.migrate import upgrade
+from store.settings import ROOT
+
+from .db import transaction
+
+cli = AppGroup("reftag", help="Manage reftag tenants and API keys.")
+DEFAULT_TENANT = "default"
+DEV_KEY_FILE = ROOT / "var" / "dev-api-key"
+
+
+def fail(error: catalog.CatalogError) -> None:
+    raise click.ClickException(error.message)
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """Bring the database to the newest schema."""
+    upgrade(current_app.config["REFTAG_SETTINGS"].database_url)
+
+
+@cli.command("create-tenant")
+@click.argument("name")
+def create_tenant_command(name: str) -> None:
+    """Create the tenant NAME."""
+    try:
+        with transaction() as session:
+            tenant = catalog.create_tenant(session, name)
+    except catalog.CatalogError as e:
+        fail(e)
+    click.echo(f"created tenant {tenant.name} ({tenant.id})")
+
+
+@cli.command("create-key")
+@click.option("--tenant", "tenant_name", required=True, help="tenant name")
+@click.option("--name", default="", help="a note to tell keys apart")
+def create_key_command(tenant_name: str, name: str) -> None:
+    """Create an API key and print it. It is shown this once: only its hash is stored."""
+    with transaction() as session:
+        tenant = catalog.tenant_by_name(session, tenant_name)
+        if tenant is None:
+            raise click.ClickException(f"no tenant named {tenant_name!r}; create it with `reftag create-tenant`")
+        key, raw_key = catalog.create_api_key(session, tenant.id, name)
+    click.echo(raw_key)
+    click.echo(f"(prefix {key.prefix}; store it now, it cannot be shown again)", err=True)
+
+
+@cli.command("revoke-key")
+@click.argument("prefix")
+def revoke_key_command(prefix: str) -> None:
+    """Revoke the live key whose prefix is PREFIX; it stops working at once."""
+    try:
+        with transaction() as session:
+            catalog.revoke_api_key(session, prefix)
+    except catalog.CatalogError as e:
+        fail(e)
+    click.echo(f"revoked key {prefix}")
+
+
+@cli.command("bootstrap")
+def bootstrap_command() -> None:
+    """Migrate, ensure the tenant `default`, and give it a key: REFTAG_API_KEY when set, else a
+    development key (printed, and kept in var/dev-api-key) if it has none. Safe to rerun."""
+    settings = current_app.config["REFTAG_SETTINGS"]
+    upgrade(settings.database_url)
+    bootstrap_key = os.environ.get("REFTAG_API_KEY") or settings.bootstrap_api_key
+    try:
+        with transaction() as session:
+            tenant = catalog.ensure_tenant(session, DEFAULT_TENANT)
+            if bootstrap_key:
+                catalog.ensure_api_key(session, tenant.id, bootstrap_key, name="REFTAG_API_KEY")
+                click.echo("REFTAG_API_KEY is a valid key of tenant `default`")
+                return
+            if catalog.live_key_count(session, tenant.id):
+                dev_key = DEV_KEY_FILE.read_text().strip() if DEV_KEY_FILE.exists() else None
+                if dev_key and catalog.tenant_for_key(session, dev_key):
+                    click.echo(f"dev API key: {dev_key}")
+                else:
+                    click.echo("tenant `default` already has API keys")
+                return
+            _key, raw_key = catalog.create_api_key(session, tenant.id, name="dev")
+    except catalog.CatalogError as e:
+        fail(e)
+    DEV_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEV_KEY_FILE.write_text(raw_key + "\n")
+    DEV_KEY_FILE.chmod(0o600)
+    click.echo(f"dev API key: {raw_key}")

@@ -1,0 +1,98 @@
+"""Tag jobs (and reading any job): submit, poll, page or stream results, cancel."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request, stream_with_context
+
+from store import catalog
+
+from . import broker, db, formats
+from .db import transaction
+from .errors import ApiError
+from .openapi import operation
+from .schemas import (
+    JobCreate,
+    JobOut,
+    ResultsPageOut,
+    ResultsQuery,
+    job_json,
+    json_body,
+    parse_query,
+    result_json,
+    settings,
+    validate,
+)
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
+        raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters",
+                       [{"pointer": "/Idempotency-Key", "in": "header"}])
+    return key
+
+
+@bp.post("")
+@operation("Submit a tag job", tag="jobs", body=JobCreate, responses={202: JobOut}, errors=(404, 409, 503),
+           headers={IDEMPOTENCY_HEADER: "same key + same body → the same job; same key + another body → 409"})
+def create_job():
+    """Items are tagged with the pinned `adapter_version`, else the set's active adapter.
+    An item without `id` gets its position ("0", "1", …). Answers 202 with the job."""
+    raw = json_body()
+    body = validate(JobCreate, raw)
+    with transaction() as session:
+        job, created = catalog.create_tag_job(
+            session, g.tenant_id, body.label_set_id, body.rows(), settings().chunk_size,
+            adapter_version=body.adapter_version, idempotency_key=idempotency_key(),
+            request_hash=catalog.request_fingerprint(raw),
+        )
+        chunks = catalog.chunk_indexes(session, job.id) if created else []
+    if not created:
+        return job_json(job), 202, {"Idempotent-Replayed": "true"}
+    broker.submit_tag(job.id, chunks)
+    return job_json(job), 202
+
+
+@bp.get("/<job_id>")
+@operation("Get a job (train or tag)", tag="jobs", responses={200: JobOut}, errors=(404,))
+def get_job(job_id: str):
+    with transaction() as session:
+        return job_json(catalog.get_job(session, g.tenant_id, job_id))
+
+
+@bp.get("/<job_id>/results")
+@operation("Read a job's results", tag="jobs", query=ResultsQuery, responses={200: ResultsPageOut},
+           response_media={media: f"?format={name}: every result" for name, (media, _) in formats.RESULT_WRITERS.items()},
+           errors=(404,))
+def job_results(job_id: str):
+    """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
+    until it is null. `?format=jsonl|csv` streams every result instead. A running job's
+    results are the ones written so far: read the pages once the job has finished."""
+    query = parse_query(ResultsQuery)
+    if query.format != "json":
+        return export_results(job_id, query.format)
+    with transaction() as session:
+        page = catalog.results_page(session, g.tenant_id, job_id, query.cursor, query.limit)
+        return {"results": [result_json(r) for r in page.results], "next_cursor": page.next_cursor}
+
+
+def export_results(job_id: str, format_name: str) -> Response:
+    media, write = formats.RESULT_WRITERS[format_name]
+    with transaction() as session:
+        job = catalog.get_job(session, g.tenant_id, job_id)
+        label_names = [label.name for label in catalog.label_set_row(session, g.tenant_id, job.label_set_id).labels]
+    rows = (result_json(r) for r in catalog.iter_results(db.transaction, g.tenant_id, job_id))
+    return Response(stream_with_context(write(rows, label_names)), mimetype=media.split(";")[0],
+                    headers={"Content-Disposition": f'attachment; filename="{job_id}.{format_name}"'})
+
+
+@bp.post("/<job_id>/cancel")
+@operation("Cancel a job", tag="jobs", responses={202: JobOut}, errors=(404, 409))
+def cancel_job(job_id: str):
+    """Workers take no new chunks of a cancelled job; results already written stay readable.
+    409 when the job has already finished."""
+    with transaction() as session:
+        return job_json(catalog.cancel_job(session, g.tenant_id, job_id)), 202
