@@ -1,0 +1,78 @@
+"""POST /v1/label-sets/{id}/train: enough examples, a valid config, one train job at a time."""
+from store.models import Job
+
+
+def add_examples(client, auth, ls, per_label):
+    rows = [{"text": f"{label} text {i}", "label": label} for label, n in per_label.items() for i in range(n)]
+    response = client.post(f"/v1/label-sets/{ls['id']}/examples", headers=auth, json={"examples": rows})
+    assert response.status_code == 201
+
+
+def test_train_queues_a_job_and_enqueues_it(client, auth, make_label_set, clean_redis, db):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 5})
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"epochs": 2, "rank": 2}})
+    assert response.status_code == 202
+    job = response.get_json()
+    assert job["type"] == "train" and job["status"] == "queued" and job["label_set_id"] == ls["id"]
+    assert job["progress"] == {"total": 9, "done": 0, "failed": 0}
+    assert clean_redis.queued_tasks("train") == [{"task": "reftag.train_adapter", "args": [job["id"]]}]
+    assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json() == job
+    with db() as session:
+        assert session.get(Job, job["id"]).config == {"epochs": 2, "rank": 2}
+
+
+def test_train_config_merges_over_the_label_set_config(client, auth, db):
+    ls = client.post("/v1/label-sets", headers=auth, json={
+        "name": "s", "labels": [{"name": "a"}, {"name": "b"}], "config": {"rank": 8, "epochs": 5}}).get_json()
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    job = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"epochs": 1}}).get_json()
+    with db() as session:
+        assert session.get(Job, job["id"]).config == {"rank": 8, "epochs": 1}
+
+
+def test_train_accepts_an_empty_body(client, auth, make_label_set):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    assert client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth).status_code == 202
+
+
+def test_training_with_too_few_examples_says_how_many_are_needed(client, auth, make_label_set, count_rows, clean_redis):
+    ls = make_label_set(labels=("a", "b", "c"))
+    add_examples(client, auth, ls, {"a": 4, "b": 1})
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "too_few_examples"
+    assert "4 per label are needed" in error["message"]
+    assert "'b' has 1" in error["message"] and "'c' has 0" in error["message"]
+    assert error["details"] == [{"label": "b", "examples": 1, "needed": 4}, {"label": "c", "examples": 0, "needed": 4}]
+    assert count_rows(Job) == 0 and clean_redis.queue_length("train") == 0
+
+
+def test_invalid_train_config_is_rejected_by_field(client, auth, make_label_set, count_rows):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={
+        "config": {"intervention": "lora", "lr": 0, "positions": "first", "layers": [-1], "epoch": 3}})
+    assert response.status_code == 422
+    pointers = {d["pointer"] for d in response.get_json()["error"]["details"]}
+    assert {"/config/intervention", "/config/lr", "/config/positions", "/config/epoch"} <= pointers
+    assert any(p.startswith("/config/layers") for p in pointers)
+    assert count_rows(Job) == 0
+
+
+def test_second_train_while_one_is_queued_is_a_conflict(client, auth, make_label_set, count_rows):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    first = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "training_in_progress"
+    assert first["id"] in response.get_json()["error"]["message"]
+    assert count_rows(Job) == 1
+
+
+def test_training_an_unknown_label_set_is_404(client, auth):
+    response = client.post("/v1/label-sets/ls_nope/train", headers=auth, json={})
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
