@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 from flask import Request
 
 from .errors import ApiError
-from .schemas import json_body
+from .schemas import json_body, reject_constant
 
 EXAMPLE_MEDIA = {
     "application/x-ndjson": "JSONL: one {\"text\", \"label\"} or {\"text\", \"labels\"} object per line",
@@ -46,7 +46,7 @@ def read_jsonl(request: Request) -> dict[str, Any]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(json.loads(line, parse_constant=reject_constant))
         except (ValueError, RecursionError) as e:
             raise ApiError(400, "malformed_jsonl", f"line {number} is not valid JSON: {e}",
                            [{"line": number}]) from None

@@ -94,7 +94,7 @@ def list_adapters(label_set_id: str):
         return {"adapters": [adapter_json(a) for a in adapters], "active_version": active}
 
 
-@bp.post("/<label_set_id>/adapters/<int:version>/activate")
+@bp.post("/<label_set_id>/adapters/<int(max=2147483647):version>/activate")
 @operation("Activate an adapter version (promote or roll back)", tag="adapters", responses={200: AdapterOut},
            errors=(404,))
 def activate_adapter(label_set_id: str, version: int):

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from . import schemas
 
 JSON = "application/json"
-PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 ERROR_TEXT = {
     400: "Malformed JSON, CSV or JSONL",
     401: "Missing, unknown or revoked API key",

@@ -23,6 +23,7 @@ from .errors import ApiError, invalid, json_pointer, validation_error
 
 MAX_META_BYTES = 16_384
 MAX_JSON_DEPTH = 32
+MAX_INT32 = 2**31 - 1
 
 
 # --- strings that are safe to store -----------------------------------------------------------
@@ -251,7 +252,7 @@ class AdapterList(BaseModel):
 
 
 class JobItemIn(RequestModel):
-    id: Annotated[StoredStr, Field(min_length=1, max_length=200)] | Annotated[int, Field(ge=0)] | None = None
+    id: Annotated[StoredStr, Field(min_length=1, max_length=200)] | Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     text: Text
     meta: Annotated[dict[str, Any] | None, AfterValidator(storable_meta)] = None
 
@@ -259,7 +260,7 @@ class JobItemIn(RequestModel):
 class JobCreate(RequestModel):
     label_set_id: Annotated[StoredStr, Field(max_length=64)]
     items: Annotated[list[JobItemIn], Field(min_length=1)]
-    adapter_version: Annotated[int, Field(ge=1)] | None = None
+    adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
 
     def item_ids(self) -> list[str]:
         return [str(item.id) if item.id is not None else str(i) for i, item in enumerate(self.items)]
@@ -319,7 +320,7 @@ class ResultsPageOut(BaseModel):
 
 
 class ResultsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     cursor: Annotated[str, Field(max_length=64)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
@@ -330,14 +331,14 @@ class ResultsQuery(BaseModel):
 
 
 class PredictItem(RequestModel):
-    id: Annotated[StoredStr, Field(min_length=1, max_length=200)] | Annotated[int, Field(ge=0)] | None = None
+    id: Annotated[StoredStr, Field(min_length=1, max_length=200)] | Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     text: Text
 
 
 class PredictRequest(RequestModel):
     label_set_id: Annotated[StoredStr, Field(max_length=64)]
     items: Annotated[list[PredictItem], Field(min_length=1)]
-    adapter_version: Annotated[int, Field(ge=1)] | None = None
+    adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
 
     def check(self, settings: Settings) -> None:
         if len(self.items) > settings.max_predict_items:
@@ -383,11 +384,15 @@ def json_body(allow_empty: bool = False) -> Any:
             return {}
         raise ApiError(400, "malformed_json", "request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=reject_constant)
     except RecursionError:
         raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {e}") from None
+
+
+def reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def validate(model: type[RequestModel], data: Any) -> Any:

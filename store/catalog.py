@@ -438,7 +438,7 @@ def decode_cursor(cursor: str) -> int:
     """The last position a page returned; any string we did not make is Invalid."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text[:1] != "p" or not text[1:].isdigit():
+        if text[:1] != "p" or not text[1:].isdigit() or len(text) > 12:
             raise ValueError
         return int(text[1:])
     except (ValueError, UnicodeDecodeError):

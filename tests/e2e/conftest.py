@@ -144,9 +144,9 @@ class Stack:
         self.base_url = ""
 
     def start_web(self) -> None:
-        from store.migrate import upgrade
-
-        upgrade(self.database_url)
+        # Migrates, and makes REFTAG_API_KEY a key of the tenant `default` (as `make run` does).
+        subprocess.run([str(BIN / "flask"), "--app", "api", "reftag", "bootstrap"], cwd=REPO, env=self.env,
+                       check=True, capture_output=True)
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
@@ -186,3 +186,84 @@ class Stack:
             if process is not None:
                 process.stop()
         self.redis.stop()
+
+
+# --- databases ----------------------------------------------------------------------------------
+
+
+def _postgres_bindir() -> Path | None:
+    for candidate in [os.environ.get("PG_BINDIR"), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        if candidate and (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class PostgresCluster:
+    """A throwaway cluster: initdb into a temporary folder, listening on a free loopback port.
+    initdb refuses to run as root, so as root the server runs as the `postgres` user."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="reftag-pg-"))
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data, log = self.dir / "data", self.dir / "server.log"
+        self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        self._run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
+
+    def _run(self, tool: str, *args: str) -> None:
+        argv = [str(self.bindir / tool), *args]
+        if self.as_postgres:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, cwd=self.dir)
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb) not found; set PG_BINDIR")
+    cluster = PostgresCluster(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def e2e_database_url(request, tmp_path_factory):
+    """A fresh, empty database of each kind (the stack migrates it)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('e2e-sqlite') / 'reftag.db'}"
+    cluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database(f"reftag_e2e_{secrets.token_hex(4)}")
+
+
+@pytest.fixture(scope="session")
+def stack(e2e_database_url, tmp_path_factory):
+    """The whole service with one worker consuming every queue; torn down after the session
+    (printing the tail of every process's log, which pytest shows when a test failed)."""
+    run_dir = tmp_path_factory.mktemp("e2e-stack")
+    stack = Stack(e2e_database_url, run_dir)
+    try:
+        stack.start_worker()  # loads the base model while the web app comes up
+        stack.start_web()
+        yield stack
+    finally:
+        print(stack.logs())
+        stack.stop()
