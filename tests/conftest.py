@@ -111,13 +111,43 @@ def migrated_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def database_url(migrated_template, tmp_path, monkeypatch) -> str:
-    """A fresh, migrated SQLite database for this test (also exported as DATABASE_URL)."""
+def database_url(migrated_template, tmp_path, monkeypatch) -> Iterator[str]:
+    """A fresh, migrated database for this test (also exported as DATABASE_URL): a SQLite file,
+    or, when REFTAG_TEST_POSTGRES names a PostgreSQL server (postgresql+psycopg://user@host:port),
+    a new database on it that is dropped afterwards."""
+    server = os.environ.get("REFTAG_TEST_POSTGRES")
+    if server:
+        yield from fresh_postgres_database(server, monkeypatch)
+        return
     path = tmp_path / "reftag.db"
     shutil.copy(migrated_template, path)
     url = f"sqlite:///{path}"
     monkeypatch.setenv("DATABASE_URL", url)
-    return url
+    yield url
+
+
+def fresh_postgres_database(server: str, monkeypatch) -> Iterator[str]:
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    from store.db import engine_for
+    from store.migrate import upgrade
+
+    name = f"reftag_test_{secrets.token_hex(6)}"
+    admin = create_engine(f"{server.rstrip('/')}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{server.rstrip('/')}/{name}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

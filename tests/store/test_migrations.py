@@ -30,3 +30,12 @@ def test_upgrade_is_idempotent_and_reaches_head(tmp_path):
     engine.dispose()
     assert current == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert set(Base.metadata.tables) <= tables
+
+
+def test_migrated_test_database_matches_the_models(database_url):
+    """Same check on the suite's database: PostgreSQL when REFTAG_TEST_POSTGRES is set."""
+    from store.db import engine_for
+
+    with engine_for(database_url).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
