@@ -258,3 +258,22 @@ def test_train_while_redis_is_down_is_503_and_stores_nothing(client, auth, make_
         assert count_rows(Job) == 0
     finally:
         redis_server.start()
+
+
+def test_concurrent_submissions_with_one_idempotency_key_make_one_job(app, auth, make_label_set, add_adapter,
+                                                                       count_rows, clean_redis):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ls = make_label_set()
+    add_adapter(ls["id"])
+    body = {"label_set_id": ls["id"], "items": [{"text": f"t{i}"} for i in range(50)]}
+
+    def post(_):
+        response = app.test_client().post("/v1/jobs", headers={**auth, "Idempotency-Key": "race"}, json=body)
+        return response.status_code, response.get_json()["id"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert {status for status, _ in answers} == {202}
+    assert len({job_id for _, job_id in answers}) == 1
+    assert count_rows(Job) == 1 and count_rows(JobItem) == 50 and clean_redis.queue_length("tag") == 1
