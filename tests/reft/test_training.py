@@ -1,0 +1,118 @@
+"""Training: determinism, progress, caching, held-out metrics, multi-label thresholds."""
+import numpy as np
+import pytest
+import torch
+
+from reft_core import ReftConfigError, Tagger, TrainConfig, train
+from reft_core.stack import Edits, run_full
+from reft_core.training import HiddenCache, split_held_out, _forward
+
+from .conftest import make_base, randomize
+
+POS = ["a wonderful , moving film", "great fun", "brilliant acting and a sharp script", "i loved it",
+       "a joy to watch", "funny and warm", "superb", "the best film of the year", "charming", "delightful"]
+NEG = ["a dull , lifeless mess", "boring", "the worst script i have seen", "i hated it", "a chore to sit through",
+       "flat and tedious", "awful", "the plot makes no sense", "lazy", "painfully slow"]
+TEXTS = POS + NEG
+LABELS = ["pos"] * len(POS) + ["neg"] * len(NEG)
+FAST = {"epochs": 3, "batch_size": 4, "eval_fraction": 0.2, "layers": [1, 3]}
+
+
+def test_training_is_deterministic_for_a_seed(tokenizer):
+    base = make_base("bert", tokenizer)
+    a = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)
+    b = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)
+    c = train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "seed": 1})
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_progress_reports_step_epoch_loss_and_eta(tokenizer):
+    base = make_base("llama", tokenizer)
+    seen = []
+    train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST, progress=seen.append)
+    assert [e["step"] for e in seen] == list(range(1, len(seen) + 1))
+    assert {"step", "total_steps", "epoch", "epochs", "loss", "eta_seconds"} <= set(seen[0])
+    assert seen[-1]["epoch"] <= 3 and all(e["loss"] >= 0 and e["eta_seconds"] >= 0 for e in seen)
+
+
+def test_training_from_the_cache_equals_a_full_forward(tokenizer):
+    base = make_base("qwen2", tokenizer)
+    from reft_core import Adapter
+    adapter = randomize(Adapter.new(base, intervention="loreft", layers=[1, 2], positions="f1+l1", rank=4,
+                                    dropout=0.0, label_names=["neg", "pos"], multi_label=False, pooling="last")).eval()
+    ids = base.tokenize(TEXTS, 32)
+    cache = HiddenCache(base, ids, upto=1)
+    rows = [0, 3, 11, 19]
+    with torch.no_grad():
+        cached = _forward(adapter, cache, 1, rows)
+        input_ids, mask = base.pad([ids[i] for i in rows])
+        from reft_core.heads import pool
+        full = adapter.head(pool(run_full(base, input_ids, mask, Edits([(adapter, None)], mask)), mask, "last"))
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_spills_to_disk_past_its_memory_budget(tokenizer):
+    base = make_base("bert", tokenizer)
+    ids = base.tokenize(TEXTS, 32)
+    in_memory = HiddenCache(base, ids, upto=2)
+    on_disk = HiddenCache(base, ids, upto=2, budget_bytes=0)
+    assert isinstance(on_disk.store, np.memmap) and not isinstance(in_memory.store, np.memmap)
+    for a, b in zip(in_memory.batch([1, 5, 7]), on_disk.batch([1, 5, 7])):
+        assert torch.equal(a, b)
+
+
+def test_held_out_split_is_stratified():
+    targets = torch.tensor([0] * 20 + [1] * 10 + [2] * 2)
+    train_rows, held = split_held_out(targets, 0.2, seed=0)
+    assert sorted(train_rows + held) == list(range(32))
+    held_labels = targets[held].tolist()
+    assert held_labels.count(0) == 4 and held_labels.count(1) == 2 and held_labels.count(2) == 1
+
+
+def test_metrics_cover_accuracy_macro_f1_per_label_and_confusion(tokenizer):
+    base = make_base("roberta", tokenizer)
+    adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)
+    m = adapter.metrics
+    assert {"accuracy", "macro_f1", "per_label", "confusion", "loss_curve", "n_train", "n_eval", "params"} <= set(m)
+    assert set(m["per_label"]) == {"neg", "pos"} and sum(map(sum, m["confusion"])) == m["n_eval"]
+    assert m["params"]["intervention"] == 2 * (2 * 4 * 32 + 4) and m["params"]["head"] == 2 * 32 + 2
+
+
+def test_multi_label_tunes_a_threshold_per_label_and_uses_it(tokenizer):
+    base = make_base("bert", tokenizer)
+    labels = [["pos", "fun"] if i % 3 == 0 else ["pos"] for i in range(10)] + [["neg"]] * 10
+    adapter = train(base, TEXTS, labels, ["neg", "pos", "fun"], multi_label=True, config=FAST)
+    assert len(adapter.thresholds) == 3 and "micro_f1" in adapter.metrics
+    adapter.config["thresholds"] = [0.0, 1.01, 0.0]
+    (pred,) = Tagger(base).predict(adapter, ["great fun"])
+    assert pred.labels == ["neg", "fun"] and len(pred.scores) == 3
+
+
+def test_minilm_adapter_learns_sentiment(minilm):
+    adapter = train(minilm, TEXTS * 3, LABELS * 3, ["neg", "pos"], config={"epochs": 4, "batch_size": 8})
+    preds = Tagger(minilm).predict(adapter, ["an absolutely wonderful film", "a boring , awful mess"])
+    assert [p.labels for p in preds] == [["pos"], ["neg"]]
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"rnak": 4}, "rnak"), ({"rank": 0}, "rank"), ({"positions": "first1"}, "positions"),
+    ({"intervention": "lora"}, "intervention"), ({"layers": [1, 1]}, "layers"), ({"lr": -1}, "lr"),
+])
+def test_bad_config_is_rejected_naming_the_option(overrides, field):
+    with pytest.raises(ReftConfigError) as err:
+        TrainConfig.from_dict(overrides)
+    assert err.value.field == field and field in str(err.value)
+
+
+def test_layer_beyond_the_model_is_rejected(tokenizer):
+    base = make_base("bert", tokenizer)
+    with pytest.raises(ReftConfigError, match="layers"):
+        train(base, TEXTS, LABELS, ["neg", "pos"], config={"layers": [9]})
+
+
+def test_unknown_training_label_is_named(tokenizer):
+    base = make_base("bert", tokenizer)
+    with pytest.raises(ValueError, match="meh"):
+        train(base, TEXTS, LABELS[:-1] + ["meh"], ["neg", "pos"], config=FAST)
