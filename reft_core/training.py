@@ -22,7 +22,7 @@ from .base import Base
 from .config import ReftConfigError, TrainConfig
 from .heads import default_pooling, pool, scores_from_logits
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
-from .stack import Edits, encode_prefix, run_from
+from .stack import Edits, encode_prefix, run_from, run_full
 
 Progress = Callable[[dict[str, Any]], None]
 CACHE_BUDGET_BYTES = int(os.environ.get("REFT_CACHE_BUDGET_BYTES", 2 * 1024**3))
@@ -108,9 +108,23 @@ def length_batches(lengths: Sequence[int], rows: Sequence[int], batch_size: int,
     return batches
 
 
-def _forward(adapter: Adapter, cache: HiddenCache, start: int, rows: Sequence[int]) -> torch.Tensor:
+class NoCache:
+    """The uncached way (pyreft's): every step runs the whole model. For benchmarks."""
+
+    def __init__(self, base: Base, ids: list[list[int]]):
+        self.base, self.ids = base, ids
+
+    def batch(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return (*self.base.pad([self.ids[i] for i in rows]), None)
+
+
+def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: Sequence[int]) -> torch.Tensor:
     input_ids, mask, hidden = cache.batch(rows)
-    last = run_from(cache.base, hidden, start, input_ids, mask, Edits([(adapter, None)], mask))
+    edits = Edits([(adapter, None)], mask)
+    if hidden is None:
+        last = run_full(cache.base, input_ids, mask, edits)
+    else:
+        last = run_from(cache.base, hidden, start, input_ids, mask, edits)
     return adapter.head(pool(last, mask, adapter.pooling).float())
 
 
@@ -129,8 +143,12 @@ def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict
 
 
 def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[str], multi_label: bool = False,
-          config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None) -> Adapter:
-    """Train an adapter; its `metrics` are measured on a held-out split of the examples."""
+          config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
+          cache_prefix: bool = True) -> Adapter:
+    """Train an adapter; its `metrics` are measured on a held-out split of the examples.
+
+    `cache_prefix=False` recomputes the frozen lower layers every step (for comparison only).
+    """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     cfg.validate()
@@ -153,7 +171,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     ids = base.tokenize(texts, cfg.max_length)
     lengths = [len(row) for row in ids]
     start = layers[0]
-    cache = HiddenCache(base, ids, upto=start)
+    cache = HiddenCache(base, ids, upto=start) if cache_prefix else NoCache(base, ids)
 
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)

@@ -116,3 +116,12 @@ def test_unknown_training_label_is_named(tokenizer):
     base = make_base("bert", tokenizer)
     with pytest.raises(ValueError, match="meh"):
         train(base, TEXTS, LABELS[:-1] + ["meh"], ["neg", "pos"], config=FAST)
+
+
+def test_cached_and_uncached_training_reach_the_same_adapter(tokenizer):
+    base = make_base("bert", tokenizer)
+    config = {**FAST, "epochs": 2, "dropout": 0.0}
+    cached = train(base, TEXTS, LABELS, ["neg", "pos"], config=config).state_dict()
+    uncached = train(base, TEXTS, LABELS, ["neg", "pos"], config=config, cache_prefix=False).state_dict()
+    for key in cached:
+        torch.testing.assert_close(cached[key], uncached[key], atol=1e-4, rtol=1e-4)
