@@ -5,8 +5,17 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Flask
+from werkzeug.routing import BaseConverter
 
 from store.settings import Settings, get_settings
+
+
+class IdConverter(BaseConverter):
+    """Object ids in paths (`ls_…`, `job_…`): anything else is a 404 before it reaches the
+    database (which may refuse it: PostgreSQL text cannot hold NUL)."""
+
+    regex = r"[A-Za-z0-9_\-]{1,64}"
+    part_isolating = True
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -16,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["REFTAG_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.url_map.converters["id"] = IdConverter
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     logging.getLogger("reftag").setLevel(logging.INFO)

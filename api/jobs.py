@@ -56,14 +56,14 @@ def create_job():
     return job_json(job), 202
 
 
-@bp.get("/<job_id>")
+@bp.get("/<id:job_id>")
 @operation("Get a job (train or tag)", tag="jobs", responses={200: JobOut}, errors=(404,))
 def get_job(job_id: str):
     with transaction() as session:
         return job_json(catalog.get_job(session, g.tenant_id, job_id))
 
 
-@bp.get("/<job_id>/results")
+@bp.get("/<id:job_id>/results")
 @operation("Read a job's results", tag="jobs", query=ResultsQuery, responses={200: ResultsPageOut},
            response_media={media: f"?format={name}: every result" for name, (media, _) in formats.RESULT_WRITERS.items()},
            errors=(404,))
@@ -89,7 +89,7 @@ def export_results(job_id: str, format_name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{job_id}.{format_name}"'})
 
 
-@bp.post("/<job_id>/cancel")
+@bp.post("/<id:job_id>/cancel")
 @operation("Cancel a job", tag="jobs", responses={202: JobOut}, errors=(404, 409))
 def cancel_job(job_id: str):
     """Workers take no new chunks of a cancelled job; results already written stay readable.

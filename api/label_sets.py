@@ -50,14 +50,14 @@ def list_label_sets():
         return {"label_sets": [label_set_json(view) for view in catalog.list_label_sets(session, g.tenant_id)]}
 
 
-@bp.get("/<label_set_id>")
+@bp.get("/<id:label_set_id>")
 @operation("Get a label set", tag="label sets", responses={200: LabelSetOut}, errors=(404,))
 def get_label_set(label_set_id: str):
     with transaction() as session:
         return label_set_json(catalog.get_label_set(session, g.tenant_id, label_set_id))
 
 
-@bp.post("/<label_set_id>/examples")
+@bp.post("/<id:label_set_id>/examples")
 @operation("Add labelled examples", tag="label sets", body=ExamplesUpload, responses={201: ExamplesAddedOut},
            body_media=formats.EXAMPLE_MEDIA, errors=(404, 415))
 def add_examples(label_set_id: str):
@@ -70,7 +70,7 @@ def add_examples(label_set_id: str):
     return {"added": added.added, "duplicates": added.duplicates, "rejected": added.rejected}, 201
 
 
-@bp.post("/<label_set_id>/train")
+@bp.post("/<id:label_set_id>/train")
 @operation("Train a new adapter version", tag="label sets", body=TrainRequest, responses={202: JobOut},
            errors=(404, 409, 503))
 def train(label_set_id: str):
@@ -85,7 +85,7 @@ def train(label_set_id: str):
     return job_json(job), 202
 
 
-@bp.get("/<label_set_id>/adapters")
+@bp.get("/<id:label_set_id>/adapters")
 @operation("List adapter versions", tag="adapters", responses={200: AdapterList}, errors=(404,))
 def list_adapters(label_set_id: str):
     with transaction() as session:
@@ -94,7 +94,7 @@ def list_adapters(label_set_id: str):
         return {"adapters": [adapter_json(a) for a in adapters], "active_version": active}
 
 
-@bp.post("/<label_set_id>/adapters/<int(max=2147483647):version>/activate")
+@bp.post("/<id:label_set_id>/adapters/<int(max=2147483647):version>/activate")
 @operation("Activate an adapter version (promote or roll back)", tag="adapters", responses={200: AdapterOut},
            errors=(404,))
 def activate_adapter(label_set_id: str, version: int):

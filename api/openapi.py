@@ -18,6 +18,10 @@ from . import schemas
 
 JSON = "application/json"
 PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+PATH_SCHEMAS = {
+    "int": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "id": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,64}$"},
+}
 ERROR_TEXT = {
     400: "Malformed JSON, CSV or JSONL",
     401: "Missing, unknown or revoked API key",
@@ -105,8 +109,7 @@ def _operation(rule: Any, spec: dict[str, Any], refs: dict[Any, Any]) -> dict[st
                           "operationId": rule.endpoint.replace(".", "_")}
     if spec["doc"]:
         op["description"] = spec["doc"]
-    params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "integer", "minimum": 0} if converter == "int" else {"type": "string"}}
+    params = [{"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(converter, {"type": "string"})}
               for converter, name in PARAM.findall(rule.rule)]
     if spec["query"]:
         query_schema = spec["query"].model_json_schema()

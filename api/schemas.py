@@ -60,17 +60,28 @@ def json_depth(value: Any) -> int:
     return 0
 
 
+def json_strings(value: Any) -> Any:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield key
+            yield from json_strings(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from json_strings(child)
+
+
 def storable_meta(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    try:
-        encoded = json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError("invalid_unicode", "meta holds a string that is not valid Unicode") from None
-    if len(encoded) > MAX_META_BYTES:
-        raise PydanticCustomError("meta_too_large", f"meta is larger than {MAX_META_BYTES} bytes as JSON")
     if json_depth(value) > 8:
         raise PydanticCustomError("meta_too_deep", "meta is nested deeper than 8 levels")
+    for text in json_strings(value):
+        storable(text)
+    if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_META_BYTES:
+        raise PydanticCustomError("meta_too_large", f"meta is larger than {MAX_META_BYTES} bytes as JSON")
     return value
 
 

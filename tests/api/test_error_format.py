@@ -104,3 +104,18 @@ def test_integers_beyond_the_database_range_are_refused_not_crashed(client, auth
     job = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [{"text": "a"}]}).get_json()
     response = client.get(f"/v1/jobs/{job['id']}/results?cursor={encode_cursor(huge)}", headers=auth)
     assert_error(response, 422, "invalid_cursor")
+
+
+def test_nul_in_item_meta_is_422(client, auth, make_label_set, add_adapter, count_rows):
+    ls = make_label_set()
+    add_adapter(ls["id"])
+    response = client.post("/v1/jobs", headers={**auth, "Content-Type": "application/json"},
+                           data='{"label_set_id": "%s", "items": [{"text": "a", "meta": {"k": ["x\\u0000"]}}]}' % ls["id"])
+    error = assert_error(response, 422, "invalid_request")
+    assert error["details"][0]["pointer"] == "/items/0/meta"
+    assert count_rows(Job) == 0
+
+
+def test_ids_that_cannot_be_ids_are_404_before_the_database(client, auth):
+    for url in ["/v1/label-sets/a%00b", "/v1/jobs/%F0%9F%92%A5", "/v1/jobs/" + "x" * 65]:
+        assert_error(client.get(url, headers=auth), 404, "not_found")
