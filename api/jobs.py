@@ -69,8 +69,9 @@ def get_job(job_id: str):
            errors=(404,))
 def job_results(job_id: str):
     """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
-    until it is null. `?format=jsonl|csv` streams every result instead. A running job's
-    results are the ones written so far: read the pages once the job has finished."""
+    until it is null (only once the job has finished and every result was returned; a
+    running job's page stops at the first item not tagged yet). `?format=jsonl|csv`
+    streams every result instead."""
     query = parse_query(ResultsQuery)
     if query.format != "json":
         return export_results(job_id, query.format)

@@ -16,6 +16,7 @@ import json
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import delete, func, insert, select, update
@@ -431,11 +432,12 @@ class ResultsPage:
 
 
 def encode_cursor(position: int) -> str:
+    """Opaque cursor for "results from `position` on"."""
     return base64.urlsafe_b64encode(f"p{position}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    """The last position a page returned; any string we did not make is Invalid."""
+    """The first position the next page starts at; any string we did not make is Invalid."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if text[:1] != "p" or not text[1:].isdigit() or len(text) > 12:
@@ -447,25 +449,35 @@ def decode_cursor(cursor: str) -> int:
 
 
 def results_page(session: Session, tenant_id: str, job_id: str, cursor: str | None, limit: int) -> ResultsPage:
-    """Results written so far, in submission order, `limit` at a time after `cursor`."""
+    """Up to `limit` results in submission order, from `cursor` on.
+
+    While the job is unfinished, chunks may complete out of order, so a page stops at the first
+    position that has no result yet and `next_cursor` points there: paging a running job never
+    skips a result. `next_cursor` is None only once the job has finished and every result has
+    been returned (a cancelled job's unwritten items are skipped then)."""
     job = get_job(session, tenant_id, job_id)
-    after = decode_cursor(cursor) if cursor else -1
+    finished = job.status in TERMINAL_STATUSES  # read before the rows: a result written later is not missed
+    start = decode_cursor(cursor) if cursor else 0
     rows = list(session.scalars(
-        select(Result).where(Result.job_id == job.id, Result.position > after)
+        select(Result).where(Result.job_id == job.id, Result.position >= start)
         .order_by(Result.position).limit(limit + 1)
     ))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ResultsPage(rows, encode_cursor(rows[-1].position) if more else None)
+    if not finished:
+        contiguous = [row for offset, row in takewhile(lambda pair: pair[1].position == start + pair[0],
+                                                       enumerate(rows))]
+        page = contiguous[:limit]
+        return ResultsPage(page, encode_cursor(start + len(page)))
+    page = rows[:limit]
+    return ResultsPage(page, encode_cursor(page[-1].position + 1) if len(rows) > limit else None)
 
 
 def iter_results(session_scope: Any, tenant_id: str, job_id: str, batch: int = 1000) -> Iterable[Result]:
-    """Every result of a job, reading `batch` rows per short transaction (for streaming)."""
+    """Every result written so far, reading `batch` rows per short transaction (for streaming)."""
     cursor = None
     while True:
         with session_scope() as session:
             page = results_page(session, tenant_id, job_id, cursor, batch)
         yield from page.results
-        if page.next_cursor is None:
+        if page.next_cursor is None or not page.results:
             return
         cursor = page.next_cursor

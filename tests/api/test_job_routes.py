@@ -160,34 +160,59 @@ def test_idempotency_keys_are_per_tenant(client, make_tenant, make_label_set, ad
     assert a.status_code == b.status_code == 202 and a.get_json()["id"] != b.get_json()["id"]
 
 
-def write_results(db, job_id, n, labels=("billing", "other")):
+def write_results(db, job_id, positions, labels=("billing", "other"), status=None):
+    """Results as a worker writes them (data setup; the API only reads these rows)."""
     with db() as session:
-        for i in range(n):
+        for i in positions:
             session.add(Result(job_id=job_id, position=i, item_id=f"t-{i}", labels=[labels[i % 2]],
                                scores={labels[0]: 0.9 if i % 2 == 0 else 0.1, labels[1]: 0.1 if i % 2 == 0 else 0.9},
                                needs_review=False, adapter_version=1))
-        session.get(Job, job_id).done = n
+        job = session.get(Job, job_id)
+        job.done += len(positions)
+        job.status = status or job.status
+
+
+def read_pages(client, auth, job_id, limit, cursor=None, max_pages=20):
+    pages = []
+    while len(pages) < max_pages:
+        page = client.get(f"/v1/jobs/{job_id}/results?limit={limit}" + (f"&cursor={cursor}" if cursor else ""),
+                          headers=auth).get_json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None or not page["results"]:
+            break
+    return pages
 
 
 def test_results_are_paged_in_submission_order(client, auth, make_label_set, add_adapter, db):
     ls = make_label_set(labels=("billing", "other"))
     add_adapter(ls["id"])
     job = submit(client, auth, ls["id"], [{"id": f"t-{i}", "text": f"x{i}"} for i in range(7)]).get_json()
-    write_results(db, job["id"], 7)
-    seen, cursor, pages = [], None, 0
-    while True:
-        page = client.get(f"/v1/jobs/{job['id']}/results?limit=3" + (f"&cursor={cursor}" if cursor else ""),
-                          headers=auth).get_json()
-        seen += page["results"]
-        pages += 1
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert pages == 3
+    write_results(db, job["id"], range(7), status="succeeded")
+    pages = read_pages(client, auth, job["id"], limit=3)
+    assert [len(p["results"]) for p in pages] == [3, 3, 1] and pages[-1]["next_cursor"] is None
+    seen = [r for p in pages for r in p["results"]]
     assert [r["item_id"] for r in seen] == [f"t-{i}" for i in range(7)]
     assert seen[0] == {"item_id": "t-0", "labels": ["billing"], "scores": {"billing": 0.9, "other": 0.1},
                        "needs_review": False, "adapter_version": 1, "error": None}
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json()["progress"]["done"] == 7
+
+
+def test_paging_a_running_job_never_skips_a_result(client, auth, make_label_set, add_adapter, db):
+    ls = make_label_set(labels=("billing", "other"))
+    add_adapter(ls["id"])
+    job = submit(client, auth, ls["id"], [{"id": f"t-{i}", "text": f"x{i}"} for i in range(6)]).get_json()
+    write_results(db, job["id"], [0, 1, 4, 5], status="running")  # chunk 2-3 not written yet
+    pages = read_pages(client, auth, job["id"], limit=10)
+    assert [r["item_id"] for r in pages[0]["results"]] == ["t-0", "t-1"]
+    cursor = pages[0]["next_cursor"]
+    assert cursor is not None  # more will come: the job is still running
+    assert client.get(f"/v1/jobs/{job['id']}/results?cursor={cursor}", headers=auth).get_json() == {
+        "results": [], "next_cursor": cursor}
+    write_results(db, job["id"], [2, 3], status="succeeded")
+    rest = read_pages(client, auth, job["id"], limit=10, cursor=cursor)
+    assert [r["item_id"] for p in rest for r in p["results"]] == ["t-2", "t-3", "t-4", "t-5"]
+    assert rest[-1]["next_cursor"] is None
 
 
 def test_bad_cursor_and_limit_are_rejected(client, auth, make_label_set, add_adapter):
@@ -204,7 +229,7 @@ def test_results_stream_as_jsonl_and_csv(client, auth, make_label_set, add_adapt
     ls = make_label_set(labels=("billing", "other"))
     add_adapter(ls["id"])
     job = submit(client, auth, ls["id"], [{"id": f"t-{i}", "text": f"x{i}"} for i in range(3)]).get_json()
-    write_results(db, job["id"], 3)
+    write_results(db, job["id"], range(3), status="succeeded")
     jsonl = client.get(f"/v1/jobs/{job['id']}/results?format=jsonl", headers=auth)
     assert jsonl.status_code == 200 and jsonl.mimetype == "application/x-ndjson"
     import json
@@ -219,11 +244,12 @@ def test_cancel_marks_the_job_cancelled_and_keeps_results(client, auth, make_lab
     ls = make_label_set(labels=("billing", "other"))
     add_adapter(ls["id"])
     job = submit(client, auth, ls["id"], [{"text": f"x{i}"} for i in range(4)]).get_json()
-    write_results(db, job["id"], 2)
+    write_results(db, job["id"], [0, 1], status="running")
     response = client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
     assert response.status_code == 202
     assert response.get_json()["status"] == "cancelled" and response.get_json()["finished_at"] is not None
-    assert len(client.get(f"/v1/jobs/{job['id']}/results", headers=auth).get_json()["results"]) == 2
+    page = client.get(f"/v1/jobs/{job['id']}/results", headers=auth).get_json()
+    assert len(page["results"]) == 2 and page["next_cursor"] is None
     again = client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "job_finished"
 
