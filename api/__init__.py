@@ -9,6 +9,8 @@ from werkzeug.routing import BaseConverter
 
 from store.settings import Settings, get_settings
 
+from . import auth, cli, db, errors, jobs, label_sets, meta, predict
+
 
 class IdConverter(BaseConverter):
     """Object ids in paths (`ls_…`, `job_…`): anything else is a 404 before it reaches the
@@ -19,8 +21,6 @@ class IdConverter(BaseConverter):
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import auth, cli, db, errors, jobs, label_sets, meta, predict
-
     settings = settings or get_settings()
     app = Flask(__name__, static_folder=None)
     app.config["REFTAG_SETTINGS"] = settings
