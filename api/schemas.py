@@ -459,10 +459,21 @@ def adapter_json(adapter: Adapter) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+def job_progress(job: Job) -> Progress:
+    """Tag jobs count items; train jobs count optimizer steps, as the trainer reports them
+    (early stopping may end before the last planned step: a succeeded job shows done = total)."""
+    if job.type == "train":
+        detail = job.detail or {}
+        total = int(detail.get("total_steps") or 0)
+        done = total if job.status == "succeeded" else min(int(detail.get("step") or 0), total)
+        return Progress(total=total, done=done, failed=0)
+    return Progress(total=job.total, done=job.done, failed=job.failed)
+
+
 def job_json(job: Job) -> dict[str, Any]:
     return JobOut(
         id=job.id, type=job.type, status=job.status, label_set_id=job.label_set_id,
-        adapter_version=job.adapter_version, progress=Progress(total=job.total, done=job.done, failed=job.failed),
+        adapter_version=job.adapter_version, progress=job_progress(job),
         created_at=iso(job.created_at), started_at=iso(job.started_at), finished_at=iso(job.finished_at),
         error=job.error, metrics=job.metrics, detail=job.detail or {},
     ).model_dump(mode="json")

@@ -330,8 +330,9 @@ def create_train_job(
         raise Invalid(f"too few examples to train: {min_examples_per_label} per label are needed; {listing}",
                       [{"label": name, "examples": n, "needed": min_examples_per_label} for name, n in short.items()],
                       code="too_few_examples")
+    examples = session.scalar(select(func.count()).select_from(Example).where(Example.label_set_id == label_set.id))
     job = Job(tenant_id=tenant_id, type="train", label_set_id=label_set.id,
-              config={**(label_set.config or {}), **config}, total=sum(counts.values()))
+              config={**(label_set.config or {}), **config}, total=examples)
     session.add(job)
     session.flush()
     return job

@@ -15,7 +15,7 @@ def test_train_queues_a_job_and_enqueues_it(client, auth, make_label_set, clean_
     assert response.status_code == 202
     job = response.get_json()
     assert job["type"] == "train" and job["status"] == "queued" and job["label_set_id"] == ls["id"]
-    assert job["progress"] == {"total": 9, "done": 0, "failed": 0}
+    assert job["progress"] == {"total": 0, "done": 0, "failed": 0} and job["adapter_version"] is None
     assert clean_redis.queued_tasks("train") == [{"task": "reftag.train_adapter", "args": [job["id"]]}]
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json() == job
     with db() as session:
@@ -76,3 +76,20 @@ def test_second_train_while_one_is_queued_is_a_conflict(client, auth, make_label
 def test_training_an_unknown_label_set_is_404(client, auth):
     response = client.post("/v1/label-sets/ls_nope/train", headers=auth, json={})
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_train_progress_counts_the_trainers_steps(client, auth, make_label_set, db):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    job_id = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()["id"]
+    with db() as session:
+        job = session.get(Job, job_id)
+        job.status, job.detail = "running", {"step": 30, "total_steps": 120, "epoch": 2, "epochs": 10, "loss": 0.4}
+    body = client.get(f"/v1/jobs/{job_id}", headers=auth).get_json()
+    assert body["progress"] == {"total": 120, "done": 30, "failed": 0} and body["detail"]["epoch"] == 2
+    with db() as session:
+        job = session.get(Job, job_id)
+        job.status, job.adapter_version, job.metrics = "succeeded", 1, {"accuracy": 0.9}
+    body = client.get(f"/v1/jobs/{job_id}", headers=auth).get_json()
+    assert body["progress"] == {"total": 120, "done": 120, "failed": 0}  # early stopping ends before the plan
+    assert body["adapter_version"] == 1 and body["metrics"] == {"accuracy": 0.9}
