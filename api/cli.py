@@ -1,15 +1,13 @@
 """`flask --app api reftag ...`: tenants and API keys, and the bootstrap `make run` calls."""
 from __future__ import annotations
 
-import os
-
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from store import catalog
 from store.migrate import upgrade
-from store.settings import ROOT
+from store.settings import ROOT, get_settings
 
 from .db import transaction
 
@@ -72,7 +70,7 @@ def bootstrap_command() -> None:
     development key (printed, and kept in var/dev-api-key) if it has none. Safe to rerun."""
     settings = current_app.config["REFTAG_SETTINGS"]
     upgrade(settings.database_url)
-    bootstrap_key = os.environ.get("REFTAG_API_KEY") or settings.bootstrap_api_key
+    bootstrap_key = get_settings().bootstrap_api_key  # REFTAG_API_KEY as it is now
     try:
         with transaction() as session:
             tenant = catalog.ensure_tenant(session, DEFAULT_TENANT)
