@@ -17,8 +17,8 @@ def require_tenant() -> None:
         raise ApiError(401, "unauthorized", "send `Authorization: Bearer <api key>`",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag"'})
     with transaction() as session:
-        tenant = catalog.tenant_for_key(session, raw_key)
-    if tenant is None:
+        tenant_id = catalog.tenant_id_for_key(session, raw_key)
+    if tenant_id is None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag", error="invalid_token"'})
-    g.tenant_id = tenant.id
+    g.tenant_id = tenant_id

@@ -80,7 +80,7 @@ def bootstrap_command() -> None:
                 return
             if catalog.live_key_count(session, tenant.id):
                 dev_key = DEV_KEY_FILE.read_text().strip() if DEV_KEY_FILE.exists() else None
-                if dev_key and catalog.tenant_for_key(session, dev_key):
+                if dev_key and catalog.tenant_id_for_key(session, dev_key):
                     click.echo(f"dev API key: {dev_key}")
                 else:
                     click.echo("tenant `default` already has API keys")

@@ -126,15 +126,16 @@ def revoke_api_key(session: Session, prefix: str) -> ApiKey:
     return keys[0]
 
 
-def tenant_for_key(session: Session, raw_key: str) -> Tenant | None:
-    """The tenant a live key belongs to, or None (unknown or revoked key)."""
+def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
+    """The id of the tenant a live key belongs to, or None (unknown or revoked key). Runs on
+    every request, so it reads one indexed row and no ORM entity."""
     digest = hash_key(raw_key)
     row = session.execute(
-        select(ApiKey.key_hash, ApiKey.revoked_at, Tenant).join(Tenant).where(ApiKey.key_hash == digest)
+        select(ApiKey.tenant_id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
     ).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return row.Tenant
+    return row.tenant_id
 
 
 # --- label sets -------------------------------------------------------------------------------
