@@ -15,7 +15,7 @@ import redis.exceptions
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from store.catalog import CatalogError, Conflict, Invalid, NotFound
+from store.catalog import MAX_DETAILS, CatalogError, Conflict, Invalid, NotFound
 
 log = logging.getLogger("reftag.api")
 
@@ -79,9 +79,10 @@ def validation_error(error: pydantic.ValidationError, prefix: tuple[Any, ...] = 
 
 
 def invalid(details: list[dict[str, Any]], code: str = "invalid_request") -> ApiError:
+    """422 listing the problems: the first few in the message, at most MAX_DETAILS in details."""
     shown = "; ".join(f"{d.get('pointer') or '/'}: {d['message']}" for d in details[:5])
     more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
-    return ApiError(422, code, f"{len(details)} invalid field(s): {shown}{more}", details)
+    return ApiError(422, code, f"{len(details)} invalid field(s): {shown}{more}", details[:MAX_DETAILS])
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,

@@ -28,6 +28,7 @@ from .models import Adapter, ApiKey, Chunk, Example, Job, JobItem, Label, LabelS
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 KEY_PREFIX = "rt_"
+MAX_DETAILS = 100  # problems listed in one error; the message gives the full count
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -165,7 +166,11 @@ def create_label_set(
     label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {})
     label_set.labels = [Label(name=n, description=d, position=i) for i, (n, d) in enumerate(labels)]
     session.add(label_set)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request created the same name first
+        raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}],
+                       code="label_set_exists") from None
     return LabelSetView(label_set, 0, None)
 
 
@@ -234,9 +239,11 @@ def add_examples(
                 problems.append({"pointer": pointer, "message": f"unknown label {name!r}", "label": name})
     if problems:
         unknown = sorted({p["label"] for p in problems if "label" in p})
-        named = f"; unknown labels: {', '.join(map(repr, unknown))}" if unknown else ""
-        raise Invalid(f"{len(problems)} example(s) rejected{named} (known: {', '.join(sorted(known))})",
-                      problems, code="invalid_examples")
+        named = f"; unknown labels: {', '.join(map(repr, unknown[:20]))}" if unknown else ""
+        listed = f", the first {MAX_DETAILS} listed" if len(problems) > MAX_DETAILS else ""
+        raise Invalid(f"{len(problems)} problem(s) in the examples{listed}, nothing was stored{named} "
+                      f"(the set's labels: {', '.join(label.name for label in label_set.labels[:50])})",
+                      problems[:MAX_DETAILS], code="invalid_examples")
 
     by_hash: dict[str, tuple[str, list[str]]] = {}
     for text, names in examples:
@@ -249,7 +256,12 @@ def add_examples(
     rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "created_at": utcnow()}
             for h, (text, names) in by_hash.items() if h not in existing]
     if rows:
-        session.execute(insert(Example), rows)
+        try:
+            session.execute(insert(Example), rows)
+        except IntegrityError:  # a concurrent upload stored some of the same texts first
+            raise Conflict("another upload to this label set stored some of these texts at the same time; "
+                           "send the request again (texts already stored count as duplicates)",
+                           code="concurrent_upload") from None
     return ExamplesAdded(added=len(rows), duplicates=len(examples) - len(rows))
 
 

@@ -149,3 +149,11 @@ def test_label_studio_format_is_not_accepted_yet(client, auth, make_label_set):
     response = client.post(examples_url(ls) + "?format=label_studio", headers=auth, data="[]")
     assert response.status_code == 415
     assert response.get_json()["error"]["code"] == "unsupported_format"
+
+
+def test_a_whole_upload_of_bad_rows_lists_at_most_100_and_counts_all(client, auth, make_label_set, count_rows):
+    ls = make_label_set()
+    rows = [{"text": f"t{i}", "label": "nope"} for i in range(500)]
+    error = client.post(examples_url(ls), headers=auth, json={"examples": rows}).get_json()["error"]
+    assert error["message"].startswith("500 problem(s)") and len(error["details"]) == 100
+    assert count_rows(Example) == 0
