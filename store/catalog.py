@@ -174,8 +174,11 @@ def create_label_set(
     return LabelSetView(label_set, 0, None)
 
 
-def label_set_row(session: Session, tenant_id: str, label_set_id: str) -> LabelSet:
-    label_set = session.scalar(select(LabelSet).where(LabelSet.id == label_set_id, LabelSet.tenant_id == tenant_id))
+def label_set_row(session: Session, tenant_id: str, label_set_id: str, lock: bool = False) -> LabelSet:
+    """The tenant's label set or NotFound; `lock` holds its row until commit (PostgreSQL; SQLite
+    transactions here are serialized anyway) so that checks made under it stay true."""
+    query = select(LabelSet).where(LabelSet.id == label_set_id, LabelSet.tenant_id == tenant_id)
+    label_set = session.scalar(query.with_for_update() if lock else query)
     if label_set is None:
         raise NotFound(f"label set {label_set_id!r} not found")
     return label_set
@@ -330,7 +333,7 @@ def create_train_job(
     """A queued train job. Its `config` is the label set's overrides with the request's on top,
     so the worker reads one dict. Refuses while another train job of the set is unfinished,
     and when any label has fewer than `min_examples_per_label` examples."""
-    label_set = label_set_row(session, tenant_id, label_set_id)
+    label_set = label_set_row(session, tenant_id, label_set_id, lock=True)
     busy = session.scalar(select(Job.id).where(
         Job.label_set_id == label_set.id, Job.type == "train", Job.status.in_(ACTIVE_STATUSES)))
     if busy:

@@ -93,3 +93,19 @@ def test_train_progress_counts_the_trainers_steps(client, auth, make_label_set, 
     body = client.get(f"/v1/jobs/{job_id}", headers=auth).get_json()
     assert body["progress"] == {"total": 120, "done": 120, "failed": 0}  # early stopping ends before the plan
     assert body["adapter_version"] == 1 and body["metrics"] == {"accuracy": 0.9}
+
+
+def test_concurrent_train_requests_start_one_job(app, auth, make_label_set, count_rows, clean_redis):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = app.test_client()
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+
+    def post(_):
+        return app.test_client().post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(post, range(4)))
+    assert statuses == [202, 409, 409, 409]
+    assert count_rows(Job) == 1 and clean_redis.queue_length("train") == 1
