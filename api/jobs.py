@@ -66,7 +66,7 @@ def get_job(job_id: str):
 @bp.get("/<id:job_id>/results")
 @operation("Read a job's results", tag="jobs", query=ResultsQuery, responses={200: ResultsPageOut},
            response_media={media: f"?format={name}: every result" for name, (media, _) in formats.RESULT_WRITERS.items()},
-           errors=(404,))
+           errors=(404, 422))
 def job_results(job_id: str):
     """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
     until it is null (only once the job has finished and every result was returned; a
