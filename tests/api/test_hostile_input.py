@@ -63,15 +63,15 @@ def endpoints(client, auth, make_label_set, add_adapter):
     add_adapter(ls["id"])
     lid = ls["id"]
     return [
-        ("post", "/v1/label-sets", {"name": "n", "multi_label": False,
+        ("post", "/v1/label-sets", "/v1/label-sets", {"name": "n", "multi_label": False,
                                      "labels": [{"name": "a", "description": "d"}, {"name": "b"}],
                                      "config": {"rank": 4, "layers": [1, 2], "positions": "f1+l1", "lr": 0.01}}),
-        ("post", f"/v1/label-sets/{lid}/examples", {"examples": [{"text": "t", "label": "billing"},
+        ("post", "/v1/label-sets/{label_set_id}/examples", f"/v1/label-sets/{lid}/examples", {"examples": [{"text": "t", "label": "billing"},
                                                                  {"text": "u", "labels": ["other"]}]}),
-        ("post", f"/v1/label-sets/{lid}/train", {"config": {"epochs": 2, "intervention": "red", "dropout": 0.1}}),
-        ("post", "/v1/jobs", {"label_set_id": lid, "items": [{"id": "a", "text": "x", "meta": {"k": [1]}},
+        ("post", "/v1/label-sets/{label_set_id}/train", f"/v1/label-sets/{lid}/train", {"config": {"epochs": 2, "intervention": "red", "dropout": 0.1}}),
+        ("post", "/v1/jobs", "/v1/jobs", {"label_set_id": lid, "items": [{"id": "a", "text": "x", "meta": {"k": [1]}},
                                                             {"text": "y"}], "adapter_version": 1}),
-        ("post", "/v1/predict", {"label_set_id": lid, "items": [{"text": "x"}], "adapter_version": 1}),
+        ("post", "/v1/predict", "/v1/predict", {"label_set_id": lid, "items": [{"text": "x"}], "adapter_version": 1}),
     ]
 
 
@@ -84,16 +84,18 @@ def schema_for(method, url):
 
 def test_mutated_requests_never_cause_a_server_error(make_app, auth, endpoints):
     client = make_app(predict_timeout=0.05, max_text_chars=20_000).test_client()
+    documented = client.get("/openapi.json").get_json()["paths"]
     rng = random.Random(20261129)
     statuses = {}
     for case in range(1200):
-        method, url, valid = endpoints[case % len(endpoints)]
+        method, template, url, valid = endpoints[case % len(endpoints)]
         body = mutate(valid, rng)
         headers = {**auth, "Idempotency-Key": f"k{case}"} if url == "/v1/jobs" else auth
         response = getattr(client, method)(url, headers=headers, data=json.dumps(body),
                                            content_type="application/json")
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert response.status_code < 500 or response.status_code == 504, (url, body, response.get_json())
+        assert str(response.status_code) in documented[template][method]["responses"], (url, response.status_code)
         payload = response.get_json()
         if response.status_code >= 400:
             assert set(payload) == {"error"} and set(payload["error"]) == {"code", "message", "details"}
