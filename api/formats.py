@@ -42,7 +42,8 @@ def read_json(request: Request) -> Any:
 
 def read_jsonl(request: Request) -> dict[str, Any]:
     rows = []
-    for number, line in enumerate(request_text(request).splitlines(), start=1):
+    # split on "\n" only: str.splitlines() would also split inside texts holding U+2028 and friends
+    for number, line in enumerate(request_text(request).split("\n"), start=1):
         if not line.strip():
             continue
         try:

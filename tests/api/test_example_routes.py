@@ -157,3 +157,11 @@ def test_a_whole_upload_of_bad_rows_lists_at_most_100_and_counts_all(client, aut
     error = client.post(examples_url(ls), headers=auth, json={"examples": rows}).get_json()["error"]
     assert error["message"].startswith("500 problem(s)") and len(error["details"]) == 100
     assert count_rows(Example) == 0
+
+
+def test_jsonl_texts_may_hold_unicode_line_separators(client, auth, make_label_set, db):
+    ls = make_label_set()
+    body = json.dumps({"text": "one\u2028two\x85three", "label": "other"}, ensure_ascii=False) + "\r\n"
+    response = client.post(examples_url(ls) + "?format=jsonl", headers=auth, data=body.encode("utf-8"))
+    assert response.status_code == 201, response.get_json()
+    assert stored(db, ls["id"]) == {"one\u2028two\x85three": ["other"]}
