@@ -1,0 +1,65 @@
+"""Keeps bench/accuracy.py and bench/speed.py from rotting: every path of both, on a few rows.
+
+Numbers are not checked (a handful of rows, one epoch); shapes, keys and the tables are.
+Needs the shared data sets (`../shared/data`); skipped where they are absent.
+"""
+from __future__ import annotations
+
+import pytest
+
+from bench import accuracy, common, speed
+from bench.data import DATA_DIR
+
+pytestmark = pytest.mark.skipif(not (DATA_DIR / "sst2").is_dir(), reason=f"no shared data at {DATA_DIR}")
+
+
+@pytest.fixture(scope="module")
+def base():
+    from reft_core import load_base
+
+    return load_base(device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def out_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "OUT_DIR", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, methods", [("sst2", ["probe", "red"]), ("goemotions", ["probe", "loreft"])])
+def test_accuracy_methods_report_metrics_params_and_time(base, name, methods):
+    data = common.load_dataset(name, 32, 8)
+    results = {name: {m: accuracy.run_method(m, base, data, epochs=1) for m in methods}}
+    for r in results[name].values():
+        assert set(r["metrics"]) == ({"accuracy", "micro_f1", "macro_f1"} if data.multi_label else {"accuracy", "macro_f1"})
+        assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
+        assert r["params"]["head"] == (base.hidden_size + 1) * len(data.names) and r["train_seconds"] > 0
+    assert "probe" in accuracy.table(results) and len(accuracy.table(results).splitlines()) == 2 + len(methods)
+
+
+def test_accuracy_quick_flags():
+    args = accuracy.parse_args(["--quick", "--data", "sst2", "--methods", "probe"])
+    assert (args.train_rows, args.test_rows, args.epochs) == (200, 100, 1)
+    with pytest.raises(SystemExit):
+        accuracy.parse_args(["--methods", "nope"])
+
+
+def test_lora_and_full_baselines_train_what_they_should(base):
+    data = common.load_dataset("sst2", 16, 1)
+    tuned = common.finetune(base, "lora", data.train.texts, data.targets(data.train), 2, False, epochs=1)
+    # r=8 on query and value of 6 layers: 6 × 2 × 8 × (384 + 384); the head is 384 × 2 + 2
+    assert tuned.params == {"adapter": 6 * 2 * 8 * 768, "head": 770, "total": 6 * 2 * 8 * 768 + 770}
+    assert tuned.epochs_run == 1 and not any(p.requires_grad for p in base.model.parameters())
+    full = common.full_encoder(base)
+    assert sum(p.numel() for p in full.parameters() if p.requires_grad) == sum(p.numel() for p in base.model.parameters())
+
+
+def test_speed_parts_give_their_ratios(base, out_dir):
+    corpus = speed.mixed_corpus(12)
+    results = {"train": speed.part_train(base, 16, 1), "tag": speed.part_tag(base, corpus, repeats=1),
+               "mixed": speed.part_mixed(base, corpus[:6], n_adapters=2, repeats=1),
+               "memory": speed.part_memory(base, n_adapters=3, n_texts=4)}
+    assert set(results["train"]["seconds"]) == {"loreft_cached", "loreft_uncached", "lora_r8"}
+    assert all(v > 0 for r in ("train", "tag", "mixed") for v in results[r]["ratios"].values())
+    assert results["memory"]["adapters"] == 3
+    assert len(speed.table(results).splitlines()) == 2 + sum(len(r["ratios"]) for r in results.values())
