@@ -34,7 +34,9 @@ def make_celery() -> Celery:
             TRAIN_ADAPTER: {"queue": "train"},
             TAG_CHUNK: {"queue": "tag"},
             PREDICT: {"queue": "predict"},
-            RECONCILE: {"queue": "tag"},
+            # Not behind a deep `tag` queue: a lost chunk is found while the rest of its job runs.
+            # `predict` holds only short tasks, so the reconciler runs on time.
+            RECONCILE: {"queue": "predict"},
         },
         # Fail fast when Redis is down so the API can answer 503 instead of hanging.
         broker_connection_timeout=2,

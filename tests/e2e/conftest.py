@@ -9,6 +9,7 @@ break things (kill a worker, restart Redis) get the processes as objects: `stack
 from __future__ import annotations
 
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -177,6 +178,45 @@ class Stack:
         session.headers["Authorization"] = f"Bearer {self.api_key}"
         return session
 
+    def create_trained_label_set(self, data: "LabelledData", per_label: int, config: dict | None = None) -> tuple[str, dict]:
+        """A label set with `per_label` examples of each label and a trained adapter: (id, train job)."""
+        client, base = self.client(), self.base_url
+        created = client.post(f"{base}/v1/label-sets", json={
+            "name": f"e2e-{secrets.token_hex(4)}", "labels": [{"name": n} for n in data.label_names],
+        })
+        assert created.status_code == 201, created.text
+        label_set_id = created.json()["id"]
+        examples = [{"text": r["text"], "label": r["label"]} for r in data.balanced_train(per_label)]
+        added = client.post(f"{base}/v1/label-sets/{label_set_id}/examples", json={"examples": examples})
+        assert added.status_code == 201 and added.json()["added"] == len(examples), added.text
+        train = client.post(f"{base}/v1/label-sets/{label_set_id}/train", json={"config": config or {}})
+        assert train.status_code == 202, train.text
+        job = self.wait_for_job(train.json()["id"])
+        assert job["status"] == "succeeded", job
+        return label_set_id, job
+
+    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict:
+        """Poll a job over HTTP until it is succeeded, failed or cancelled; return it."""
+        client, deadline = self.client(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(f"{self.base_url}/v1/jobs/{job_id}", timeout=10).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+    def results(self, job_id: str, page_size: int = 200) -> list[dict]:
+        """Every result of a job, page by page through the cursor."""
+        client, results, cursor = self.client(), [], None
+        while True:
+            params = {"limit": page_size, **({"cursor": cursor} if cursor else {})}
+            page = client.get(f"{self.base_url}/v1/jobs/{job_id}/results", params=params, timeout=30)
+            assert page.status_code == 200, page.text
+            results += page.json()["results"]
+            cursor = page.json().get("next_cursor")
+            if not cursor:
+                return results
+
     def logs(self, lines: int = 30) -> str:
         processes = [p for p in [self.web, self.redis.process, *self.workers, *self.others] if p is not None]
         return "\n".join(f"----- {p.name} -----\n{p.tail(lines)}" for p in processes)
@@ -186,6 +226,38 @@ class Stack:
             if process is not None:
                 process.stop()
         self.redis.stop()
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+class LabelledData:
+    """One of ../shared/data/* (read in place, never copied into the repo)."""
+
+    def __init__(self, name: str) -> None:
+        folder = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / name
+        self.label_names: list[str] = json.loads((folder / "labels.json").read_text())
+        self.train = self._read(folder / "train.jsonl")
+        self.test = self._read(folder / "test.jsonl")
+
+    @staticmethod
+    def _read(path: Path) -> list[dict]:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def balanced_train(self, per_label: int) -> list[dict]:
+        """The first `per_label` training rows of each label, interleaved."""
+        by_label: dict[str, list[dict]] = {name: [] for name in self.label_names}
+        for row in self.train:
+            if len(by_label[row["label"]]) < per_label:
+                by_label[row["label"]].append(row)
+        return [row for group in zip(*by_label.values()) for row in group]
+
+
+@pytest.fixture(scope="session")
+def ag_news() -> LabelledData:
+    return LabelledData("ag_news")
+
 
 
 # --- databases ----------------------------------------------------------------------------------
@@ -246,24 +318,41 @@ def postgres_cluster():
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def e2e_database_url(request, tmp_path_factory):
-    """A fresh, empty database of each kind (the stack migrates it)."""
+def new_database(request, tmp_path_factory):
+    """Makes fresh, empty databases of one kind (a stack migrates its own)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('e2e-sqlite') / 'reftag.db'}"
+        return lambda: f"sqlite:///{tmp_path_factory.mktemp('e2e-sqlite') / 'reftag.db'}"
     cluster = request.getfixturevalue("postgres_cluster")
-    return cluster.create_database(f"reftag_e2e_{secrets.token_hex(4)}")
+    return lambda: cluster.create_database(f"reftag_e2e_{secrets.token_hex(4)}")
 
 
 @pytest.fixture(scope="session")
-def stack(e2e_database_url, tmp_path_factory):
-    """The whole service with one worker consuming every queue; torn down after the session
-    (printing the tail of every process's log, which pytest shows when a test failed)."""
-    run_dir = tmp_path_factory.mktemp("e2e-stack")
-    stack = Stack(e2e_database_url, run_dir)
+def stack(new_database, tmp_path_factory):
+    """The whole service with one worker consuming every queue, shared by the tests of a
+    session; torn down at the end (printing the tail of every process's log, which pytest
+    shows when a test failed)."""
+    stack = Stack(new_database(), tmp_path_factory.mktemp("e2e-stack"))
     try:
         stack.start_worker()  # loads the base model while the web app comes up
         stack.start_web()
         yield stack
     finally:
+        print(stack.logs())
+        stack.stop()
+
+
+@pytest.fixture
+def make_stack(new_database, tmp_path_factory):
+    """A private stack for a test that breaks things: `make_stack(**settings)` gives a Stack on a
+    fresh database with its own Redis, settings as environment (e.g. REFTAG_CHUNK_SIZE="32"),
+    and nothing started yet. Everything it started is stopped after the test."""
+    made: list[Stack] = []
+
+    def make(**settings: str) -> Stack:
+        made.append(Stack(new_database(), tmp_path_factory.mktemp("e2e-private"), **settings))
+        return made[-1]
+
+    yield make
+    for stack in made:
         print(stack.logs())
         stack.stop()
