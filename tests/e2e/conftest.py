@@ -178,8 +178,8 @@ class Stack:
         session.headers["Authorization"] = f"Bearer {self.api_key}"
         return session
 
-    def create_trained_label_set(self, data: "LabelledData", per_label: int, config: dict | None = None) -> tuple[str, dict]:
-        """A label set with `per_label` examples of each label and a trained adapter: (id, train job)."""
+    def create_label_set(self, data: "LabelledData", per_label: int) -> str:
+        """A label set with `per_label` training examples of each label; returns its id."""
         client, base = self.client(), self.base_url
         created = client.post(f"{base}/v1/label-sets", json={
             "name": f"e2e-{secrets.token_hex(4)}", "labels": [{"name": n} for n in data.label_names],
@@ -189,9 +189,17 @@ class Stack:
         examples = [{"text": r["text"], "label": r["label"]} for r in data.balanced_train(per_label)]
         added = client.post(f"{base}/v1/label-sets/{label_set_id}/examples", json={"examples": examples})
         assert added.status_code == 201 and added.json()["added"] == len(examples), added.text
-        train = client.post(f"{base}/v1/label-sets/{label_set_id}/train", json={"config": config or {}})
+        return label_set_id
+
+    def start_training(self, label_set_id: str, config: dict | None = None) -> str:
+        train = self.client().post(f"{self.base_url}/v1/label-sets/{label_set_id}/train", json={"config": config or {}})
         assert train.status_code == 202, train.text
-        job = self.wait_for_job(train.json()["id"])
+        return train.json()["id"]
+
+    def create_trained_label_set(self, data: "LabelledData", per_label: int, config: dict | None = None) -> tuple[str, dict]:
+        """A label set with a trained adapter: (its id, the succeeded train job)."""
+        label_set_id = self.create_label_set(data, per_label)
+        job = self.wait_for_job(self.start_training(label_set_id, config))
         assert job["status"] == "succeeded", job
         return label_set_id, job
 
