@@ -502,27 +502,34 @@ class Reconciled:
 
 
 def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
-    """Find work to enqueue again: chunks and train jobs whose lease expired, and queued work no
-    worker picked up within a lease length. Each is set back to pending/queued with a new
-    pick-up deadline, so it is returned again only if that deadline passes too. Tag jobs whose
-    chunks are all finished are closed. The caller enqueues what is returned."""
+    """Find work to enqueue again, set it back to pending/queued with a new pick-up deadline
+    (so it is returned again only if that deadline passes too), and close tag jobs whose chunks
+    are all finished. The caller enqueues what is returned.
+
+    Work whose lease expired is always returned: the worker holding it is gone. Queued work that
+    no worker picked up within a lease length is returned only while no worker of its kind holds
+    a live lease: a busy worker means the queue is moving and the message is still in it,
+    behind others; idle workers with work left over mean the message was lost (a Redis restart,
+    a crash between commit and enqueue)."""
     settings = get_settings()
     now = now or utcnow()
     chunk_wait = timedelta(seconds=settings.chunk_lease_seconds)
     train_wait = timedelta(seconds=settings.train_lease_seconds)
     found = Reconciled()
     with session_scope() as s:
+        tagging = s.scalar(select(
+            select(Chunk.index).where(Chunk.status == "running", Chunk.lease_expires_at >= now).exists()
+        ))
+        lost = [and_(Chunk.status == "running", Chunk.lease_expires_at < now)]
+        if not tagging:
+            lost += [
+                and_(Chunk.status == "pending", Chunk.lease_expires_at < now),
+                and_(Chunk.status == "pending", Chunk.lease_expires_at.is_(None), Job.created_at < now - chunk_wait),
+            ]
         lost_chunks = s.execute(
             select(Chunk)
             .join(Job, Job.id == Chunk.job_id)
-            .where(
-                Job.status.in_(("queued", "running")),
-                or_(
-                    and_(Chunk.status == "running", Chunk.lease_expires_at < now),
-                    and_(Chunk.status == "pending", Chunk.lease_expires_at < now),
-                    and_(Chunk.status == "pending", Chunk.lease_expires_at.is_(None), Job.created_at < now - chunk_wait),
-                ),
-            )
+            .where(Job.status.in_(("queued", "running")), or_(*lost))
             .order_by(Job.created_at, Chunk.job_id, Chunk.index)
             .limit(limit)
         ).scalars().all()
@@ -531,17 +538,17 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
             chunk.lease_expires_at = now + chunk_wait
             found.chunks.append((chunk.job_id, chunk.index))
 
+        training = s.scalar(select(
+            select(Job.id).where(Job.type == "train", Job.status == "running", Job.lease_expires_at >= now).exists()
+        ))
+        lost = [and_(Job.status == "running", Job.lease_expires_at < now)]
+        if not training:
+            lost += [
+                and_(Job.status == "queued", Job.lease_expires_at < now),
+                and_(Job.status == "queued", Job.lease_expires_at.is_(None), Job.created_at < now - train_wait),
+            ]
         lost_train = s.execute(
-            select(Job)
-            .where(
-                Job.type == "train",
-                or_(
-                    and_(Job.status.in_(("queued", "running")), Job.lease_expires_at < now),
-                    and_(Job.status == "queued", Job.lease_expires_at.is_(None), Job.created_at < now - train_wait),
-                ),
-            )
-            .order_by(Job.created_at)
-            .limit(limit)
+            select(Job).where(Job.type == "train", or_(*lost)).order_by(Job.created_at).limit(limit)
         ).scalars().all()
         for job in lost_train:
             job.status = "queued"
