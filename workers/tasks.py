@@ -77,7 +77,12 @@ def train_adapter(job_id: str) -> dict[str, Any] | None:
         def report(p: dict[str, Any]) -> None:
             if heartbeat.lost:
                 raise work.LeaseLost(job_id)
-            progress(p)
+            try:
+                progress(p)
+            except work.LeaseLost:
+                raise
+            except Exception:  # a progress write is not worth a training run; the heartbeat keeps the lease
+                log.exception("could not record progress of %s", job_id)
 
         try:
             trained = train(
