@@ -163,7 +163,8 @@ def _predict_probs(model: PooledClassifier, ids: list[list[int]], rows: list[int
                    batch_size: int = 128) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        logits = [model(*base.pad([ids[i] for i in rows[lo:lo + batch_size]])) for lo in range(0, len(rows), batch_size)]
+        logits = [model(*base.pad([ids[i] for i in rows[lo:lo + batch_size]]))
+                  for lo in range(0, len(rows), batch_size)]
     model.train()
     return scores_from_logits(torch.cat(logits).float().cpu(), multi_label)
 

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         for batch in batches(tokenizer, [r["text"] for r in held], [index[r["label"]] for r in held], 64, 256):
             correct += (logits(reft, head, batch).argmax(-1) == batch["labels"]).sum().item()
-    result = {"command": "bench/.venv-pyreft/bin/python -m bench.pyreft_run " + " ".join(map(shlex.quote, sys.argv[1:])),
+    command = "bench/.venv-pyreft/bin/python -m bench.pyreft_run " + " ".join(map(shlex.quote, sys.argv[1:]))
+    result = {"command": command,
               "train_rows": len(train), "epochs": args.epochs, "eval": args.eval, "eval_rows": len(held),
               "accuracy": round(correct / len(held), 4), "train_seconds": round(train_seconds, 1),
               "params": {"intervention": intervention_params, "head": sum(p.numel() for p in head.parameters())}}

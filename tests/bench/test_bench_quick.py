@@ -31,7 +31,8 @@ def test_accuracy_methods_report_metrics_params_and_time(base, name, methods):
     data = common.load_dataset(name, 32, 8)
     results = {name: {m: accuracy.run_method(m, base, data, epochs=1) for m in methods}}
     for r in results[name].values():
-        assert set(r["metrics"]) == ({"accuracy", "micro_f1", "macro_f1"} if data.multi_label else {"accuracy", "macro_f1"})
+        expected = {"accuracy", "micro_f1", "macro_f1"} if data.multi_label else {"accuracy", "macro_f1"}
+        assert set(r["metrics"]) == expected
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
         assert r["params"]["head"] == (base.hidden_size + 1) * len(data.names) and r["train_seconds"] > 0
     assert "probe" in accuracy.table(results) and len(accuracy.table(results).splitlines()) == 2 + len(methods)
@@ -51,7 +52,8 @@ def test_lora_and_full_baselines_train_what_they_should(base):
     assert tuned.params == {"adapter": 6 * 2 * 8 * 768, "head": 770, "total": 6 * 2 * 8 * 768 + 770}
     assert tuned.epochs_run == 1 and not any(p.requires_grad for p in base.model.parameters())
     full = common.full_encoder(base)
-    assert sum(p.numel() for p in full.parameters() if p.requires_grad) == sum(p.numel() for p in base.model.parameters())
+    trainable = sum(p.numel() for p in full.parameters() if p.requires_grad)
+    assert trainable == sum(p.numel() for p in base.model.parameters())
 
 
 def test_speed_parts_give_their_ratios(base, out_dir):
