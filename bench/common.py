@@ -33,7 +33,7 @@ from .data import label_names, read_jsonl, row_labels
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 DEFAULTS = TrainConfig()  # reftag's defaults: epochs, patience, batch size, max_length, held-out share, seed
-EVAL_MAX_LENGTH = 256  # what reft_core.Tagger uses at tagging time; every method is tested with it
+EVAL_MAX_LENGTH = DEFAULTS.max_length  # Tagger cuts texts at the adapter's training length; every method is tested so
 EVAL_BATCH = 64
 
 

@@ -104,7 +104,7 @@ def part_train(base: Base, rows: int, epochs: int) -> dict[str, Any]:
 # -- (b) tagging throughput -----------------------------------------------------------------------------------
 def part_tag(base: Base, corpus: list[str], repeats: int) -> dict[str, Any]:
     tagger, adapter, bare = Tagger(base), fresh_adapter(base, seed=1), mean_pooled(base.model)
-    assert tagger.batch_size == EVAL_BATCH and tagger.max_length == EVAL_MAX_LENGTH
+    assert tagger.batch_size == EVAL_BATCH and adapter.max_length == EVAL_MAX_LENGTH
     seconds = best_seconds({
         "tagger_one_adapter": lambda: tagger.predict(adapter, corpus),
         "bare_model_sorted": lambda: encode(base, bare, corpus, sort=True),

@@ -24,6 +24,7 @@ from .interventions import make_intervention
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "adapter.safetensors", "adapter.json"
+DEFAULT_MAX_LENGTH = 128
 
 
 class AdapterMismatchError(ValueError):
@@ -61,7 +62,8 @@ class Adapter(nn.Module):
             "library": f"reft_core {__version__}",
             "intervention": intervention, "layers": layers, "positions": positions, "rank": rank,
             "dropout": dropout, "label_names": label_names, "multi_label": multi_label, "pooling": pooling,
-            "thresholds": [0.5] * len(label_names), "review_margin": 0.1, "metrics": {}, "train_config": {},
+            "thresholds": [0.5] * len(label_names), "review_margin": 0.1, "metrics": {},
+            "train_config": {"max_length": DEFAULT_MAX_LENGTH},
             "base_model": {"name": base.name, "fingerprint": base.fingerprint, "hidden_size": base.hidden_size,
                            "num_layers": base.num_layers, "family": base.family},
         }).to(base.device)
@@ -70,6 +72,11 @@ class Adapter(nn.Module):
     @property
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per text at training time; tagging cuts texts at the same length."""
+        return int(self.config.get("train_config", {}).get("max_length", DEFAULT_MAX_LENGTH))
 
     @property
     def thresholds(self) -> list[float]:

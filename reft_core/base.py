@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class Base:
     fingerprint: str = ""
     family: str = "encoder"  # encoder | decoder
     blocks: nn.ModuleList = field(init=False)
+    # Running with edits swaps blocks and adds hooks on the shared model for one call, so
+    # calls on one Base from several threads take turns.
+    lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         self.model.eval().requires_grad_(False)

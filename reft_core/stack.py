@@ -111,14 +111,15 @@ def encode_prefix(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, upto:
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward  # the blocks above are not needed
 
-    handle = base.blocks[upto].register_forward_hook(hook)
-    try:
-        with base.autocast:
-            base.model(**_model_inputs(base, input_ids, mask))
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
+    with base.lock:
+        handle = base.blocks[upto].register_forward_hook(hook)
+        try:
+            with base.autocast:
+                base.model(**_model_inputs(base, input_ids, mask))
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
     return captured[0]
 
 
@@ -126,7 +127,7 @@ def run_from(base: Base, hidden: torch.Tensor, start: int, input_ids: torch.Tens
              edits: Edits) -> torch.Tensor:
     """Last hidden state, continuing from `hidden` = output of block `start` (unedited)."""
     as_tuple = getattr(base, "_block_returns_tuple", False)
-    with ExitStack() as stack:
+    with base.lock, ExitStack() as stack:
         stack.enter_context(_swapped_blocks(base, start, edits.apply(start, hidden), as_tuple))
         for layer in edits.layers:
             if layer > start:
@@ -137,7 +138,7 @@ def run_from(base: Base, hidden: torch.Tensor, start: int, input_ids: torch.Tens
 
 def run_full(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, edits: Edits | None = None) -> torch.Tensor:
     """Last hidden state of a plain forward pass with `edits` hooked onto their blocks."""
-    with ExitStack() as stack:
+    with base.lock, ExitStack() as stack:
         for layer in (edits.layers if edits else []):
             stack.enter_context(base.blocks[layer].register_forward_hook(_edit_hook(edits, layer)))
         with base.autocast:

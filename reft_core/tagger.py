@@ -21,8 +21,8 @@ class Tagger:
     interventions and head apply to its own rows only.
     """
 
-    def __init__(self, base: Base, batch_size: int = 64, max_length: int = 256):
-        self.base, self.batch_size, self.max_length = base, batch_size, max_length
+    def __init__(self, base: Base, batch_size: int = 64):
+        self.base, self.batch_size = base, batch_size
 
     def predict(self, adapter: Adapter, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_mixed([(adapter, t) for t in texts])
@@ -31,11 +31,17 @@ class Tagger:
     def predict_mixed(self, pairs: Sequence[tuple[Adapter, str]]) -> list[Prediction]:
         if not pairs:
             return []
-        text_index: dict[str, int] = {}
-        for _, text in pairs:
-            text_index.setdefault(text, len(text_index))
-        ids = self.base.tokenize(list(text_index), self.max_length)
-        pair_text = [text_index[t] for _, t in pairs]
+        # A text is cut at the length its adapter was trained with, so one text may be
+        # tokenized at more than one length; each (text, length) is run once.
+        text_index: dict[tuple[str, int], int] = {}
+        pair_text = [text_index.setdefault((t, a.max_length), len(text_index)) for a, t in pairs]
+        ids: list[list[int]] = [[] for _ in text_index]
+        by_length: dict[int, list[tuple[str, int]]] = {}
+        for key in text_index:
+            by_length.setdefault(key[1], []).append(key)
+        for length, keys in by_length.items():
+            for key, row in zip(keys, self.base.tokenize([k[0] for k in keys], length)):
+                ids[text_index[key]] = row
         # Identical texts end up side by side, so a batch shares their lower layers.
         order = sorted(range(len(pairs)), key=lambda i: (len(ids[pair_text[i]]), pair_text[i]))
         out: list[Prediction | None] = [None] * len(pairs)

@@ -111,3 +111,16 @@ def test_mixed_adapters_on_minilm_match_alone(minilm):
         got = [p for p, (a, _) in zip(mixed, pairs) if a is adapter]
         for m, s in zip(got, alone):
             assert max(abs(m.scores[k] - v) for k, v in s.scores.items()) < 1e-5
+
+
+def test_tagging_cuts_texts_at_the_length_the_adapter_was_trained_with(tiny_base):
+    short = _adapter(tiny_base, [1, 3])
+    short.config["train_config"]["max_length"] = 6
+    long = Adapter.from_bytes(*short.to_bytes(), tiny_base)
+    long.config["train_config"]["max_length"] = 64
+    text = TEXTS[2]  # more than 6 tokens
+    tagger = Tagger(tiny_base)
+    mixed = tagger.predict_mixed([(short, text), (long, text)])
+    alone = tagger.predict(short, [text])[0].scores
+    assert max(abs(mixed[0].scores[k] - v) for k, v in alone.items()) < 1e-5
+    assert max(abs(mixed[0].scores[k] - v) for k, v in mixed[1].scores.items()) > 1e-4
