@@ -495,6 +495,10 @@ def adapter_bytes(ref: AdapterRef) -> tuple[bytes, str, str]:
 # Reconciling
 
 
+# While workers of a kind are busy, queued work waits this many lease lengths before it is re-sent.
+BUSY_PATIENCE = 10
+
+
 @dataclass
 class Reconciled:
     chunks: list[tuple[str, int]] = field(default_factory=list)
@@ -507,10 +511,11 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
     are all finished. The caller enqueues what is returned.
 
     Work whose lease expired is always returned: the worker holding it is gone. Queued work that
-    no worker picked up within a lease length is returned only while no worker of its kind holds
-    a live lease: a busy worker means the queue is moving and the message is still in it,
-    behind others; idle workers with work left over mean the message was lost (a Redis restart,
-    a crash between commit and enqueue)."""
+    no worker picked up within a lease length is returned while no worker of its kind holds a
+    live lease — idle workers with work left over mean the message was lost (a Redis restart, a
+    crash between commit and enqueue). While workers are busy the queue is moving and the message
+    is most likely still in it, behind others: it is re-sent only after `BUSY_PATIENCE` lease
+    lengths, so a queue that never empties cannot starve a job whose message was lost."""
     settings = get_settings()
     now = now or utcnow()
     chunk_wait = timedelta(seconds=settings.chunk_lease_seconds)
@@ -520,12 +525,13 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
         tagging = s.scalar(select(
             select(Chunk.index).where(Chunk.status == "running", Chunk.lease_expires_at >= now).exists()
         ))
-        lost = [and_(Chunk.status == "running", Chunk.lease_expires_at < now)]
-        if not tagging:
-            lost += [
-                and_(Chunk.status == "pending", Chunk.lease_expires_at < now),
-                and_(Chunk.status == "pending", Chunk.lease_expires_at.is_(None), Job.created_at < now - chunk_wait),
-            ]
+        patience = chunk_wait * (BUSY_PATIENCE if tagging else 1)
+        lost = [
+            and_(Chunk.status == "running", Chunk.lease_expires_at < now),
+            # The pick-up deadline is (when it was set) + chunk_wait.
+            and_(Chunk.status == "pending", Chunk.lease_expires_at < now - patience + chunk_wait),
+            and_(Chunk.status == "pending", Chunk.lease_expires_at.is_(None), Job.created_at < now - patience),
+        ]
         lost_chunks = s.execute(
             select(Chunk)
             .join(Job, Job.id == Chunk.job_id)
@@ -541,12 +547,12 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
         training = s.scalar(select(
             select(Job.id).where(Job.type == "train", Job.status == "running", Job.lease_expires_at >= now).exists()
         ))
-        lost = [and_(Job.status == "running", Job.lease_expires_at < now)]
-        if not training:
-            lost += [
-                and_(Job.status == "queued", Job.lease_expires_at < now),
-                and_(Job.status == "queued", Job.lease_expires_at.is_(None), Job.created_at < now - train_wait),
-            ]
+        patience = train_wait * (BUSY_PATIENCE if training else 1)
+        lost = [
+            and_(Job.status == "running", Job.lease_expires_at < now),
+            and_(Job.status == "queued", Job.lease_expires_at < now - patience + train_wait),
+            and_(Job.status == "queued", Job.lease_expires_at.is_(None), Job.created_at < now - patience),
+        ]
         lost_train = s.execute(
             select(Job).where(Job.type == "train", or_(*lost)).order_by(Job.created_at).limit(limit)
         ).scalars().all()

@@ -266,20 +266,32 @@ def test_reconcile_enqueues_queued_work_that_no_worker_picked_up(rows, monkeypat
     assert set(work.reconcile(now=later).chunks) == {(old, 0), (fresh, 0)}
 
 
-def test_queued_work_waits_its_turn_while_workers_are_busy(rows):
+def test_queued_work_waits_its_turn_while_workers_are_busy(rows, monkeypatch):
+    monkeypatch.setenv("REFTAG_CHUNK_LEASE_SECONDS", "120")
+    monkeypatch.setenv("REFTAG_TRAIN_LEASE_SECONDS", "60")
     ls = rows.label_set()
     busy = rows.tag_job(ls, n_items=8, chunk_size=4)
-    waiting = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(3600))
+    # Waiting longer than a lease (120 s for chunks, 60 s for training), not yet BUSY_PATIENCE of them.
+    waiting = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(150))
     work.claim_chunk(busy, 0)
     training = rows.train_job(ls)
     work.lease_train_job(training)
-    queued_train = rows.train_job(ls, created_at=ago(3600))
+    queued_train = rows.train_job(ls, created_at=ago(150))
     assert work.reconcile() == work.Reconciled()  # the queues are moving: those messages are in them
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)  # every lease has run out
     found = work.reconcile(now=later)
     assert set(found.chunks) == {(busy, 0), (busy, 1), (waiting, 0)}
     assert set(found.train_jobs) == {training, queued_train}
+
+
+def test_while_workers_stay_busy_lost_messages_are_resent_after_a_longer_wait(rows):
+    ls = rows.label_set()
+    busy = rows.tag_job(ls, n_items=4, chunk_size=4)
+    work.claim_chunk(busy, 0)
+    lease = work.get_settings().chunk_lease_seconds
+    lost = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(lease * (work.BUSY_PATIENCE + 1)))
+    assert work.reconcile().chunks == [(lost, 0)]
 
 
 def test_reconcile_skips_cancelled_and_finished_jobs(rows):
