@@ -19,6 +19,8 @@ from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app
 
 log = logging.getLogger(__name__)
 
+RETRY_DELAY_SECONDS = 5.0
+
 
 @worker_ready.connect
 def _load_base_model(**_: Any) -> None:
@@ -27,6 +29,16 @@ def _load_base_model(**_: Any) -> None:
         model_cache.base()
     except Exception:  # the task that needs it reports the error against its job
         log.exception("could not load the base model at start")
+
+
+def _send_again(task, *args: Any, delay: float = RETRY_DELAY_SECONDS) -> None:
+    """Retry released work soon, without waiting for the reconciler. The claim counts attempts,
+    so a task that always fails stops after `max_attempts`; if the broker is unreachable the
+    reconciler sends it later."""
+    try:
+        task.apply_async(args=list(args), countdown=delay)
+    except Exception:
+        log.exception("could not re-send %s%r; the reconciler will", task.name, args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,6 +111,7 @@ def train_adapter(job_id: str) -> dict[str, Any] | None:
             return None
         except Exception as exc:
             work.release_train_job(job_id, job.attempt, f"{type(exc).__name__}: {exc}")
+            _send_again(train_adapter, job_id)
             raise
     stored = work.store_adapter(
         job_id, weights, config_json, trained.metrics, int(trained.param_count["total"]), detail=progress.detail()
@@ -126,11 +139,13 @@ def tag_chunk(job_id: str, chunk_index: int) -> int | None:
         return 0
     except Exception as exc:
         work.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
+        _send_again(tag_chunk, job_id, chunk_index)
         raise
     try:
         predictions = model_cache.tagger().predict(adapter, chunk.texts)
     except Exception as exc:
         work.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
+        _send_again(tag_chunk, job_id, chunk_index)
         raise
     rows = [
         work.ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
