@@ -19,6 +19,9 @@ def make_celery() -> Celery:
     settings = get_settings()
     app = Celery("reftag", broker=settings.redis_url, backend=settings.redis_url, include=["workers.tasks"])
     app.conf.update(
+        # A message is acknowledged only after its task ran, and given back if the worker dies.
+        # The cap on redeliveries is the database's `attempts` counter (settings.max_attempts):
+        # a claim past it fails the work with its last error instead of running it again.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -26,6 +29,8 @@ def make_celery() -> Celery:
         broker_transport_options={"visibility_timeout": 4 * 3600},
         result_backend_transport_options={"visibility_timeout": 4 * 3600},
         result_expires=3600,
+        # Work and its outcome live in the database; only `predict` hands a result back (see tasks).
+        task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

@@ -158,7 +158,7 @@ def tag_chunk(job_id: str, chunk_index: int) -> int | None:
 # predict
 
 
-@celery_app.task(name=PREDICT)
+@celery_app.task(name=PREDICT, ignore_result=False)
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str]) -> list[dict[str, Any]]:
     ref = work.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
     predictions = model_cache.tagger().predict(model_cache.adapter(ref), texts)
