@@ -2,9 +2,10 @@
 Celery workers (`celery -A workers.celery_app worker`), the Flask app under gunicorn, and a
 database — a SQLite file, or a database in a throwaway PostgreSQL cluster made with `initdb`.
 
-`stack` is parametrized over both databases, so every end-to-end test runs on each. Tests that
-break things (kill a worker, restart Redis) get the processes as objects: `stack.workers`,
-`stack.redis`, `stack.start_worker()`, `stack.start_beat()`.
+Both fixtures are parametrized over the two databases, so every end-to-end test runs on each:
+`stack` is one running service shared by the tests of a session; `make_stack(**settings)` gives
+a test its own (fresh database and Redis, settings such as short leases as environment) to break
+— kill a worker (`Process.kill()`, SIGKILL), restart Redis empty (`stack.redis.restart()`).
 """
 from __future__ import annotations
 
