@@ -164,28 +164,31 @@ class Job(Base):
 
 
 class JobItem(Base):
-    """One submitted text of a tag job, in submission order (`position`)."""
+    """One submitted text of a tag job, in submission order (`position`), and the chunk that
+    tags it."""
 
     __tablename__ = "job_items"
-    __table_args__ = (UniqueConstraint("job_id", "item_id"),)
+    __table_args__ = (UniqueConstraint("job_id", "item_id"), Index("ix_job_items_chunk", "job_id", "chunk"))
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    chunk: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Chunk(Base):
-    """A slice [start, end) of a tag job's items: the unit of work a `tag_chunk` task does."""
+    """`size` items of a tag job (those whose `JobItem.chunk` is `index`): the unit of work a
+    `tag_chunk` task does. Items are grouped by length, not by position, so that a chunk's
+    batches carry few pads (see `store.catalog.chunk_of_items`)."""
 
     __tablename__ = "chunks"
     __table_args__ = (Index("ix_chunks_status_lease", "status", "lease_expires_at"),)
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[int] = mapped_column(Integer)
-    end: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)

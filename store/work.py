@@ -338,7 +338,7 @@ def claim_chunk(job_id: str, index: int) -> ChunkWork | None:
         job.started_at = job.started_at or now
         items = s.execute(
             select(JobItem.position, JobItem.item_id, JobItem.text)
-            .where(JobItem.job_id == job_id, JobItem.position >= chunk.start, JobItem.position < chunk.end)
+            .where(JobItem.job_id == job_id, JobItem.chunk == chunk.index)
             .order_by(JobItem.position)
         ).all()
         return ChunkWork(
@@ -402,7 +402,7 @@ def fail_chunk(job_id: str, index: int, error: str) -> int:
 def _fail_chunk_items(s: Session, job: Job, chunk: Chunk, error: str, now: datetime) -> int:
     items = s.execute(
         select(JobItem.position, JobItem.item_id)
-        .where(JobItem.job_id == job.id, JobItem.position >= chunk.start, JobItem.position < chunk.end)
+        .where(JobItem.job_id == job.id, JobItem.chunk == chunk.index)
     ).all()
     rows = [ResultRow(r.position, r.item_id, [], {}, True, job.adapter_version, error) for r in items]
     inserted = _insert_new_results(s, job.id, rows)

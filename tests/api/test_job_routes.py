@@ -25,13 +25,29 @@ def test_tag_job_is_stored_in_chunks_and_each_chunk_enqueued(make_app, auth, mak
     assert job["finished_at"] is None and job["error"] is None and job["metrics"] is None
     with db() as session:
         from sqlalchemy import select
-        chunks = session.execute(select(Chunk.index, Chunk.start, Chunk.end).where(Chunk.job_id == job["id"])
+        chunks = session.execute(select(Chunk.index, Chunk.size).where(Chunk.job_id == job["id"])
                                  .order_by(Chunk.index)).all()
         positions = session.execute(select(JobItem.position, JobItem.item_id, JobItem.meta)
                                     .where(JobItem.job_id == job["id"]).order_by(JobItem.position)).all()
-    assert [tuple(c) for c in chunks] == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+    assert [tuple(c) for c in chunks] == [(0, 4), (1, 4), (2, 2)]
     assert [tuple(p) for p in positions] == [(i, f"t-{i}", {"n": i}) for i in range(10)]
     assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": [job["id"], i]} for i in (2, 1, 0)]
+
+
+def test_chunks_group_items_of_similar_length(make_app, auth, make_label_set, add_adapter, clean_redis, db):
+    # Batches pad to their longest text, so a chunk should not mix a tweet with an article.
+    client = make_app(chunk_size=3).test_client()
+    ls = make_label_set()
+    add_adapter(ls["id"])
+    lengths = [40, 2, 300, 5, 41, 299, 1, 42, 301]
+    job = submit(client, auth, ls["id"], [{"text": "x" * n} for n in lengths]).get_json()
+    with db() as session:
+        from sqlalchemy import select
+        chunk_of = dict(session.execute(select(JobItem.position, JobItem.chunk).where(JobItem.job_id == job["id"])).all())
+    groups = {}
+    for position, chunk in chunk_of.items():
+        groups.setdefault(chunk, set()).add(lengths[position])
+    assert sorted(groups.values(), key=min) == [{1, 2, 5}, {40, 41, 42}, {299, 300, 301}]
 
 
 def test_items_without_ids_get_their_position(client, auth, make_label_set, add_adapter, db):

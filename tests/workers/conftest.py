@@ -64,9 +64,9 @@ class Rows:
             s.add(job)
             s.flush()
             for i in range(n_items):
-                s.add(JobItem(job_id=job.id, position=i, item_id=f"item-{i}", text=f"text {i}"))
+                s.add(JobItem(job_id=job.id, position=i, item_id=f"item-{i}", text=f"text {i}", chunk=i // chunk_size))
             for index, start in enumerate(range(0, n_items, chunk_size)):
-                s.add(Chunk(job_id=job.id, index=index, start=start, end=min(start + chunk_size, n_items)))
+                s.add(Chunk(job_id=job.id, index=index, size=min(chunk_size, n_items - start)))
             return job.id
 
 
