@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The install is redone only when pyproject.toml changes (or the stamp is removed).
+# The install is redone only when pyproject.toml or this Makefile changes (or the stamp is removed).
 STAMP := $(VENV)/.reftag-installed
 
 PORT ?= 8000
@@ -18,7 +18,7 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
