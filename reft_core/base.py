@@ -64,6 +64,8 @@ class Base:
     # Running with edits swaps blocks and adds hooks on the shared model for one call, so
     # calls on one Base from several threads take turns.
     lock: threading.RLock = field(init=False, default_factory=threading.RLock)
+    # Whether a block returns (hidden, ...) rather than hidden; seen on the first forward.
+    block_returns_tuple: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.model.eval().requires_grad_(False)

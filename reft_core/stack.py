@@ -107,7 +107,7 @@ def encode_prefix(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, upto:
     captured: list[torch.Tensor] = []
 
     def hook(_module, _args, output):
-        base._block_returns_tuple = isinstance(output, tuple)
+        base.block_returns_tuple = isinstance(output, tuple)
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward  # the blocks above are not needed
 
@@ -126,9 +126,8 @@ def encode_prefix(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, upto:
 def run_from(base: Base, hidden: torch.Tensor, start: int, input_ids: torch.Tensor, mask: torch.Tensor,
              edits: Edits) -> torch.Tensor:
     """Last hidden state, continuing from `hidden` = output of block `start` (unedited)."""
-    as_tuple = getattr(base, "_block_returns_tuple", False)
     with base.lock, ExitStack() as stack:
-        stack.enter_context(_swapped_blocks(base, start, edits.apply(start, hidden), as_tuple))
+        stack.enter_context(_swapped_blocks(base, start, edits.apply(start, hidden), base.block_returns_tuple))
         for layer in edits.layers:
             if layer > start:
                 stack.enter_context(base.blocks[layer].register_forward_hook(_edit_hook(edits, layer)))
