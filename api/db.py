@@ -2,13 +2,13 @@
 app's settings (so tests and deployments can point one app at its own database)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import engine_for
+from store.db import transaction as store_transaction
 
 
 def init_app(app: Flask) -> None:
@@ -16,15 +16,6 @@ def init_app(app: Flask) -> None:
     app.extensions["reftag_sessions"] = sessionmaker(bind=engine, expire_on_commit=False)
 
 
-@contextmanager
-def transaction() -> Iterator[Session]:
+def transaction() -> ContextManager[Session]:
     """Commit on success, roll back on any error."""
-    session = current_app.extensions["reftag_sessions"]()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    return store_transaction(current_app.extensions["reftag_sessions"])

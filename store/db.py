@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -52,9 +52,9 @@ def session_factory() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
-    session = session_factory()()
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction on a session from `factory`: commit on success, roll back on any error."""
+    session = factory()
     try:
         yield session
         session.commit()
@@ -63,3 +63,8 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def session_scope() -> ContextManager[Session]:
+    """One transaction on the database of the current settings."""
+    return transaction(session_factory())

@@ -131,7 +131,7 @@ def fresh_postgres_database(server: str, monkeypatch) -> Iterator[str]:
 
     from sqlalchemy import create_engine, text
 
-    from store.db import engine_for
+    from store.db import engine_for, transaction
     from store.migrate import upgrade
 
     name = f"reftag_test_{secrets.token_hex(6)}"
@@ -183,27 +183,12 @@ def client(app):
 @pytest.fixture
 def db(database_url):
     """A session factory on this test's database, for arranging and checking rows."""
-    from contextlib import contextmanager
-
     from sqlalchemy.orm import sessionmaker
 
-    from store.db import engine_for
+    from store.db import engine_for, transaction
 
     factory = sessionmaker(bind=engine_for(database_url), expire_on_commit=False)
-
-    @contextmanager
-    def scope():
-        session = factory()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    return scope
+    return lambda: transaction(factory)
 
 
 @pytest.fixture
