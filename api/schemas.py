@@ -123,6 +123,7 @@ class TrainConfig(RequestModel):
     eval_fraction: Annotated[float, Field(ge=0.05, le=0.5)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     pooling: Literal["auto", "mean", "cls", "last"] | None = None
+    patience: Annotated[int, Field(ge=1, le=100)] | None = None
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

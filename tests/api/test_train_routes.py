@@ -109,3 +109,14 @@ def test_concurrent_train_requests_start_one_job(app, auth, make_label_set, coun
         statuses = sorted(pool.map(post, range(4)))
     assert statuses == [202, 409, 409, 409]
     assert count_rows(Job) == 1 and clean_redis.queue_length("train") == 1
+
+
+def test_every_training_option_of_reft_core_is_accepted_by_the_api():
+    # The web tier validates training config without importing torch, so the two lists of
+    # options are written twice; this keeps them from drifting apart.
+    from dataclasses import fields
+
+    from api.schemas import TrainConfig as ApiTrainConfig
+    from reft_core.config import TrainConfig as CoreTrainConfig
+
+    assert set(ApiTrainConfig.model_fields) == {f.name for f in fields(CoreTrainConfig)}
