@@ -63,18 +63,15 @@ class Tagger:
         expand = torch.tensor([slot[t] for t in batch_texts], device=base.device)
         input_ids, mask, hidden = input_ids[expand], mask[expand], shared[expand]
 
-        groups: dict[int, list[int]] = {}
+        rows_of: dict[Adapter, list[int]] = {}  # modules hash by identity
         for row, adapter in enumerate(batch_adapters):
-            groups.setdefault(id(adapter), []).append(row)
-        owners = {id(a): a for a in batch_adapters}
-        group_rows = {key: torch.tensor(rows, device=base.device) for key, rows in groups.items()}
-        edits = Edits([(owners[k], group_rows[k]) for k in groups], mask)
-        last = run_from(base, hidden, start, input_ids, mask, edits)
+            rows_of.setdefault(adapter, []).append(row)
+        groups = [(adapter, torch.tensor(rows, device=base.device)) for adapter, rows in rows_of.items()]
+        last = run_from(base, hidden, start, input_ids, mask, Edits(groups, mask))
 
         preds: list[Prediction | None] = [None] * len(batch_adapters)
-        for key, rows in group_rows.items():
-            adapter = owners[key]
+        for adapter, rows in groups:
             logits = adapter.head(pool(last[rows], mask[rows], adapter.pooling).float())
-            for row, p in zip(groups[key], adapter.predictions(logits)):
+            for row, p in zip(rows.tolist(), adapter.predictions(logits)):
                 preds[row] = p
         return preds  # type: ignore[return-value]
