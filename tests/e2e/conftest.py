@@ -365,3 +365,34 @@ def make_stack(new_database, tmp_path_factory):
     for stack in made:
         print(stack.logs())
         stack.stop()
+
+
+class TaggingUnderWay:
+    """A private stack (small chunks, short leases, a fast reconciler, so recovery takes
+    seconds) with a tag job of `n_items` AG News texts that is about 30 % done."""
+
+    def __init__(self, make_stack, ag_news: LabelledData, n_items: int, id_prefix: str) -> None:
+        self.stack = make_stack(REFTAG_CHUNK_SIZE="24", REFTAG_CHUNK_LEASE_SECONDS="3", REFTAG_RECONCILE_INTERVAL="1")
+        self.stack.start_worker("train,predict")  # also runs the reconciler, which routes to `predict`
+        self.tagger = self.stack.start_worker("tag")
+        self.stack.start_beat()
+        self.stack.start_web()
+        label_set_id, _ = self.stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
+        self.stack.wait_ready(self.tagger)
+
+        self.items = [{"id": f"{id_prefix}-{i}", "text": r["text"]} for i, r in enumerate(ag_news.test[:n_items])]
+        client = self.stack.client()
+        submitted = client.post(f"{self.stack.base_url}/v1/jobs", json={"label_set_id": label_set_id, "items": self.items})
+        assert submitted.status_code == 202, submitted.text
+        self.job_id = submitted.json()["id"]
+
+        deadline = time.monotonic() + 120
+        while client.get(f"{self.stack.base_url}/v1/jobs/{self.job_id}").json()["progress"]["done"] < n_items * 0.3:
+            assert time.monotonic() < deadline, "the job made no progress"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def tagging_under_way(make_stack, ag_news):
+    """`tagging_under_way(n_items, id_prefix)` → a TaggingUnderWay, ready to be broken."""
+    return lambda n_items, id_prefix: TaggingUnderWay(make_stack, ag_news, n_items, id_prefix)

@@ -10,25 +10,9 @@ import pytest
 N_ITEMS = 240
 
 
-def test_tag_job_survives_worker_kill(make_stack, ag_news):
-    # Small chunks, short leases and a fast reconciler so that recovery takes seconds.
-    stack = make_stack(REFTAG_CHUNK_SIZE="24", REFTAG_CHUNK_LEASE_SECONDS="3", REFTAG_RECONCILE_INTERVAL="1")
-    stack.start_worker("train,predict")  # also runs the reconciler, which routes to `predict`
-    doomed = stack.start_worker("tag")
-    stack.start_beat()
-    stack.start_web()
-    label_set_id, trained = stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
-    stack.wait_ready(doomed)
-
-    items = [{"id": f"k-{i}", "text": r["text"]} for i, r in enumerate(ag_news.test[:N_ITEMS])]
-    submitted = stack.client().post(f"{stack.base_url}/v1/jobs", json={"label_set_id": label_set_id, "items": items})
-    assert submitted.status_code == 202, submitted.text
-    job_id = submitted.json()["id"]
-
-    deadline = time.monotonic() + 120
-    while stack.client().get(f"{stack.base_url}/v1/jobs/{job_id}").json()["progress"]["done"] < N_ITEMS * 0.3:
-        assert time.monotonic() < deadline, "the job made no progress"
-        time.sleep(0.1)
+def test_tag_job_survives_worker_kill(tagging_under_way):
+    run = tagging_under_way(N_ITEMS, "k")
+    stack, doomed, job_id, items = run.stack, run.tagger, run.job_id, run.items
     doomed.kill()  # mid-chunk: its lease stays on the chunk it was tagging
     stack.start_worker("tag")
 
