@@ -11,6 +11,8 @@ from .errors import ApiError
 from .openapi import operation
 from .schemas import (
     JobCreate,
+    JobList,
+    JobListQuery,
     JobOut,
     ResultsPageOut,
     ResultsQuery,
@@ -54,6 +56,17 @@ def create_job():
         return job_json(job), 202, {"Idempotent-Replayed": "true"}
     broker.submit_tag(job.id, chunks)
     return job_json(job), 202
+
+
+@bp.get("")
+@operation("List jobs, newest first", tag="jobs", query=JobListQuery, responses={200: JobList}, errors=(422,))
+def list_jobs():
+    """The tenant's train and tag jobs, newest first: `limit` of them (1-200, default 50),
+    optionally only those of one `label_set_id`, `status` or `type`."""
+    query = parse_query(JobListQuery)
+    with transaction() as session:
+        jobs = catalog.list_jobs(session, g.tenant_id, query.label_set_id, query.status, query.type, query.limit)
+        return {"jobs": [job_json(job) for job in jobs]}
 
 
 @bp.get("/<id:job_id>")

@@ -317,6 +317,19 @@ class JobOut(BaseModel):
     detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports them")
 
 
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label_set_id: Annotated[str, Field(max_length=64)] | None = None
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    type: Literal["train", "tag"] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
 class ResultOut(BaseModel):
     item_id: str
     labels: list[str]

@@ -439,6 +439,19 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+def list_jobs(session: Session, tenant_id: str, label_set_id: str | None = None, status: str | None = None,
+              job_type: str | None = None, limit: int = 50) -> list[Job]:
+    """The tenant's newest jobs first, optionally of one label set, status or type."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if label_set_id is not None:
+        query = query.where(Job.label_set_id == label_set_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if job_type is not None:
+        query = query.where(Job.type == job_type)
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
 def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     """Mark a queued or running job cancelled; workers stop taking its chunks. Results already
     written stay readable."""
