@@ -5,7 +5,7 @@ from flask import g, request
 
 from store import catalog
 
-from .db import transaction
+from .db import read_transaction
 from .errors import ApiError
 
 
@@ -16,7 +16,7 @@ def require_tenant() -> None:
     if scheme.lower() != "bearer" or not raw_key:
         raise ApiError(401, "unauthorized", "send `Authorization: Bearer <api key>`",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag"'})
-    with transaction() as session:
+    with read_transaction() as session:
         tenant_id = catalog.tenant_id_for_key(session, raw_key)
     if tenant_id is None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked",

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, g, request, stream_with_context
 from store import catalog
 
 from . import broker, db, formats
-from .db import transaction
+from .db import read_transaction, transaction
 from .errors import ApiError
 from .openapi import operation
 from .schemas import (
@@ -64,7 +64,7 @@ def list_jobs():
     """The tenant's train and tag jobs, newest first: `limit` of them (1-200, default 50),
     optionally only those of one `label_set_id`, `status` or `type`."""
     query = parse_query(JobListQuery)
-    with transaction() as session:
+    with read_transaction() as session:
         jobs = catalog.list_jobs(session, g.tenant_id, query.label_set_id, query.status, query.type, query.limit)
         return {"jobs": [job_json(job) for job in jobs]}
 
@@ -72,7 +72,7 @@ def list_jobs():
 @bp.get("/<id:job_id>")
 @operation("Get a job (train or tag)", tag="jobs", responses={200: JobOut}, errors=(404,))
 def get_job(job_id: str):
-    with transaction() as session:
+    with read_transaction() as session:
         return job_json(catalog.get_job(session, g.tenant_id, job_id))
 
 
@@ -88,17 +88,17 @@ def job_results(job_id: str):
     query = parse_query(ResultsQuery)
     if query.format != "json":
         return export_results(job_id, query.format)
-    with transaction() as session:
+    with read_transaction() as session:
         page = catalog.results_page(session, g.tenant_id, job_id, query.cursor, query.limit)
         return {"results": [result_json(r) for r in page.results], "next_cursor": page.next_cursor}
 
 
 def export_results(job_id: str, format_name: str) -> Response:
     media, write = formats.RESULT_WRITERS[format_name]
-    with transaction() as session:
+    with read_transaction() as session:
         job = catalog.get_job(session, g.tenant_id, job_id)
         label_names = [label.name for label in catalog.label_set_row(session, g.tenant_id, job.label_set_id).labels]
-    rows = (result_json(r) for r in catalog.iter_results(db.transaction, g.tenant_id, job_id))
+    rows = (result_json(r) for r in catalog.iter_results(db.read_transaction, g.tenant_id, job_id))
     return Response(stream_with_context(write(rows, label_names)), mimetype=media.split(";")[0],
                     headers={"Content-Disposition": f'attachment; filename="{job_id}.{format_name}"'})
 

@@ -6,7 +6,7 @@ from flask import Blueprint, g, request
 from store import catalog
 
 from . import broker, formats
-from .db import transaction
+from .db import read_transaction, transaction
 from .openapi import operation
 from .schemas import (
     AdapterList,
@@ -46,14 +46,14 @@ def create_label_set():
 @bp.get("")
 @operation("List label sets", tag="label sets", responses={200: LabelSetList})
 def list_label_sets():
-    with transaction() as session:
+    with read_transaction() as session:
         return {"label_sets": [label_set_json(view) for view in catalog.list_label_sets(session, g.tenant_id)]}
 
 
 @bp.get("/<id:label_set_id>")
 @operation("Get a label set", tag="label sets", responses={200: LabelSetOut}, errors=(404,))
 def get_label_set(label_set_id: str):
-    with transaction() as session:
+    with read_transaction() as session:
         return label_set_json(catalog.get_label_set(session, g.tenant_id, label_set_id))
 
 
@@ -88,7 +88,7 @@ def train(label_set_id: str):
 @bp.get("/<id:label_set_id>/adapters")
 @operation("List adapter versions", tag="adapters", responses={200: AdapterList}, errors=(404,))
 def list_adapters(label_set_id: str):
-    with transaction() as session:
+    with read_transaction() as session:
         adapters = catalog.list_adapters(session, g.tenant_id, label_set_id)
         active = next((a.version for a in adapters if a.is_active), None)
         return {"adapters": [adapter_json(a) for a in adapters], "active_version": active}

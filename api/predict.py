@@ -6,7 +6,7 @@ from flask import Blueprint, g
 from store import catalog
 
 from . import broker
-from .db import transaction
+from .db import read_transaction
 from .openapi import operation
 from .schemas import PredictOut, PredictRequest, parse_body, settings
 
@@ -20,7 +20,7 @@ def predict():
     """At most `max_predict_items` texts, answered within `predict_timeout` seconds by a
     worker on the `predict` queue; for more, submit a job."""
     body = parse_body(PredictRequest)
-    with transaction() as session:
+    with read_transaction() as session:
         catalog.resolve_adapter(session, g.tenant_id, body.label_set_id, body.adapter_version)
     predictions = broker.predict(g.tenant_id, body.label_set_id, body.adapter_version,
                                  [item.text for item in body.items], timeout=settings().predict_timeout)

@@ -466,7 +466,7 @@ class AdapterRef:
 def adapter_ref(label_set_id: str, version: int | None = None, tenant_id: str | None = None) -> AdapterRef:
     """Which adapter serves a request: `version`, or the active one. Scoped to `tenant_id` when
     given. Raises AdapterNotFound."""
-    with session_scope() as s:
+    with session_scope(readonly=True) as s:
         query = select(Adapter.version, Adapter.checksum).join(LabelSet, LabelSet.id == Adapter.label_set_id)
         query = query.where(Adapter.label_set_id == label_set_id)
         if tenant_id is not None:
@@ -481,7 +481,7 @@ def adapter_ref(label_set_id: str, version: int | None = None, tenant_id: str | 
 
 def adapter_bytes(ref: AdapterRef) -> tuple[bytes, str, str]:
     """(weights, config_json, stored checksum) of an adapter. The caller verifies the checksum."""
-    with session_scope() as s:
+    with session_scope(readonly=True) as s:
         row = s.execute(
             select(Adapter.weights, Adapter.config_json, Adapter.checksum)
             .where(Adapter.label_set_id == ref.label_set_id, Adapter.version == ref.version)

@@ -1,0 +1,74 @@
+"""Reads never queue behind a writer, and the read path cannot write (store/db.py)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from store.db import session_scope
+from store.models import Tenant
+
+
+def test_a_read_answers_while_a_writer_holds_the_lock(database_url):
+    with session_scope() as s:
+        s.add(Tenant(id="tn_reader", name="before"))
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with session_scope() as s:  # BEGIN IMMEDIATE on SQLite: the write lock, held until commit
+            s.get(Tenant, "tn_reader").name = "after"
+            s.flush()
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        # A read that queued for the lock would wait out the 30 s busy timeout and then fail.
+        with session_scope(readonly=True) as s:
+            assert s.scalar(select(Tenant.name).where(Tenant.id == "tn_reader")) == "before"
+    finally:
+        release.set()
+        thread.join()
+    with session_scope(readonly=True) as s:
+        assert s.scalar(select(Tenant.name).where(Tenant.id == "tn_reader")) == "after"
+
+
+def test_the_read_path_refuses_to_write(database_url):
+    with pytest.raises(DBAPIError, match="readonly|read-only"):
+        with session_scope(readonly=True) as s:
+            s.add(Tenant(name="sneaky"))
+    with session_scope(readonly=True) as s:
+        assert s.scalars(select(Tenant)).all() == []
+
+
+def test_status_reads_answer_while_a_worker_holds_the_write_lock(client, auth, make_label_set, add_adapter,
+                                                                  clean_redis):
+    ls = make_label_set()
+    add_adapter(ls["id"])
+    job = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [{"text": "a"}]}).get_json()
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_writing() -> None:
+        with session_scope() as s:
+            s.add(Tenant(name="a write in progress"))
+            s.flush()
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=worker_writing)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        for url in ["/v1/label-sets", f"/v1/label-sets/{ls['id']}", f"/v1/label-sets/{ls['id']}/adapters",
+                    "/v1/jobs", f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/results",
+                    f"/v1/jobs/{job['id']}/results?format=csv"]:
+            response = client.get(url, headers=auth)
+            assert response.status_code == 200, (url, response.get_data(as_text=True)[:300])
+        assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json()["status"] == "queued"
+    finally:
+        release.set()
+        thread.join()
