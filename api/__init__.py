@@ -3,13 +3,15 @@ torch nor reft_core; every model call goes through a worker."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, g, has_request_context, request
 from werkzeug.routing import BaseConverter
 
+from store import logs
 from store.settings import Settings, get_settings
 
-from . import auth, cli, db, errors, jobs, label_sets, meta, predict
+from . import auth, cli, db, errors, jobs, label_sets, meta, metrics, predict
 
 
 class IdConverter(BaseConverter):
@@ -20,6 +22,16 @@ class IdConverter(BaseConverter):
     part_isolating = True
 
 
+def request_log_fields() -> dict[str, Any]:
+    """Log fields of the request being served: the ids in its path, the tenant of its key."""
+    if not has_request_context():
+        return {}
+    fields = {name: value for name, value in (request.view_args or {}).items() if name in ("job_id", "label_set_id")}
+    if g.get("tenant_id"):
+        fields["tenant"] = g.tenant_id
+    return fields
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     app = Flask(__name__, static_folder=None)
@@ -28,6 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     app.json.sort_keys = False
     app.json.ensure_ascii = False
+    logs.configure("web")  # under gunicorn; a test runner or host app that set up logging keeps theirs
+    logs.add_context_provider(request_log_fields)
     logging.getLogger("reftag").setLevel(logging.INFO)
 
     db.init_app(app)
@@ -39,5 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         v1.register_blueprint(resource)
     app.register_blueprint(v1)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(metrics.bp)
     app.cli.add_command(cli.cli)
     return app

@@ -44,6 +44,11 @@ class Settings:
     reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 10))
     predict_timeout: float = field(default_factory=lambda: _float("REFTAG_PREDICT_TIMEOUT", 30))
 
+    # Operations (README: "Operations"). json: one object per line; text: for people.
+    log_format: str = field(default_factory=lambda: os.environ.get("LOG_FORMAT", "json"))
+    # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is public.
+    metrics_token: str | None = field(default_factory=lambda: os.environ.get("REFTAG_METRICS_TOKEN") or None)
+
 
 def get_settings() -> Settings:
     return Settings()

@@ -77,6 +77,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
 class TrainWork:
     job_id: str
     attempt: int
+    tenant_id: str
     label_set_id: str
     multi_label: bool
     label_names: list[str]
@@ -117,6 +118,7 @@ def lease_train_job(job_id: str) -> TrainWork | None:
         return TrainWork(
             job_id=job.id,
             attempt=job.attempts,
+            tenant_id=job.tenant_id,
             label_set_id=label_set.id,
             multi_label=multi,
             label_names=[label.name for label in label_set.labels],

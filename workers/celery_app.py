@@ -5,8 +5,12 @@ task name without loading any model code. Workers import `workers.tasks` (see `i
 """
 from __future__ import annotations
 
-from celery import Celery
+import sys
 
+from celery import Celery
+from celery.signals import setup_logging, task_postrun, task_prerun
+
+from store import logs
 from store.settings import get_settings
 
 TRAIN_ADAPTER = "reftag.train_adapter"
@@ -61,6 +65,26 @@ def make_celery() -> Celery:
 
 
 celery_app = make_celery()
+
+# Which log fields a task's arguments give, so that every line a task writes (Celery's own
+# "succeeded" line included) names its job.
+TASK_LOG_FIELDS = {TRAIN_ADAPTER: ("job_id",), TAG_CHUNK: ("job_id", "chunk"), PREDICT: ("tenant", "label_set_id")}
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **_: object) -> None:
+    # Connected, this replaces Celery's own logging set-up in workers and beat (LOG_FORMAT).
+    logs.configure("beat" if "beat" in sys.argv else "worker", level=loglevel, force=True)
+
+
+@task_prerun.connect
+def _bind_task_log_fields(task: object = None, args: tuple | None = None, **_: object) -> None:
+    logs.reset(**dict(zip(TASK_LOG_FIELDS.get(getattr(task, "name", ""), ()), args or ())))
+
+
+@task_postrun.connect
+def _unbind_task_log_fields(**_: object) -> None:
+    logs.reset()
 
 
 def enqueue_train(job_id: str) -> None:

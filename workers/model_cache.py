@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from store import work
 from store.settings import get_settings
 
+from . import metrics
+
 if TYPE_CHECKING:  # reft_core pulls in torch; import it only when a model is needed
     import reft_core
 
@@ -63,7 +65,9 @@ def adapter(ref: work.AdapterRef):
         cached = _adapters.get(ref.checksum)
         if cached is not None:
             _adapters.move_to_end(ref.checksum)
-            return cached
+    metrics.count_adapter_cache(hit=cached is not None)
+    if cached is not None:
+        return cached
     weights, config_json, stored = work.adapter_bytes(ref)
     actual = work.adapter_checksum(weights, config_json)
     if actual != stored or stored != ref.checksum:

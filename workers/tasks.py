@@ -11,7 +11,7 @@ from typing import Any
 
 from celery.signals import worker_ready
 
-from store import work
+from store import logs, work
 from store.settings import get_settings
 
 from . import model_cache
@@ -80,6 +80,7 @@ def train_adapter(job_id: str) -> dict[str, Any] | None:
     job = work.lease_train_job(job_id)
     if job is None:
         return None
+    logs.bind(label_set_id=job.label_set_id, tenant=job.tenant_id)
     from reft_core import AdapterMismatchError, ReftConfigError, train
 
     settings = get_settings()
@@ -130,6 +131,7 @@ def tag_chunk(job_id: str, chunk_index: int) -> int | None:
     chunk = work.claim_chunk(job_id, chunk_index)
     if chunk is None:
         return None
+    logs.bind(label_set_id=chunk.label_set_id, tenant=chunk.tenant_id)
     try:
         ref = work.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
         adapter = model_cache.adapter(ref)
