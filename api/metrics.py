@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from store.models import Job
 from workers import metrics as worker_metrics
 
-from .db import transaction
+from .db import read_transaction
 from .errors import ApiError
 from .openapi import operation
 from .schemas import settings
@@ -145,7 +145,7 @@ def metrics() -> Response:
     """Jobs by type and status, items tagged, train durations, queue depths, adapter cache
     hits and misses, tagging latency. Public unless REFTAG_METRICS_TOKEN is set."""
     require_token()
-    with transaction() as session:
+    with read_transaction() as session:
         families: list[Any] = list(database_metrics(session))
     families += redis_metrics(redis_client())
     registry = CollectorRegistry(auto_describe=False)

@@ -161,6 +161,7 @@ def configure(service: str, level: int | str | None = None, force: bool = False,
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level or logging.INFO)
+    logging.captureWarnings(True)  # warnings.warn(...) as log lines in the same format
     for name in GUNICORN_LOGGERS:
         for gunicorn_handler in logging.getLogger(name).handlers:
             gunicorn_handler.setFormatter(chosen)
