@@ -9,7 +9,8 @@ They come from three places, strongest first:
 - `extra={...}` on the logging call;
 - the context of the work being done: `bind()`/`reset()` (a worker binds its task's ids, see
   workers/celery_app.py) and context providers (the web tier adds the ids in a request's path);
-- ids named in the message itself (Celery's "Task … received" line, an access-log path).
+- ids named in the line itself (the arguments of Celery's "Task … received" line, an
+  access-log path).
 
 One module for the web tier and the workers, so both write the same fields.
 """
@@ -68,6 +69,9 @@ class ContextFilter(logging.Filter):
         missing = [name for name in NAMED_IDS if name not in fields and not hasattr(record, name)]
         if missing:
             message = record.getMessage()
+            data = getattr(record, "data", None)  # Celery's lines carry their context here (task args too)
+            if isinstance(data, dict):
+                message += " " + " ".join(map(str, data.values()))
             for name in missing:
                 found = NAMED_IDS[name].search(message)
                 if found:
@@ -162,6 +166,7 @@ def configure(service: str, level: int | str | None = None, force: bool = False,
     root.addHandler(handler)
     root.setLevel(level or logging.INFO)
     logging.captureWarnings(True)  # warnings.warn(...) as log lines in the same format
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # announces plugins at import
     for name in GUNICORN_LOGGERS:
         for gunicorn_handler in logging.getLogger(name).handlers:
             gunicorn_handler.setFormatter(chosen)
