@@ -113,7 +113,7 @@ class TrainConfig(RequestModel):
 
     intervention: Literal["loreft", "direft", "red"] | None = None
     layers: Literal["auto"] | Annotated[list[Annotated[int, Field(ge=0, le=1000)]], Field(min_length=1, max_length=256)] | None = None
-    positions: Annotated[str, Field(pattern=r"^f\d{1,3}\+l\d{1,3}$")] | None = None
+    positions: Annotated[str, Field(pattern=r"^(all|f\d{1,3}\+l\d{1,3})$")] | None = None
     rank: Annotated[int, Field(ge=1, le=256)] | None = None
     epochs: Annotated[int, Field(ge=1, le=100)] | None = None
     lr: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -349,7 +349,13 @@ class ResultsQuery(BaseModel):
 
     cursor: Annotated[str, Field(max_length=64)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    format: Literal["json", "jsonl", "csv"] = "json"
+    format: Literal["json", "jsonl", "csv", "label_studio", "label_studio_min", "label_studio_csv", "doccano",
+                    "argilla"] = "json"
+    # Where exports in a tool's format put the text and the label (docs/api.md, "Formats").
+    text_field: Annotated[str, Field(min_length=1, max_length=200)] = "text"
+    label_field: Annotated[str, Field(min_length=1, max_length=200)] = "label"
+    to_name: Annotated[str, Field(min_length=1, max_length=200)] = "text"
+    bom: bool = Field(False, description="CSV: start with a UTF-8 byte order mark (for Excel)")
 
 
 # --- predict ----------------------------------------------------------------------------------

@@ -19,11 +19,14 @@ class ReftConfigError(ValueError):
         self.message = message
 
 
-def parse_positions(spec: str) -> tuple[int, int]:
-    """`f<n>+l<m>` → (n, m): the first n and last m real tokens of each text."""
+def parse_positions(spec: str) -> tuple[int, int] | None:
+    """`f<n>+l<m>` → (n, m): the first n and last m real tokens of each text; `all` → None:
+    every real token (the edit's parameters do not grow with the number of positions)."""
+    if spec == "all":
+        return None
     match = _POSITIONS.match(spec) if isinstance(spec, str) else None
     if not match:
-        raise ReftConfigError("positions", f"expected 'f<n>+l<m>' such as 'f1+l1', got {spec!r}")
+        raise ReftConfigError("positions", f"expected 'all' or 'f<n>+l<m>' such as 'f1+l1', got {spec!r}")
     first, last = int(match.group(1)), int(match.group(2))
     if first + last == 0:
         raise ReftConfigError("positions", "at least one position is needed")

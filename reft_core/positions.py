@@ -26,3 +26,11 @@ def select_positions(mask: torch.Tensor, first: int, last: int) -> tuple[torch.T
     cols = real_token_columns(mask).gather(1, rank.clamp(0, width - 1))
     rows = torch.arange(batch, device=mask.device).unsqueeze(1).expand_as(cols)
     return rows[valid], cols[valid]
+
+
+def edited_cells(mask: torch.Tensor, positions: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells an adapter with `positions` (see `config.parse_positions`) edits: every real
+    token when None, else the first and last ones."""
+    if positions is None:
+        return mask.bool().nonzero(as_tuple=True)
+    return select_positions(mask, *positions)

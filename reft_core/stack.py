@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .base import Base
-from .positions import select_positions
+from .positions import edited_cells
 
 
 class Edits:
@@ -33,7 +33,7 @@ class Edits:
         self.by_layer: dict[int, list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = {}
         for adapter, rows in groups:
             sub_mask = mask if rows is None else mask[rows]
-            sel_rows, sel_cols = select_positions(sub_mask, *adapter.positions)
+            sel_rows, sel_cols = edited_cells(sub_mask, adapter.positions)
             if rows is not None:
                 sel_rows = rows[sel_rows]
             for layer in adapter.layers:

@@ -88,9 +88,10 @@ def test_mixed_adapter_batch_equals_each_adapter_alone(tiny_base):
         _adapter(tiny_base, [1, 3], "f1+l1", "loreft", seed=1),
         _adapter(tiny_base, [2], "f2+l2", "direft", labels=("x", "y"), seed=2),
         _adapter(tiny_base, [0, 3], "f1+l1", "red", seed=3),
+        _adapter(tiny_base, [1, 2], "all", "loreft", seed=4),
     ]
     tagger = Tagger(tiny_base, batch_size=5)
-    pairs = [(adapters[i % 3], TEXTS[(i * 5) % len(TEXTS)]) for i in range(30)]
+    pairs = [(adapters[i % 4], TEXTS[(i * 5) % len(TEXTS)]) for i in range(40)]
     mixed = tagger.predict_mixed(pairs)
     for adapter in adapters:
         mine = [(i, t) for i, (a, t) in enumerate(pairs) if a is adapter]

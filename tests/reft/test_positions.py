@@ -29,3 +29,16 @@ def test_only_first_or_only_last():
     mask = [[1, 1, 1, 0], [0, 1, 1, 1]]
     assert _cells(mask, 2, 0) == [(0, 0), (0, 1), (1, 1), (1, 2)]
     assert _cells(mask, 0, 1) == [(0, 2), (1, 3)]
+
+
+def test_all_positions_edit_every_real_token_and_no_pad_whatever_the_padding_side():
+    from reft_core.config import parse_positions
+    from reft_core.positions import edited_cells
+
+    assert parse_positions("all") is None and parse_positions("f3+l1") == (3, 1)
+    for mask in ([[1, 1, 1, 0], [1, 0, 0, 0]], [[0, 1, 1, 1], [0, 0, 0, 1]]):
+        rows, cols = edited_cells(torch.tensor(mask), None)
+        expected = [(r, c) for r, row in enumerate(mask) for c, m in enumerate(row) if m]
+        assert sorted(zip(rows.tolist(), cols.tolist())) == expected
+    rows, cols = edited_cells(torch.tensor([[1, 1, 1, 0]]), (1, 1))
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (0, 2)]
