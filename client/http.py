@@ -52,7 +52,7 @@ class ReftagClient:
                 response = self.session.request(method, self.url + path, timeout=self.timeout, stream=stream, **kwargs)
             except requests.ConnectionError as e:
                 if attempt < attempts:
-                    time.sleep(attempt)
+                    time.sleep(0.5 * attempt)
                     continue
                 raise ApiError(0, "unreachable", f"cannot reach reftag at {self.url}: {_reason(e)}") from None
             except requests.Timeout:
