@@ -83,24 +83,29 @@ def get_job(job_id: str):
 def job_results(job_id: str):
     """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
     until it is null (only once the job has finished and every result was returned; a
-    running job's page stops at the first item not tagged yet). `?format=jsonl|csv`
-    streams every result instead."""
+    running job's page stops at the first item not tagged yet). `?format=` streams every
+    result, each with its text, instead: jsonl, csv, label_studio, label_studio_min,
+    label_studio_csv, doccano or argilla (docs/api.md, "Formats")."""
     query = parse_query(ResultsQuery)
     if query.format != "json":
-        return export_results(job_id, query.format)
+        return export_results(job_id, query)
     with read_transaction() as session:
         page = catalog.results_page(session, g.tenant_id, job_id, query.cursor, query.limit)
         return {"results": [result_json(r) for r in page.results], "next_cursor": page.next_cursor}
 
 
-def export_results(job_id: str, format_name: str) -> Response:
-    media, write = formats.RESULT_WRITERS[format_name]
+def export_results(job_id: str, query: ResultsQuery) -> Response:
+    media, write = formats.RESULT_WRITERS[query.format]
     with read_transaction() as session:
         job = catalog.get_job(session, g.tenant_id, job_id)
-        label_names = [label.name for label in catalog.label_set_row(session, g.tenant_id, job.label_set_id).labels]
-    rows = (result_json(r) for r in catalog.iter_results(db.read_transaction, g.tenant_id, job_id))
-    return Response(stream_with_context(write(rows, label_names)), mimetype=media.split(";")[0],
-                    headers={"Content-Disposition": f'attachment; filename="{job_id}.{format_name}"'})
+        label_set = catalog.label_set_row(session, g.tenant_id, job.label_set_id)
+        spec = formats.ExportSpec([label.name for label in label_set.labels], label_set.multi_label,
+                                  query.text_field, query.label_field, query.to_name, query.bom)
+    rows = ({**result_json(r), "text": text}
+            for r, text in catalog.iter_results_with_texts(db.read_transaction, g.tenant_id, job_id))
+    return Response(stream_with_context(write(rows, spec)), mimetype=media.split(";")[0],
+                    headers={"Content-Disposition":
+                             f'attachment; filename="{job_id}.{formats.FILE_SUFFIX[query.format]}"'})
 
 
 @bp.post("/<id:job_id>/cancel")

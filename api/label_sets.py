@@ -59,15 +59,19 @@ def get_label_set(label_set_id: str):
 
 @bp.post("/<id:label_set_id>/examples")
 @operation("Add labelled examples", tag="label sets", body=ExamplesUpload, responses={201: ExamplesAddedOut},
-           body_media=formats.EXAMPLE_MEDIA, errors=(404, 415))
+           body_media=formats.EXAMPLE_MEDIA, query=formats.ExamplesQuery, errors=(404, 415))
 def add_examples(label_set_id: str):
-    """JSON `{"examples": [...]}`, or JSONL / CSV chosen by Content-Type or `?format=`.
-    A text already in the set is counted as a duplicate. Any invalid row rejects the whole
-    request (422, one detail per problem); nothing is stored then."""
-    body = validate(ExamplesUpload, formats.read_examples(request))
-    with transaction() as session:
-        added = catalog.add_examples(session, g.tenant_id, label_set_id, body.pairs())
-    return {"added": added.added, "duplicates": added.duplicates, "rejected": added.rejected}, 201
+    """JSON `{"examples": [...]}`, or JSONL / CSV chosen by Content-Type or `?format=`, which
+    also takes Label Studio (label_studio, label_studio_min, label_studio_csv), doccano and
+    argilla exports. A text already in the set is counted as a duplicate. Any invalid row
+    rejects the whole request (422, one detail per problem); nothing is stored then. Rows with
+    no label at all (tasks nobody annotated) are left out and listed in `rejected`."""
+    upload = formats.read_examples(request)
+    with upload.errors_at_source_rows():
+        body = validate(ExamplesUpload, upload.document)
+        with transaction() as session:
+            added = catalog.add_examples(session, g.tenant_id, label_set_id, body.pairs())
+    return {"added": added.added, "duplicates": added.duplicates, "rejected": upload.skipped}, 201
 
 
 @bp.post("/<id:label_set_id>/train")

@@ -47,9 +47,12 @@ def not_blank(value: str) -> str:
     return value
 
 
+# The documented form of `not_blank` (JSON Schema search semantics: some non-space character).
+NOT_BLANK = {"minLength": 1, "pattern": r"\S"}
 StoredStr = Annotated[str, AfterValidator(storable)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable), AfterValidator(not_blank)]
-Text = Annotated[str, AfterValidator(storable), AfterValidator(not_blank)]
+Name = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK), AfterValidator(storable),
+                 AfterValidator(not_blank)]
+Text = Annotated[str, Field(json_schema_extra=NOT_BLANK), AfterValidator(storable), AfterValidator(not_blank)]
 
 
 def json_depth(value: Any) -> int:
@@ -140,7 +143,7 @@ class LabelIn(RequestModel):
 class LabelSetCreate(RequestModel):
     name: Name
     multi_label: bool = False
-    labels: list[LabelIn]
+    labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 2})]  # checked in check(), by name
     config: TrainConfig | None = None
 
     def check(self, settings: Settings) -> None:
@@ -194,7 +197,10 @@ class ExampleIn(RequestModel):
     """One labelled text: `label` for single-label sets, `labels` for multi-label ones (either is
     accepted for both when it makes sense). Other fields are ignored, so exports load as-is."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={"oneOf": [
+        {"required": ["label"], "properties": {"label": {"type": "string"}}},
+        {"required": ["labels"], "properties": {"labels": {"type": "array"}}},
+    ]})
 
     text: Text
     label: Annotated[StoredStr, Field(max_length=200)] | None = None

@@ -16,7 +16,7 @@ import json
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import takewhile
+from itertools import islice, takewhile
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import delete, func, insert, select, update
@@ -524,3 +524,14 @@ def iter_results(session_scope: Any, tenant_id: str, job_id: str, batch: int = 1
         if page.next_cursor is None or not page.results:
             return
         cursor = page.next_cursor
+
+
+def iter_results_with_texts(session_scope: Any, tenant_id: str, job_id: str,
+                            batch: int = 1000) -> Iterable[tuple[Result, str]]:
+    """iter_results, each result with the text of its item (for exports that carry the text)."""
+    results = iter(iter_results(session_scope, tenant_id, job_id, batch))
+    while page := list(islice(results, batch)):
+        with session_scope() as session:
+            texts = dict(session.execute(select(JobItem.position, JobItem.text).where(
+                JobItem.job_id == job_id, JobItem.position.between(page[0].position, page[-1].position))).all())
+        yield from ((r, texts[r.position]) for r in page)

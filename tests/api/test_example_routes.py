@@ -144,9 +144,9 @@ def test_csv_without_a_label_column_is_rejected(client, auth, make_label_set):
     assert response.get_json()["error"]["code"] == "invalid_csv"
 
 
-def test_label_studio_format_is_not_accepted_yet(client, auth, make_label_set):
+def test_an_unknown_format_is_unsupported(client, auth, make_label_set):
     ls = make_label_set()
-    response = client.post(examples_url(ls) + "?format=label_studio", headers=auth, data="[]")
+    response = client.post(examples_url(ls) + "?format=xml", headers=auth, data="<examples/>")
     assert response.status_code == 415
     assert response.get_json()["error"]["code"] == "unsupported_format"
 

@@ -252,8 +252,8 @@ def test_results_stream_as_jsonl_and_csv(client, auth, make_label_set, add_adapt
     assert [json.loads(line)["item_id"] for line in jsonl.get_data(as_text=True).splitlines()] == ["t-0", "t-1", "t-2"]
     csv_text = client.get(f"/v1/jobs/{job['id']}/results?format=csv", headers=auth).get_data(as_text=True)
     lines = csv_text.splitlines()
-    assert lines[0] == "item_id,labels,needs_review,adapter_version,error,score:billing,score:other"
-    assert lines[1] == "t-0,billing,false,1,,0.9,0.1" and len(lines) == 4
+    assert lines[0] == "item_id,text,labels,needs_review,adapter_version,error,score:billing,score:other"
+    assert lines[1] == "t-0,x0,billing,false,1,,0.9,0.1" and len(lines) == 4
 
 
 def test_cancel_marks_the_job_cancelled_and_keeps_results(client, auth, make_label_set, add_adapter, db):
