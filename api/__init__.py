@@ -11,7 +11,7 @@ from werkzeug.routing import BaseConverter
 from store import logs
 from store.settings import Settings, get_settings
 
-from . import auth, cli, db, errors, jobs, label_sets, meta, metrics, predict
+from . import auth, cli, db, errors, jobs, label_sets, label_studio, meta, metrics, predict
 
 
 class IdConverter(BaseConverter):
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for resource in (label_sets.bp, jobs.bp, predict.bp):
         v1.register_blueprint(resource)
     app.register_blueprint(v1)
+    app.register_blueprint(label_studio.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(metrics.bp)
     app.cli.add_command(cli.cli)

@@ -22,3 +22,24 @@ def require_tenant() -> None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag", error="invalid_token"'})
     g.tenant_id = tenant_id
+
+
+def require_tenant_bearer_or_basic() -> None:
+    """before_request of /ls (Label Studio's ML backend): the API key as a Bearer token, or as
+    the password of HTTP Basic auth, which is how Label Studio sends credentials (its "Basic
+    auth" option; the user name is not checked). A live key or 401."""
+    credentials = request.authorization
+    raw_key = None
+    if credentials is not None and credentials.type == "basic":
+        raw_key = credentials.password
+    elif credentials is not None and credentials.type == "bearer":
+        raw_key = credentials.token
+    challenge = {"WWW-Authenticate": 'Basic realm="reftag", charset="UTF-8"'}
+    if not raw_key:
+        raise ApiError(401, "unauthorized", "send the API key as the HTTP Basic auth password (any user name) "
+                       "or as `Authorization: Bearer <api key>`", headers=challenge)
+    with read_transaction() as session:
+        tenant_id = catalog.tenant_id_for_key(session, raw_key)
+    if tenant_id is None:
+        raise ApiError(401, "unauthorized", "API key is unknown or revoked", headers=challenge)
+    g.tenant_id = tenant_id

@@ -4,7 +4,8 @@ never leaves a job behind that nobody will run."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import celery.exceptions
 
@@ -43,8 +44,35 @@ def submit(job_id: str, send: Callable[[], None]) -> None:
 
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str],
             timeout: float) -> list[dict[str, Any]]:
-    try:
+    with predict_errors(timeout):
         return celery_app.predict(tenant_id, label_set_id, adapter_version, texts, timeout=timeout)
+
+
+def predict_many(tenant_id: str, label_set_id: str, adapter_version: int, texts: list[str], batch_size: int,
+                 timeout: float) -> list[dict[str, Any]]:
+    """Predict any number of texts: grouped by length into batches of `batch_size` (so a batch
+    carries few pads), all sent to the predict queue at once, answers in the texts' order. Pin
+    `adapter_version`: batches answered after a promotion still use the same adapter."""
+    chunks = catalog.chunk_of_items(texts, batch_size)
+    batches: list[list[int]] = [[] for _ in range(max(chunks, default=-1) + 1)]
+    for i, chunk in enumerate(chunks):
+        batches[chunk].append(i)
+    with predict_errors(timeout):
+        answers = celery_app.predict_batches(tenant_id, label_set_id, adapter_version,
+                                             [[texts[i] for i in batch] for batch in batches], timeout=timeout)
+    predictions: list[dict[str, Any]] = [{}] * len(texts)
+    for batch, answer in zip(batches, answers, strict=True):
+        for i, prediction in zip(batch, answer, strict=True):
+            predictions[i] = prediction
+    return predictions
+
+
+@contextmanager
+def predict_errors(timeout: float) -> Iterator[None]:
+    """What a prediction can go through, as API errors: no broker (503), no worker in time
+    (504), the task failed on the worker (502)."""
+    try:
+        yield
     except BROKER_ERRORS:
         raise broker_unavailable() from None
     except celery.exceptions.TimeoutError:

@@ -268,6 +268,19 @@ def add_examples(
     return ExamplesAdded(added=len(rows), duplicates=len(examples) - len(rows))
 
 
+def relabel_example(session: Session, tenant_id: str, label_set_id: str, text: str, labels: Sequence[str]) -> bool:
+    """Give the stored example of `text` these labels (a person corrected them; the names were
+    checked by add_examples). True when they changed."""
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    example = session.scalar(select(Example).where(Example.label_set_id == label_set.id,
+                                                   Example.text_hash == text_hash(text)))
+    names = list(dict.fromkeys(labels))
+    if example is None or example.labels == names:
+        return False
+    example.labels = names
+    return True
+
+
 def label_example_counts(session: Session, label_set: LabelSet) -> dict[str, int]:
     """How many examples carry each label (every label of the set, zero included)."""
     counts: Counter[str] = Counter()

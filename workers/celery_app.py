@@ -97,8 +97,18 @@ def enqueue_chunk(job_id: str, index: int) -> None:
 
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str], timeout: float) -> list[dict]:
     """Synchronous scoring through the `predict` queue; returns one {labels, scores, …} per text."""
-    async_result = celery_app.send_task(PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
+    return predict_batches(tenant_id, label_set_id, adapter_version, [texts], timeout)[0]
+
+
+def predict_batches(tenant_id: str, label_set_id: str, adapter_version: int | None, batches: list[list[str]],
+                    timeout: float) -> list[list[dict]]:
+    """Every batch sent to the `predict` queue at once, then the answers collected in order:
+    idle predict workers share the batches and no batch waits for the one before it to be
+    sent. Each answer may take `timeout` seconds after the one before it."""
+    pending = [celery_app.send_task(PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
+               for texts in batches]
     try:
-        return async_result.get(timeout=timeout)
+        return [async_result.get(timeout=timeout) for async_result in pending]
     finally:
-        async_result.forget()
+        for async_result in pending:
+            async_result.forget()

@@ -1,0 +1,324 @@
+"""Label Studio's ML backend contract at /ls/<label_set_id>/, replayed with the request bodies
+Label Studio sends (label_studio/ml/api_connector.py: predict, setup, train; webhooks as
+label_studio/webhooks/models.py serializes ANNOTATION_CREATED/UPDATED with their task)."""
+import base64
+import copy
+import subprocess
+import sys
+import time
+
+import pytest
+
+from store.models import Example, Job
+
+LABEL_CONFIG = """<View>
+  <Text name="review" value="$body"/>
+  <View style="box-shadow: 2px 2px 5px #999; padding: 20px; margin-top: 2em; border-radius: 5px;">
+    <Header value="What is the ticket about?"/>
+    <Choices name="topic" toName="review" choice="single" showInLine="true">
+      <Choice value="billing"/>
+      <Choice value="delivery"/>
+      <Choice value="other"/>
+    </Choices>
+  </View>
+</View><!-- {"data": {"body": "I was charged twice"}} -->"""
+
+PROJECT = {  # the project as Label Studio's webhooks serialize it
+    "id": 3, "title": "Support tickets", "description": "", "label_config": LABEL_CONFIG, "expert_instruction": "",
+    "show_instruction": False, "show_skip_button": True, "enable_empty_annotation": True,
+    "show_annotation_history": False, "show_collab_predictions": True, "evaluate_predictions_automatically": False,
+    "token": "9105a1d897e52286", "result_count": 0, "color": "#FFFFFF", "maximum_annotations": 1,
+    "min_annotations_to_start_training": 0, "control_weights": {"topic": {"overall": 1.0, "type": "Choices",
+                                                                           "labels": {}}},
+    "model_version": "", "data_types": {"body": "Text"}, "is_draft": False, "is_published": False,
+    "created_at": "2024-05-02T09:12:44.218473Z", "updated_at": "2024-05-02T09:20:01.911271Z",
+    "sampling": "Sequential sampling", "show_ground_truth_first": False, "show_overlap_first": False,
+    "overlap_cohort_percentage": 100, "task_data_login": None, "task_data_password": None, "organization": 1,
+    "created_by": 1,
+}
+
+
+def ls_task(task_id, text):
+    """A task as TaskSimpleSerializer sends it to /predict."""
+    return {"id": task_id, "data": {"body": text}, "meta": {}, "created_at": "2024-05-02T09:12:44.218473Z",
+            "updated_at": "2024-05-02T09:12:44.218499Z", "is_labeled": False, "overlap": 1, "inner_id": task_id,
+            "total_annotations": 0, "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0,
+            "unresolved_comment_count": 0, "last_comment_updated_at": None, "project": 3, "updated_by": None,
+            "file_upload": 2, "comment_authors": [], "annotations": [], "predictions": []}
+
+
+def predict_body(texts):
+    """MLApi._prep_prediction_req."""
+    return {"tasks": [ls_task(101 + i, text) for i, text in enumerate(texts)], "project": "3.1714641164",
+            "label_config": LABEL_CONFIG, "params": {"login": None, "password": None, "context": None}}
+
+
+SETUP_BODY = {"project": "3.1714641164", "schema": LABEL_CONFIG, "hostname": "http://localhost:8080",
+              "access_token": "f0d6c4e1f7bb0d2d6e1a9c1f0e6b7a1c2d3e4f50", "extra_params": None}
+
+
+def annotation_webhook(choices, action="ANNOTATION_CREATED", text="I was charged twice", cancelled=False):
+    """ANNOTATION_CREATED / _UPDATED, with the nested task and the project."""
+    return {
+        "action": action,
+        "annotation": {
+            "id": 17, "result": [] if cancelled else [
+                {"value": {"choices": list(choices)}, "id": "WArqkkifYE", "from_name": "topic", "to_name": "review",
+                 "type": "choices", "origin": "manual"}],
+            "was_cancelled": cancelled, "ground_truth": False, "created_at": "2024-05-02T13:52:48.536303Z",
+            "updated_at": "2024-05-02T13:52:48.536370Z", "draft_created_at": None, "lead_time": 37.13,
+            "prediction": {}, "result_count": 0, "unique_id": "1b0c7a3e", "import_id": None,
+            "last_action": None, "task": 19, "project": 3, "updated_by": 1, "parent_prediction": None,
+            "parent_annotation": None, "last_created_by": None, "completed_by": 1,
+        },
+        "task": {"id": 19, "data": {"body": text}, "meta": {}, "created_at": "2024-05-02T13:51:02.590839Z",
+                 "updated_at": "2024-05-02T13:52:48.590873Z", "is_labeled": True, "overlap": 1, "inner_id": 19,
+                 "total_annotations": 1, "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0,
+                 "unresolved_comment_count": 0, "last_comment_updated_at": None, "project": 3, "updated_by": 1,
+                 "file_upload": 46, "comment_authors": []},
+        "project": PROJECT,
+    }
+
+
+def basic(key, user="labelstudio"):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}
+
+
+@pytest.fixture
+def ls_set(make_label_set):
+    return make_label_set(labels=("billing", "delivery", "other"))
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+def test_basic_auth_password_is_the_api_key_and_any_user_name_works(client, tenant, ls_set):
+    for headers in (basic(tenant.key), basic(tenant.key, user="用户"), tenant.headers):
+        response = client.get(f"/ls/{ls_set['id']}/health", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json() == {"status": "UP", "model_class": "reftag", "model_version": "reftag-untrained"}
+    assert client.get(f"/ls/{ls_set['id']}/", headers=basic(tenant.key)).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, basic("rt_wrong"), {"Authorization": "Basic !!notbase64"},
+                                     {"Authorization": "Bearer rt_wrong"}], ids=["none", "wrong", "garbled", "bearer"])
+def test_wrong_or_missing_credentials_are_401_with_a_basic_challenge(client, ls_set, headers):
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=headers, json=predict_body(["x"]))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_another_tenants_label_set_is_404(client, tenant, make_tenant, make_label_set):
+    other = make_tenant("globex")
+    theirs = make_label_set(name="theirs", headers=other.headers)
+    assert client.get(f"/ls/{theirs['id']}/health", headers=basic(tenant.key)).status_code == 404
+    assert client.post(f"/ls/{theirs['id']}/webhook", headers=basic(tenant.key),
+                       json=annotation_webhook(["billing"])).status_code == 404
+
+
+# --- setup ----------------------------------------------------------------------------------------
+
+
+def test_setup_answers_the_active_adapters_version(client, tenant, ls_set, add_adapter):
+    url = f"/ls/{ls_set['id']}/setup"
+    assert client.post(url, headers=basic(tenant.key), json=SETUP_BODY).get_json() == {
+        "model_version": "reftag-untrained"}
+    add_adapter(ls_set["id"], version=1, active=False)
+    add_adapter(ls_set["id"], version=2)
+    assert client.post(url, headers=basic(tenant.key), json=SETUP_BODY).get_json() == {"model_version": "reftag-v2"}
+
+
+def test_setup_refuses_a_config_whose_choices_are_not_the_labels(client, tenant, ls_set):
+    body = {**SETUP_BODY, "schema": LABEL_CONFIG.replace('<Choice value="other"/>', '<Choice value="spam"/>')}
+    response = client.post(f"/ls/{ls_set['id']}/setup", headers=basic(tenant.key), json=body)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "label_config_mismatch" and "'spam'" in error["message"] and "'other'" in error["message"]
+    assert error["details"][0]["pointer"] == "/schema"
+
+
+@pytest.mark.parametrize("config, problem", [
+    ("<View><Text name='t' value='$text'/></View>", "no <Choices"),
+    ("<View><Choices name='c' toName='t'><Choice value='a'/>", "not valid XML"),
+    ('<!DOCTYPE x [<!ENTITY a "aaaa">]><View/>', "DOCTYPE"),
+    ("<View><Image name='t' value='$image'/><Choices name='c' toName='t'/></View>", "no <Choices"),
+])
+def test_an_unusable_labeling_config_is_422_naming_the_problem(client, tenant, ls_set, config, problem):
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key),
+                           json={**predict_body(["x"]), "label_config": config})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_label_config"
+    assert problem in response.get_json()["error"]["message"]
+
+
+# --- predict --------------------------------------------------------------------------------------
+
+
+def test_predict_before_training_is_409(client, tenant, ls_set, clean_redis):
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(["x"]))
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "no_adapter"
+    assert clean_redis.queue_length("predict") == 0
+
+
+def test_a_task_without_the_configs_text_is_named(client, tenant, ls_set, add_adapter, clean_redis):
+    add_adapter(ls_set["id"])
+    body = predict_body(["fine", "also fine"])
+    body["tasks"][1]["data"] = {"text": "the config reads $body"}
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["pointer"] == "/tasks/1/data/body"
+    assert clean_redis.queue_length("predict") == 0
+
+
+def test_many_tasks_go_to_the_predict_queue_in_few_length_grouped_batches(make_app, tenant, ls_set, add_adapter,
+                                                                          clean_redis):
+    """No worker here: the request times out (504), leaving its messages to count."""
+    add_adapter(ls_set["id"], version=4)
+    client = make_app(chunk_size=4, predict_timeout=0.3).test_client()
+    texts = [f"ticket {'x' * (i * 7 % 23)} {i}" for i in range(10)]
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
+    assert response.status_code == 504 and response.get_json()["error"]["code"] == "predict_timeout"
+    batches = [task["args"] for task in clean_redis.queued_tasks("predict")]
+    assert len(batches) == 3  # 10 tasks, 4 per batch: 3 messages, not 10
+    assert all(args[:3] == [tenant.id, ls_set["id"], 4] for args in batches)  # the version is pinned
+    sent = [text for args in batches for text in args[3]]
+    assert sorted(sent) == sorted(texts)
+    lengths = sorted([len(t) for t in args[3]] for args in batches)
+    assert all(max(a) <= min(b) for a, b in zip(lengths, lengths[1:]))  # grouped by length
+
+
+STAND_IN_WORKER = """
+from celery import Celery
+
+app = Celery("stand_in", broker="{url}", backend="{url}")
+app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+LABELS = ["billing", "delivery", "other"]
+
+
+@app.task(name="reftag.predict")
+def predict(tenant_id, label_set_id, adapter_version, texts):
+    answers = []
+    for text in texts:
+        label = "billing" if "charge" in text else "delivery" if "parcel" in text else "other"
+        answers.append({{"labels": [label], "scores": {{n: 0.8 if n == label else 0.1 for n in LABELS}},
+                        "needs_review": False, "adapter_version": adapter_version}})
+    return answers
+"""
+
+
+def test_predict_answers_one_label_studio_prediction_per_task_in_order(make_app, tenant, ls_set, add_adapter,
+                                                                       clean_redis, tmp_path):
+    """A stand-in predict worker — a real Celery worker process on the real broker, with a tiny
+    task body instead of the model (the e2e test runs the model) — answers batches of 3."""
+    add_adapter(ls_set["id"], version=2)
+    (tmp_path / "stand_in.py").write_text(STAND_IN_WORKER.format(url=clean_redis.url))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "stand_in", "worker", "-Q", "predict", "--pool", "solo",
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = make_app(chunk_size=3, predict_timeout=30).test_client()
+        texts = ["I was charged twice", "my parcel is lost", "", "hello there", "charge me less, a longer one",
+                 "parcel", "ok"]
+        response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
+        assert response.status_code == 200, response.get_json()
+        results = response.get_json()["results"]
+        expected = ["billing", "delivery", None, "other", "billing", "delivery", "other"]
+        assert len(results) == len(texts)
+        for result, label in zip(results, expected):
+            if label is None:  # an empty text gets an empty prediction
+                assert result == {"result": [], "score": 0.0, "model_version": "reftag-v2"}
+            else:
+                assert result == {"result": [{"from_name": "topic", "to_name": "review", "type": "choices",
+                                              "value": {"choices": [label]}}],
+                                  "score": 0.8, "model_version": "reftag-v2"}
+        started = time.monotonic()
+        assert client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key),
+                           json=predict_body([])).get_json() == {"results": []}
+        assert time.monotonic() - started < 5
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+# --- webhook --------------------------------------------------------------------------------------
+
+
+def stored(db, ls_id):
+    from sqlalchemy import select
+
+    with db() as session:
+        return {e.text: e.labels for e in session.scalars(select(Example).where(Example.label_set_id == ls_id))}
+
+
+def test_annotation_created_is_stored_once_however_often_it_is_sent(client, tenant, ls_set, db):
+    url = f"/ls/{ls_set['id']}/webhook"
+    first = client.post(url, headers=basic(tenant.key), json=annotation_webhook(["billing"]))
+    assert first.status_code == 201, first.get_json()
+    assert first.get_json()["detail"] == {"added": 1, "duplicates": 0, "relabelled": False, "labels": ["billing"]}
+    again = client.post(url, headers=basic(tenant.key), json=annotation_webhook(["billing"]))
+    assert again.status_code == 201 and again.get_json()["detail"]["duplicates"] == 1
+    assert stored(db, ls_set["id"]) == {"I was charged twice": ["billing"]}
+
+
+def test_annotation_updated_relabels_the_example(client, tenant, ls_set, db):
+    url = f"/ls/{ls_set['id']}/webhook"
+    client.post(url, headers=basic(tenant.key), json=annotation_webhook(["billing"]))
+    updated = client.post(url, headers=basic(tenant.key), json=annotation_webhook(["other"], "ANNOTATION_UPDATED"))
+    assert updated.status_code == 201 and updated.get_json()["detail"]["relabelled"] is True
+    assert stored(db, ls_set["id"]) == {"I was charged twice": ["other"]}
+
+
+def test_an_unknown_choice_is_422_naming_it_and_pointing_at_it(client, tenant, ls_set, count_rows):
+    response = client.post(f"/ls/{ls_set['id']}/webhook", headers=basic(tenant.key),
+                           json=annotation_webhook(["refunds"]))
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert "'refunds'" in error["message"]
+    assert error["details"][0]["pointer"] == "/annotation/result/0/value/choices/0"
+    assert count_rows(Example) == 0
+
+
+def test_skipped_annotations_and_other_actions_are_ignored(client, tenant, ls_set, count_rows):
+    url = f"/ls/{ls_set['id']}/webhook"
+    skipped = client.post(url, headers=basic(tenant.key), json=annotation_webhook([], cancelled=True))
+    assert skipped.status_code == 200 and skipped.get_json()["status"] == "ignored"
+    for action in ("TASKS_CREATED", "PROJECT_UPDATED", "ANNOTATIONS_DELETED"):
+        response = client.post(url, headers=basic(tenant.key), json={"action": action, "project": PROJECT})
+        assert response.status_code == 200 and response.get_json() == {"status": "ignored", "action": action,
+                                                                        "detail": {}}
+    assert count_rows(Example) == 0
+
+
+def test_start_training_starts_a_train_job(client, tenant, ls_set, clean_redis, db, count_rows):
+    url = f"/ls/{ls_set['id']}/webhook"
+    too_few = client.post(url, headers=basic(tenant.key), json={"action": "START_TRAINING", "project": PROJECT})
+    assert too_few.status_code == 422 and too_few.get_json()["error"]["code"] == "too_few_examples"
+    for i in range(12):
+        body = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket number {i}")
+        assert client.post(url, headers=basic(tenant.key), json=body).status_code == 201
+    started = client.post(url, headers=basic(tenant.key), json={"action": "START_TRAINING", "project": PROJECT})
+    assert started.status_code == 201, started.get_json()
+    job = started.get_json()["detail"]["train_job"]
+    assert job["type"] == "train" and job["status"] == "queued" and job["label_set_id"] == ls_set["id"]
+    assert clean_redis.queued_tasks("train") == [{"task": "reftag.train_adapter", "args": [job["id"]]}]
+    busy = client.post(url, headers=basic(tenant.key), json={"action": "START_TRAINING", "project": PROJECT})
+    assert busy.status_code == 409 and count_rows(Job) == 1
+
+
+def test_train_stores_label_studios_annotated_tasks_then_trains(client, tenant, ls_set, clean_redis, db):
+    """What Label Studio sends to /train when training webhooks are off: its JSON export."""
+    tasks = []
+    for i in range(13):
+        webhook = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket {i}")
+        tasks.append({**copy.deepcopy(webhook["task"]), "annotations": [webhook["annotation"]], "predictions": []})
+    tasks[12]["annotations"] = []  # not labelled yet: skipped, and said so
+    body = {"annotations": tasks, "project": "3.1714641164", "label_config": LABEL_CONFIG,
+            "params": {"login": None, "password": None}}
+    response = client.post(f"/ls/{ls_set['id']}/train", headers=basic(tenant.key), json=body)
+    assert response.status_code == 201, response.get_json()
+    detail = response.get_json()["detail"]
+    assert detail["added"] == 12 and [s["index"] for s in detail["skipped"]] == [12]
+    assert len(stored(db, ls_set["id"])) == 12
+    assert clean_redis.queued_tasks("train")[0]["args"] == [detail["train_job"]["id"]]
