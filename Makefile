@@ -11,7 +11,12 @@ REDIS_PORT ?= 6379
 REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export PORT REDIS_PORT REDIS_URL
 
-.PHONY: run test test-slow install migrate clean
+# `make run FLOWER=1` also starts Flower (Procfile.flower) on FLOWER_PORT; it is installed then.
+FLOWER ?=
+FLOWER_PORT ?= 5555
+PROCFILE := $(if $(FLOWER),var/Procfile.flower,Procfile)
+
+.PHONY: run test test-slow install migrate clean flower
 
 install: $(STAMP)
 
@@ -27,17 +32,35 @@ migrate: install
 	mkdir -p var
 	$(BIN)/python -c 'from store.migrate import upgrade; upgrade()'
 
-run: migrate
+# Logs are plain text here, for the person at the terminal (LOG_FORMAT=json to see what a
+# deployment writes); the processes' own default is JSON.
+run: export LOG_FORMAT ?= text
+run: migrate $(if $(FLOWER),flower)
 	@$(BIN)/flask --app api reftag bootstrap
 	@echo
 	@echo "reftag is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops everything)"
 	@echo
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT)
+	FLOWER_PORT=$(FLOWER_PORT) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) -f $(PROCFILE)
 
-test: install
+flower: install
+	$(BIN)/python -c 'import flower' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[flower]'
+	mkdir -p var
+	cat Procfile Procfile.flower > var/Procfile.flower
+
+# The dashboard test (tests/e2e/test_dashboard.py) drives Debian's chromium, with CJK fonts so
+# that Chinese renders. As root they are installed here; anyone else is told what to install.
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+.PHONY: browser
+browser:
+	@dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); \
+	  else echo "make: apt-get install $(BROWSER_PACKAGES) for the dashboard's browser test" >&2; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
-test-slow: install
+test-slow: install browser
 	$(BIN)/python -m pytest -m slow
 
 clean:
