@@ -11,7 +11,7 @@ from werkzeug.routing import BaseConverter
 from store import logs
 from store.settings import Settings, get_settings
 
-from . import auth, cli, db, errors, jobs, label_sets, label_studio, meta, metrics, predict
+from . import auth, cli, dashboard, db, errors, jobs, label_sets, label_studio, meta, metrics, predict
 
 
 class IdConverter(BaseConverter):
@@ -55,5 +55,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(label_studio.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(metrics.bp)
+    dashboard.init_app(app)
     app.cli.add_command(cli.cli)
     return app

@@ -139,6 +139,15 @@ def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
     return row.tenant_id
 
 
+def tenant_for_key_hash(session: Session, digest: str) -> Tenant | None:
+    """The tenant of the live key whose SHA-256 is `digest`, or None. The dashboard keeps this
+    hash in its session cookie, never the key itself."""
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
+        return None
+    return session.get(Tenant, key.tenant_id)
+
+
 # --- label sets -------------------------------------------------------------------------------
 
 
@@ -304,6 +313,15 @@ def list_adapters(session: Session, tenant_id: str, label_set_id: str) -> list[A
         select(Adapter).options(defer(Adapter.weights)).where(Adapter.label_set_id == label_set.id)
         .order_by(Adapter.version)
     ))
+
+
+def get_adapter(session: Session, tenant_id: str, label_set_id: str, version: int) -> Adapter:
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    adapter = session.scalar(select(Adapter).options(defer(Adapter.weights))
+                             .where(Adapter.label_set_id == label_set.id, Adapter.version == version))
+    if adapter is None:
+        raise NotFound(f"label set {label_set_id!r} has no adapter version {version}")
+    return adapter
 
 
 def activate_adapter(session: Session, tenant_id: str, label_set_id: str, version: int) -> Adapter:
@@ -525,6 +543,13 @@ def results_page(session: Session, tenant_id: str, job_id: str, cursor: str | No
         return ResultsPage(page, encode_cursor(start + len(page)))
     page = rows[:limit]
     return ResultsPage(page, encode_cursor(page[-1].position + 1) if len(rows) > limit else None)
+
+
+def item_texts(session: Session, job_id: str, positions: Sequence[int]) -> dict[int, str]:
+    """The submitted text of each item at `positions` of a job (results do not repeat it)."""
+    return dict(session.execute(
+        select(JobItem.position, JobItem.text).where(JobItem.job_id == job_id, JobItem.position.in_(list(positions)))
+    ).all())
 
 
 def iter_results(session_scope: Any, tenant_id: str, job_id: str, batch: int = 1000) -> Iterable[Result]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,31 @@ class Settings:
     # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is public.
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("REFTAG_METRICS_TOKEN") or None)
 
+    # Signs the dashboard's session cookie. Production: set REFTAG_SECRET_KEY to a long random
+    # string, the same on every web server. Unset: `dashboard_secret_key()` makes one in var/.
+    secret_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_SECRET_KEY") or None, repr=False)
+
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def dashboard_secret_key(settings: Settings, path: Path = ROOT / "var" / "secret-key") -> str:
+    """REFTAG_SECRET_KEY, else the embedded default: a random key made once and kept in
+    var/secret-key (never a constant, which anyone could use to forge a session), so that
+    every web process of this checkout signs alike and a restart keeps people signed in."""
+    if settings.secret_key:
+        return settings.secret_key
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, secrets.token_hex(32).encode())
+        os.close(fd)
+        try:
+            os.link(draft, path)  # atomic, and fails if another process made it first: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()

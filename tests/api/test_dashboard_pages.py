@@ -1,0 +1,169 @@
+"""The dashboard's pages through the Flask test client: sign-in, tenant isolation, language,
+what each page shows. (tests/e2e/test_dashboard.py drives the same pages in Chromium.)"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.sessions import SecureCookieSessionInterface
+
+from api import charts, i18n
+
+
+def sign_in(client, key: str, next_path: str = "/ui/"):
+    return client.post("/ui/login", data={"api_key": key, "next": next_path})
+
+
+def csrf_of(client) -> str:
+    html = client.get("/ui/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_root_and_pages_send_a_stranger_to_the_sign_in_form(client):
+    assert client.get("/").headers["Location"] == "/ui/"
+    response = client.get("/ui/jobs")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/ui/login?next=/ui/jobs")
+    assert client.get("/ui/login").status_code == 200
+    assert client.get("/ui/jobs/job_x/progress").status_code == 401  # JSON endpoints answer, not redirect
+
+
+def test_a_live_key_signs_in_and_revoking_it_signs_out(client, tenant, db):
+    refused = sign_in(client, "rt_not-a-key")
+    assert refused.status_code == 401 and "unknown or revoked" in text_of(refused)
+    assert "Paste an API key first" in text_of(sign_in(client, "  "))
+
+    signed_in = sign_in(client, tenant.key, "/ui/jobs")
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/ui/jobs"
+    page = client.get("/ui/")
+    assert page.status_code == 200 and tenant.name in text_of(page)
+
+    from store import catalog
+
+    with db() as session:
+        catalog.revoke_api_key(session, catalog.key_prefix(tenant.key))
+    assert client.get("/ui/").status_code == 302
+
+
+def test_the_session_cookie_is_signed_httponly_and_never_holds_the_key(app, client, tenant):
+    response = sign_in(client, tenant.key)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert tenant.key not in value
+    stored = SecureCookieSessionInterface().get_signing_serializer(app).loads(value)
+    assert set(stored) == {"key_hash", "csrf"} and tenant.key not in str(stored)
+    client.set_cookie("reftag_session", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    assert client.get("/ui/").status_code == 302  # a tampered cookie is no session
+
+
+def test_posts_need_the_pages_csrf_token(client, tenant):
+    sign_in(client, tenant.key)
+    assert client.post("/ui/logout").status_code == 403
+    assert client.post("/ui/logout", data={"csrf_token": csrf_of(client)}).headers["Location"] == "/ui/login"
+    assert client.get("/ui/").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "javascript:alert(1)"])
+def test_sign_in_only_returns_to_a_path_on_this_site(client, tenant, target):
+    assert sign_in(client, tenant.key, target).headers["Location"] == "/ui/"
+
+
+def test_another_tenants_ids_are_the_not_found_page(client, make_tenant, make_label_set, add_adapter, clean_redis):
+    owner = make_tenant("owner")
+    label_set = make_label_set("owned", headers=owner.headers)
+    add_adapter(label_set["id"], metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    job = client.post("/v1/jobs", headers=owner.headers,
+                      json={"label_set_id": label_set["id"], "items": [{"text": "a"}]}).get_json()
+    stranger = make_tenant("stranger")
+    sign_in(client, stranger.key)
+    for path in (f"/ui/label-sets/{label_set['id']}", f"/ui/label-sets/{label_set['id']}/adapters/1",
+                 f"/ui/jobs/{job['id']}", "/ui/label-sets/ls_nonexistent"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.mimetype == "text/html", path
+        assert "There is no such object for your tenant" in text_of(response)
+        assert "owned" not in text_of(response)
+    assert client.get(f"/ui/jobs/{job['id']}/progress").status_code == 404
+    assert client.get(f"/ui/jobs/{job['id']}/results.csv").status_code == 404
+    assert "owned" not in text_of(client.get("/ui/")) and "owned" not in text_of(client.get("/ui/jobs"))
+
+    sign_in(client, owner.key)
+    assert client.get(f"/ui/label-sets/{label_set['id']}").status_code == 200
+    assert job["id"] in text_of(client.get("/ui/jobs"))
+
+
+def test_language_comes_from_lang_then_cookie_then_accept_language(client, tenant):
+    sign_in(client, tenant.key)
+    assert '<html lang="en">' in text_of(client.get("/ui/"))
+    chinese = client.get("/ui/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert '<html lang="zh-CN">' in text_of(chinese) and "标签集" in text_of(chinese)
+    assert '<html lang="zh-CN">' in text_of(client.get("/ui/", headers={"Accept-Language": "zh-TW"}))
+
+    switched = client.get("/ui/jobs?lang=en", headers={"Accept-Language": "zh-CN"})
+    assert "reftag_lang=en" in switched.headers["Set-Cookie"] and '<html lang="en">' in text_of(switched)
+    assert '<html lang="en">' in text_of(client.get("/ui/", headers={"Accept-Language": "zh-CN"}))  # remembered
+    client.get("/ui/?lang=zh-CN")
+    assert "任务" in text_of(client.get("/ui/jobs"))
+    assert '<html lang="zh-CN">' in text_of(client.get("/ui/?lang=klingon"))  # unknown: the cookie's
+
+
+def test_both_languages_have_every_message():
+    assert set(i18n.MESSAGES["en"]) == set(i18n.MESSAGES["zh-CN"])
+    for key, english in i18n.MESSAGES["en"].items():
+        assert set(re.findall(r"\{(\w+)\}", english)) == set(re.findall(r"\{(\w+)\}", i18n.MESSAGES["zh-CN"][key])), key
+
+
+def test_label_set_page_counts_examples_per_label_and_escapes_names(client, tenant, make_label_set):
+    label_set = make_label_set("新闻 <script>", labels=("体育", "财经", "<b>bold</b>"))
+    examples = [{"text": f"比赛 {i}", "label": "体育"} for i in range(5)] + [{"text": "股市", "label": "财经"}]
+    assert client.post(f"/v1/label-sets/{label_set['id']}/examples", headers=tenant.headers,
+                       json={"examples": examples}).status_code == 201
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/label-sets/{label_set['id']}"))
+    rows = re.findall(r'<span class="label-name">(.*?)</span>.*?data-value="(\d+)"', html, re.S)
+    assert rows == [("体育", "5"), ("财经", "1"), ("&lt;b&gt;bold&lt;/b&gt;", "0")]  # the set's own order
+    assert "<script>" not in html.split("<script", 1)[0] and "新闻 &lt;script&gt;" in html
+    listing = text_of(client.get("/ui/"))
+    assert "新闻 &lt;script&gt;" in listing and 'data-value="6"' in listing
+
+
+def test_adapter_page_draws_the_confusion_heatmap_and_loss_curve(client, tenant, make_label_set, add_adapter):
+    label_set = make_label_set("topics", labels=("体育", "财经", "娱乐"))
+    metrics = {"accuracy": 0.8, "macro_f1": 0.78, "n_train": 40, "n_eval": 10, "epochs_run": 3,
+               "loss_curve": [1.1, 0.7, 0.5], "confusion": [[3, 1, 0], [0, 3, 0], [1, 0, 2]],
+               "per_label": {"体育": {"precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4}}}
+    add_adapter(label_set["id"], metrics=metrics)
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/1"))
+    assert html.count('<g class="cell') == 9 and html.count('class="cell diagonal"') == 3
+    assert "真实" not in html and "true: 体育 → predicted: 财经 — 1 (25.0%)" in html
+    assert re.search(r'<path class="loss-line" d="M[\d.]+,[\d.]+ L[\d.]+,[\d.]+ L[\d.]+,[\d.]+"', html)
+    assert "80.0%" in html and "0.780" in html
+    assert client.get(f"/ui/label-sets/{label_set['id']}/adapters/2").status_code == 404
+
+
+def test_try_the_model_goes_through_the_predict_endpoints_rules(client, tenant, make_label_set):
+    label_set = make_label_set()
+    sign_in(client, tenant.key)
+    token = csrf_of(client)
+    no_adapter = client.post("/ui/try", json={"label_set_id": label_set["id"], "items": [{"text": "hi"}]},
+                             headers={"X-CSRF-Token": token})
+    assert no_adapter.status_code == 409 and no_adapter.get_json()["error"]["code"] == "no_adapter"
+    blank = client.post("/ui/try", json={"label_set_id": label_set["id"], "items": [{"text": " "}]},
+                        headers={"X-CSRF-Token": token})
+    assert blank.status_code == 422 and blank.get_json()["error"]["details"][0]["pointer"] == "/items/0/text"
+    assert client.post("/ui/try", json={"label_set_id": label_set["id"], "items": [{"text": "hi"}]}).status_code == 403
+
+
+def test_chart_geometry():
+    assert charts.ticks(0, 1.13, 4) == [0, 0.5, 1.0, 1.5]
+    chart = charts.loss_chart([(1, 2.0), (2, 1.0), (4, 0.5)], [1.5, 0.6], steps_per_epoch=2)
+    assert chart.path.startswith("M") and len(chart.dots) == 2 and chart.x_unit == "step"
+    assert charts.loss_chart([], [], None) is None
+    heatmap = charts.confusion_heatmap([[2, 0], [1, 1]], ["正面", "负面"])
+    assert [round(c.share, 2) for c in heatmap.cells] == [1.0, 0.0, 0.5, 0.5]
+    assert charts.confusion_heatmap([[1]], ["a", "b"]) is None
+    assert charts.short_name("国际新闻与评论频道") == "国际新闻与评…"

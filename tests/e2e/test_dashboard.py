@@ -1,0 +1,263 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium`, driven by playwright) against
+the real stack: data is made through the API (a Chinese TNEWS label set and an English SST-2
+one, a trained adapter, a tag job), then the test signs in and checks what a person sees on
+every page, in English and in 简体中文, and that another tenant gets the not-found page.
+Screenshots of each page go to tests/artifacts/ (git-ignored): look at them."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BIN, REPO, LabelledData
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "tests" / "artifacts"
+# TNEWS's label codes, named as a Chinese team would name them.
+TNEWS_NAMES = {
+    "news_story": "民生故事", "news_culture": "文化", "news_entertainment": "娱乐", "news_sports": "体育",
+    "news_finance": "财经", "news_house": "房产", "news_car": "汽车", "news_edu": "教育", "news_tech": "科技",
+    "news_military": "军事", "news_travel": "旅游", "news_world": "国际", "news_stock": "股票",
+    "news_agriculture": "农业", "news_game": "电竞游戏",
+}
+TNEWS_PER_LABEL = 30
+SST2_PER_LABEL = 100
+N_TAG = 1000
+TRY_TEXTS = ["国足客场两球击败对手，晋级世界杯预选赛下一阶段", "央行宣布下调存款准备金率0.5个百分点"]
+
+
+def sync_playwright():
+    """playwright and Debian's chromium, or a loud skip — except in CI, where a missing browser
+    fails: `make test` installs it, so its absence there is a broken set-up, not a pass."""
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright as start
+    except ImportError:
+        missing = "the `playwright` package (pip install -e '.[test]')"
+    if missing is None and not CHROMIUM.exists():
+        missing = f"{CHROMIUM} (apt-get install chromium fonts-noto-cjk; `make test` does it as root)"
+    if missing:
+        message = f"THE DASHBOARD WAS NOT TESTED IN A BROWSER: {missing} is missing"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return start()
+
+
+@pytest.fixture(scope="module")
+def tnews() -> LabelledData:
+    return LabelledData("tnews")
+
+
+@pytest.fixture(scope="module")
+def sst2() -> LabelledData:
+    return LabelledData("sst2")
+
+
+def examples(data: LabelledData, per_label: int, name=lambda code: code) -> list[dict]:
+    """`per_label` training rows of each label with distinct texts (TNEWS repeats some titles,
+    which a label set counts once), labels renamed by `name`."""
+    taken: dict[str, list[dict]] = {code: [] for code in data.label_names}
+    seen: set[str] = set()
+    for row in data.train:
+        if len(taken[row["label"]]) < per_label and row["text"] not in seen:
+            seen.add(row["text"])
+            taken[row["label"]].append({"text": row["text"], "label": name(row["label"])})
+    return [row for group in zip(*taken.values()) for row in group]
+
+
+def create_label_set(stack, name: str, labels: list[dict], examples: list[dict]) -> str:
+    client = stack.client()
+    created = client.post(f"{stack.base_url}/v1/label-sets", json={"name": name, "labels": labels})
+    assert created.status_code == 201, created.text
+    label_set_id = created.json()["id"]
+    added = client.post(f"{stack.base_url}/v1/label-sets/{label_set_id}/examples", json={"examples": examples})
+    assert added.status_code == 201 and added.json()["added"] == len(examples), added.text
+    return label_set_id
+
+
+def other_tenant_key(stack) -> str:
+    """A key of a second tenant, made with the CLI an operator would use."""
+    name = f"other-team-{secrets.token_hex(3)}"
+    flask = [str(BIN / "flask"), "--app", "api", "reftag"]
+    subprocess.run([*flask, "create-tenant", name], cwd=REPO, env=stack.env, check=True, capture_output=True)
+    made = subprocess.run([*flask, "create-key", "--tenant", name], cwd=REPO, env=stack.env, check=True,
+                          capture_output=True, text=True)
+    return made.stdout.strip().splitlines()[-1]
+
+
+class Browser:
+    """One signed-out browser context, with guards: every request stays on the app's origin
+    (no CDN), and no page logs a script error."""
+
+    def __init__(self, chromium, base_url: str, locale: str = "en-US") -> None:
+        self.base_url = base_url
+        self.context = chromium.new_context(locale=locale, viewport={"width": 1440, "height": 900},
+                                            extra_http_headers={"Accept-Language": locale})
+        self.page = self.context.new_page()
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: None if r.url.startswith(base_url) else self.foreign.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+    def open(self, path: str):
+        response = self.page.goto(self.base_url + path)
+        return response
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+    def sign_in(self, key: str) -> None:
+        self.page.fill("#api-key", key)
+        self.page.click("#login-submit")
+        self.page.wait_for_load_state()
+
+    def check_clean(self) -> None:
+        assert not self.foreign, f"pages loaded from elsewhere: {self.foreign}"
+        # A 404 page is an expected "error" in the console; anything else is a bug.
+        assert not [e for e in self.errors if "404" not in e], self.errors
+
+
+@pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
+def test_dashboard_in_chromium(stack, tnews, sst2):
+    playwright = sync_playwright()  # skip (or fail in CI) before spending time on data
+    from playwright.sync_api import expect
+    base = stack.base_url
+    client = stack.client()
+    t0 = time.monotonic()
+
+    # --- data, through the API -----------------------------------------------------------------
+    zh_labels = [{"name": TNEWS_NAMES[code], "description": code} for code in tnews.label_names]
+    zh_examples = examples(tnews, TNEWS_PER_LABEL, TNEWS_NAMES.get)
+    zh_id = create_label_set(stack, f"新闻标题分类-{secrets.token_hex(2)}", zh_labels, zh_examples)
+    en_id = create_label_set(
+        stack, f"Movie review sentiment {secrets.token_hex(2)}",
+        [{"name": "negative", "description": "the reviewer disliked the film"},
+         {"name": "positive", "description": "the reviewer liked the film"}],
+        examples(sst2, SST2_PER_LABEL))
+    trained = stack.wait_for_job(stack.start_training(zh_id, {"epochs": 2, "batch_size": 16}))
+    assert trained["status"] == "succeeded", trained
+    # The English set trains next on the stack's one worker, so the tag job below waits behind
+    # it: the job page opens before the job is done and has to follow it live.
+    en_train = stack.start_training(en_id, {"epochs": 2})
+    items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(tnews.test[:N_TAG])]
+    submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    zh_names = set(TNEWS_NAMES.values())
+
+    with playwright as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM))
+        lead = Browser(chromium, base)
+
+        # --- the job page follows the job live, then shows its results ------------------------
+        response = lead.open(f"/ui/jobs/{job_id}")
+        assert "/ui/login" in lead.page.url and response.status == 200
+        lead.shot("01-login")
+        lead.sign_in(stack.api_key)
+        assert lead.page.url.endswith(f"/ui/jobs/{job_id}")  # back where the person was going
+        first_seen = lead.page.inner_text(".job-progress-card .progress-percent")
+        assert first_seen != "100%", "the tag job was done before its page opened; nothing was followed live"
+        lead.shot("02-job-running")
+        lead.page.wait_for_selector("#job-status .badge[data-status=succeeded]", timeout=240_000)
+        lead.page.wait_for_selector("#results .result-row", timeout=30_000)  # the page reloaded itself
+        assert lead.page.inner_text(".job-progress-card .progress-percent") == "100%"
+        assert lead.page.inner_text(".job-progress-card .progress-counts") == f"{N_TAG:,} of {N_TAG:,}"
+        rows = lead.page.locator("#results .result-row")
+        assert rows.count() == 50
+        first = rows.nth(0)
+        assert first.locator("td").nth(1).inner_text() == "tn-0"
+        assert first.locator("td").nth(2).inner_text() == tnews.test[0]["text"]  # Chinese text, as sent
+        assert first.locator(".chip.predicted").inner_text() in zh_names
+        assert re.fullmatch(r"0\.\d{3}|1\.000", first.locator("td").nth(4).locator(".num").inner_text())
+        assert lead.page.inner_text(".page-of") == f"Page 1 of {N_TAG // 50}"
+        lead.shot("03-job-results")
+        lead.page.click("a.next-page >> nth=0")
+        expect(lead.page.locator("#results .result-row").nth(0).locator("td").nth(1)).to_have_text("tn-50")
+
+        export = lead.page.request.get(base + lead.page.get_attribute("#export-csv", "href"))
+        assert export.status == 200
+        csv_text = export.body().decode("utf-8-sig")
+        assert "tn-0" in csv_text and tnews.test[0]["text"] in csv_text and "体育" in csv_text
+
+        # --- label sets, one label set, its adapter ---------------------------------------------
+        lead.open("/ui/")
+        zh_row = lead.page.locator(f"tr.label-set-row[data-id={zh_id}]")
+        en_row = lead.page.locator(f"tr.label-set-row[data-id={en_id}]")
+        assert zh_row.locator(".example-count").inner_text() == f"{len(zh_examples)}"
+        assert en_row.locator(".example-count").inner_text() == f"{2 * SST2_PER_LABEL}"
+        assert "v1" in zh_row.inner_text() and "民生故事" in zh_row.inner_text()
+        lead.shot("04-label-sets")
+
+        lead.page.click(f"tr.label-set-row[data-id={zh_id}] a.strong")
+        expect(lead.page.locator("#labels")).to_be_visible()
+        label_rows = lead.page.locator("#labels tr.label-row")
+        assert [label_rows.nth(i).locator(".label-name").inner_text() for i in range(label_rows.count())] == \
+            [TNEWS_NAMES[code] for code in tnews.label_names]  # the set's own order
+        assert {label_rows.nth(i).locator(".label-count").inner_text() for i in range(15)} == {str(TNEWS_PER_LABEL)}
+        assert lead.page.locator("#adapters .adapter-row").count() == 1
+        lead.shot("05-label-set")
+
+        lead.page.click("#adapters a.version-link")
+        expect(lead.page.locator(".heatmap")).to_be_visible()
+        assert lead.page.locator(".heatmap .cell").count() == 15 * 15
+        assert lead.page.locator(".heatmap .cell.diagonal").count() == 15
+        held_out = sum(int(c) for c in lead.page.locator(".heatmap .cell text").all_text_contents())
+        assert held_out == trained["metrics"]["n_eval"]
+        points = lead.page.get_attribute(".loss-line", "d").count("L") + 1
+        assert points >= 10 and lead.page.locator(".epoch-dot").count() == 2
+        assert lead.page.inner_text(".metric-accuracy").endswith("%")
+        lead.shot("06-adapter")
+
+        # --- try the model ------------------------------------------------------------------------
+        assert stack.wait_for_job(en_train)["status"] == "succeeded"
+        lead.open(f"/ui/try?label_set={zh_id}")
+        lead.page.fill("#try-texts", "\n".join(TRY_TEXTS))
+        lead.page.click("#try-submit")
+        lead.page.wait_for_selector(".try-result >> nth=1", timeout=60_000)
+        answers = lead.page.locator(".try-result .try-label").all_inner_texts()
+        assert len(answers) == 2 and set(answers) <= zh_names, answers
+        lead.shot("07-try")
+
+        # --- 简体中文 -------------------------------------------------------------------------------
+        lead.open("/ui/jobs")
+        lead.page.click("a.lang[lang=zh-CN]")
+        expect(lead.page.locator("html")).to_have_attribute("lang", "zh-CN")
+        assert lead.page.inner_text("h1") == "任务" and "标签集" in lead.page.inner_text("nav.main-nav")
+        assert "已完成" in lead.page.inner_text(f"tr[data-job-id={job_id}]")
+        lead.shot("08-jobs-zh")
+        lead.open(f"/ui/label-sets/{zh_id}")  # no ?lang=: the choice is remembered
+        assert "标签与样本" in lead.page.inner_text("body") and "体育" in lead.page.inner_text("#labels")
+        lead.page.click("#labels th:nth-child(2)")  # sort by label: pinyin order in Chinese
+        by_name = lead.page.locator("#labels .label-name").all_inner_texts()
+        assert by_name[0] == "财经" and by_name[-1] == "娱乐", by_name  # cái … yú
+        lead.shot("09-label-set-zh")
+        lead.open(f"/ui/label-sets/{zh_id}/adapters/1")
+        assert "混淆矩阵" in lead.page.inner_text("body") and "训练损失" in lead.page.inner_text("body")
+        lead.shot("10-adapter-zh")
+        lead.open(f"/ui/jobs/{job_id}")
+        assert lead.page.inner_text("#job-status") == "已完成"
+        assert lead.page.inner_text(".page-of") == f"第 1 页，共 {N_TAG // 50} 页"
+        lead.shot("11-job-zh")
+        lead.check_clean()
+
+        # --- another tenant sees nothing of this one ---------------------------------------------
+        stranger = Browser(chromium, base)
+        stranger.open("/ui/login")
+        stranger.sign_in(other_tenant_key(stack))
+        assert stranger.page.locator("tr.label-set-row").count() == 0
+        for path in (f"/ui/label-sets/{zh_id}", f"/ui/label-sets/{zh_id}/adapters/1", f"/ui/jobs/{job_id}"):
+            assert stranger.open(path).status == 404, path
+            assert "There is no such object for your tenant." in stranger.page.inner_text("body")
+            assert "新闻标题分类" not in stranger.page.content()
+        stranger.shot("12-other-tenant-404")
+        stranger.check_clean()
+        chromium.close()
+    print(f"dashboard e2e: {time.monotonic() - t0:.1f}s after the stack was up; screenshots in {ARTIFACTS}")
