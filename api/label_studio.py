@@ -39,7 +39,7 @@ bp.before_request(auth.require_tenant_bearer_or_basic)
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 TEXT_TAGS = ("text", "hypertext")
-LS_ERRORS = (401, 404, 409, 413, 422)
+LS_ERRORS = (400, 401, 404, 409, 413, 422)
 
 
 # --- Label Studio's request shapes ------------------------------------------------------------

@@ -6,6 +6,7 @@
     reftag train --wait                                # a live bar: step, loss, ETA
     reftag tag texts.jsonl --wait -o results.jsonl     # a bar over items, then the results file
     reftag jobs
+    reftag adapters                                    # versions, scores; `adapters activate 2` rolls back
 
 An error from the server is printed as its one-line message, and the exit status is 1; a job
 that ends failed or cancelled exits 1 too.
@@ -96,6 +97,9 @@ class ReftagGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+output_format_option = click.option(
+    "--output-format", metavar="NAME",
+    help="the API's name of an export format (jsonl, csv, label_studio, argilla, ...; default: from OUT's suffix)")
 label_set_option = click.option("-l", "--label-set", "label_set_ref", metavar="ID_OR_NAME",
                                 help="label set to use (default: the one `reftag label-sets use` chose)")
 
@@ -288,6 +292,33 @@ def train(session: Session, label_set_ref: str | None, pairs: tuple[str, ...], w
         click.echo(f"follow it: reftag jobs wait {job['id']}")
 
 
+@cli.group(cls=ReftagGroup, invoke_without_command=True)
+@label_set_option
+@click.pass_context
+def adapters(ctx: click.Context, label_set_ref: str | None) -> None:
+    """A label set's adapter versions and their held-out scores (subcommand: activate)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    session: Session = ctx.obj
+    ls = session.label_set(label_set_ref)
+    table = Table("version", "active", "held-out", "parameters", "train job", "note")
+    for adapter in session.client.adapters(ls["id"])["adapters"]:
+        table.add_row(f"v{adapter['version']}", "*" if adapter["active"] else "", score_line(adapter["metrics"]),
+                      str(adapter["param_count"]), adapter["train_job_id"] or "-", plain(adapter["note"] or ""))
+    out.print(table)
+
+
+@adapters.command("activate")
+@click.argument("version", type=click.IntRange(1))
+@label_set_option
+@pass_session
+def activate_adapter(session: Session, version: int, label_set_ref: str | None) -> None:
+    """Make VERSION the active adapter (promote, or roll back); new jobs use it."""
+    ls = session.label_set(label_set_ref)
+    adapter = session.client.activate(ls["id"], version)
+    click.echo(f"{ls['name']}: adapter v{adapter['version']} is active ({score_line(adapter['metrics'])})")
+
+
 # --- tagging ----------------------------------------------------------------------------------------
 
 
@@ -296,19 +327,20 @@ def train(session: Session, label_set_ref: str | None, pairs: tuple[str, ...], w
 @label_set_option
 @click.option("--wait", is_flag=True, help="follow the job with a progress bar until it ends")
 @click.option("-o", "--output", metavar="OUT", help="write the results here when done (.csv: CSV, else JSONL; implies --wait)")
+@output_format_option
 @click.option("--adapter-version", type=int, help="tag with this adapter version (default: the active one)")
 @click.option("--text-field", default="text", show_default=True, help="field/column holding the text")
 @click.option("--id-field", default="id", show_default=True, help="field/column holding the item id")
 @pass_session
 def tag(session: Session, path: str, label_set_ref: str | None, wait: bool, output: str | None,
-        adapter_version: int | None, text_field: str, id_field: str) -> None:
+        output_format: str | None, adapter_version: int | None, text_field: str, id_field: str) -> None:
     """Tag the texts in FILE (.jsonl, .json, .csv, or one text per line)."""
     items = files.read_items(path, text_field, id_field)
     ls = session.label_set(label_set_ref)
     job = session.client.submit_tag_job(ls["id"], items, adapter_version)
     click.echo(f"tag job {job['id']}: {len(items)} items for {ls['name']} (adapter v{job['adapter_version']})")
     if wait or output:
-        finish(session, follow(session, job), output)
+        finish(session, follow(session, job), output, output_format)
     else:
         click.echo(f"follow it: reftag jobs wait {job['id']} -o results.jsonl")
 
@@ -378,19 +410,21 @@ def show_job(session: Session, job_id: str) -> None:
 @jobs.command("wait")
 @click.argument("job_id")
 @click.option("-o", "--output", metavar="OUT", help="tag jobs: write the results here (.csv: CSV, else JSONL)")
+@output_format_option
 @pass_session
-def wait_job(session: Session, job_id: str, output: str | None) -> None:
+def wait_job(session: Session, job_id: str, output: str | None, output_format: str | None) -> None:
     """Follow a job with a progress bar until it ends."""
-    finish(session, follow(session, session.client.job(job_id)), output)
+    finish(session, follow(session, session.client.job(job_id)), output, output_format)
 
 
 @jobs.command("results")
 @click.argument("job_id")
 @click.option("-o", "--output", metavar="OUT", required=True, help=".csv: CSV, else JSONL; `-` for stdout")
+@output_format_option
 @pass_session
-def job_results(session: Session, job_id: str, output: str) -> None:
+def job_results(session: Session, job_id: str, output: str, output_format: str | None) -> None:
     """Download a tag job's results (those written so far, if it is still running)."""
-    save_results(session, session.client.job(job_id), output)
+    save_results(session, session.client.job(job_id), output, output_format)
 
 
 @jobs.command("cancel")
@@ -461,23 +495,23 @@ def describe_end(job: dict[str, Any]) -> None:
             click.echo(metrics["note"])
 
 
-def finish(session: Session, job: dict[str, Any], output: str | None = None) -> None:
+def finish(session: Session, job: dict[str, Any], output: str | None = None, output_format: str | None = None) -> None:
     """Report how a followed job ended; save a tag job's results; exit 1 unless it succeeded."""
     click.echo(f"{job['type']} job {job['id']} {job['status']}: {job_progress(job)}")
     describe_end(job)
     if job["type"] == "tag" and job["status"] != "failed":
         if output:
-            save_results(session, job, output)
+            save_results(session, job, output, output_format)
         elif job["status"] == "succeeded":
             click.echo(f"results: reftag jobs results {job['id']} -o results.jsonl")
     if job["status"] != "succeeded":
         sys.exit(1)
 
 
-def save_results(session: Session, job: dict[str, Any], output: str) -> None:
+def save_results(session: Session, job: dict[str, Any], output: str, output_format: str | None = None) -> None:
     if job["type"] != "tag":
         fail(f"{job['id']} is a {job['type']} job; only tag jobs have results")
-    file_format = files.result_format(output)
+    file_format = output_format or files.result_format(output)
     if output == "-":
         for piece in session.client.export_results(job["id"], file_format):
             sys.stdout.buffer.write(piece)
@@ -489,6 +523,9 @@ def save_results(session: Session, job: dict[str, Any], output: str) -> None:
         for piece in session.client.export_results(job["id"], file_format):
             f.write(piece)
     partial.replace(path)  # a file named OUT is always complete
+    if file_format not in files.SUMMARIZED:
+        click.echo(f"wrote the results to {path} ({file_format})")
+        return
     summary = files.summarize_results(path, file_format)
     show_summary(summary)
     click.echo(f"wrote {summary.items} results to {path}")

@@ -20,6 +20,7 @@ EXAMPLE_MEDIA = {
     ".csv": "text/csv",
 }
 RESULT_FORMATS = {".csv": "csv"}  # anything else is written as JSONL
+SUMMARIZED = ("jsonl", "csv")  # the result formats whose files the CLI reads back for a summary
 
 
 class InputError(Exception):
@@ -126,7 +127,7 @@ def summarize_results(path: Path, file_format: str) -> ResultSummary:
     summary = ResultSummary()
     with open(path, encoding="utf-8", newline="") as f:
         if file_format == "csv":
-            rows = ({"labels": [n for n in r["labels"].split("|") if n], "needs_review": r["needs_review"] == "true",
+            rows = ({"labels": _csv_labels(r["labels"]), "needs_review": r["needs_review"] == "true",
                      "error": r["error"] or None} for r in csv.DictReader(f))
         else:
             rows = (json.loads(line) for line in f if line.strip())
@@ -138,3 +139,8 @@ def summarize_results(path: Path, file_format: str) -> ResultSummary:
             summary.labels.update(row["labels"])
             summary.needs_review += bool(row["needs_review"])
     return summary
+
+
+def _csv_labels(cell: str) -> list[str]:
+    # `a|b`, or a JSON list when a label name holds `|` (the API writes it either way)
+    return json.loads(cell) if cell.startswith("[") else [name for name in cell.split("|") if name]

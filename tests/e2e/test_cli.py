@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -125,6 +126,15 @@ def test_cli_session_from_label_set_to_results_in_chinese(run, tnews):
     assert "loss 0." in bar or "loss 1." in bar, trained.stderr
     assert "epoch" in bar and "steps" in bar, trained.stderr
 
+    versions = ok(run("adapters"))
+    assert any("v1" in line and "*" in line and "macro_f1" in line for line in versions.splitlines()), versions
+
+    predicted = ok(run("predict", to_tag[0]["text"][:12], to_tag[1]["text"][:12]))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table_lines(predicted) if "│" in line]
+    assert [row[0] for row in rows] == [to_tag[0]["text"][:12], to_tag[1]["text"][:12]], predicted
+    assert all(row[1] in LABELS.values() and 0 < float(row[2]) <= 1 for row in rows), predicted
+    assert_aligned(predicted)
+
     shown = ok(run("label-sets", "show", name))
     assert all(label in shown for label in LABELS.values())
     assert_aligned(shown)
@@ -145,6 +155,14 @@ def test_cli_session_from_label_set_to_results_in_chinese(run, tnews):
     for label, count in counts.items():  # the summary table tells the same counts
         if count:
             assert any(label in line and f" {count} " in line for line in out.splitlines()), (label, count, out)
+
+    tag_job = re.search(r"job_[0-9a-f]{16}", out).group(0)
+    as_csv = ok(run("jobs", "results", tag_job, "-o", "结果.csv"))
+    assert f"wrote {N_TAG} results" in as_csv
+    with open(home / "结果.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["item_id"] for r in rows] == [f"新闻-{i}" for i in range(N_TAG)]
+    assert [r["labels"] for r in rows] == [r["labels"][0] for r in results]
 
     jobs = ok(run("jobs", "-l", name))
     job_lines = [line for line in jobs.splitlines() if "job_" in line]
