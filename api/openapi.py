@@ -128,8 +128,12 @@ def _operation(rule: Any, spec: dict[str, Any], refs: dict[Any, Any]) -> dict[st
     for status, model in spec["responses"].items():
         if isinstance(model, type):
             content = {JSON: {"schema": refs[(model, "serialization")]}}
-            content.update({media: {"schema": {"type": "string", "description": text}}
-                            for media, text in spec["response_media"].items()})
+            for media, text in spec["response_media"].items():
+                if media == JSON:  # an export that is JSON too (an array): which one depends on the query
+                    content[JSON] = {"schema": {"anyOf": [refs[(model, "serialization")],
+                                                          {"type": "array", "description": text}]}}
+                else:
+                    content[media] = {"schema": {"type": "string", "description": text}}
             responses[str(status)] = {"description": model.__doc__ or model.__name__, "content": content}
         else:
             responses[str(status)] = {"description": model}

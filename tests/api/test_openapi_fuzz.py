@@ -1,0 +1,116 @@
+"""Schemathesis, driven by the app's own `/openapi.json`, against every operation in it: over a
+thousand generated requests (schema-valid ones, with random ids and with ids of real objects,
+and schema-invalid ones), and for each answer: no 5xx, a documented status, the documented
+content type and headers, a body that matches its schema, invalid input refused, and auth
+enforced. (tests/api/test_hostile_input.py mutates known-good bodies with hand-picked hostile
+values; this one explores what the schema allows and forbids.)
+
+Not checked: that every schema-valid request is accepted. JSON Schema cannot say "label names
+distinct", "text not only whitespace" or "2.0 is not an integer", which the API does refuse
+(422, by design), so that check would only report the limits of the schema language.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from store import work
+
+# Per operation. Operations without parameters or a body have one possible request.
+RANDOM_IDS, REAL_IDS, INVALID = 15, 30, 20
+SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture
+def world(make_app, auth, make_label_set, add_adapter):
+    """An app (no predict worker: predict answers its documented 504 at once) and real objects: a
+    label set with examples and an adapter, a tag job with results, a queued train job."""
+    app = make_app(predict_timeout=0.01)
+    client = app.test_client()
+    ls = make_label_set("fuzz", labels=("billing", "delivery", "other"))
+    add_adapter(ls["id"])
+    examples = [{"text": f"{label} example {i}", "label": label} for label in ("billing", "delivery", "other")
+                for i in range(4)]
+    assert client.post(f"/v1/label-sets/{ls['id']}/examples", headers=auth, json={"examples": examples}).status_code == 201
+    tag = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [
+        {"id": "a", "text": "refund please"}, {"id": "b", "text": "where is my parcel"}]}).get_json()
+    chunk = work.claim_chunk(tag["id"], 0)
+    work.write_chunk_results(tag["id"], 0, [
+        work.ResultRow(position, item_id, ["billing"], {"billing": 0.8, "delivery": 0.15, "other": 0.05}, False, 1)
+        for position, item_id in zip(chunk.positions, chunk.item_ids)])
+    train = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
+    return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,
+                 "labels": ["billing", "delivery", "other"]}
+
+
+def aim_at_real_objects(case, ids, data) -> None:
+    """Point a schema-valid request at the world's objects: real ids in the path and the body,
+    real label names in examples (random ones are refused, rightly, as unknown labels)."""
+    real = {"label_set_id": st.just(ids["label_set_id"]), "job_id": st.sampled_from(ids["job_ids"]),
+            "version": st.just(ids["version"])}
+    names = [p.name for p in case.operation.path_parameters if p.name in real]
+    case.path_parameters = {**(case.path_parameters or {}), **{name: data.draw(real[name]) for name in names}}
+    if not isinstance(case.body, dict):
+        return
+    if "label_set_id" in case.body:
+        case.body["label_set_id"] = ids["label_set_id"]
+    for example in case.body.get("examples") or []:
+        label = data.draw(st.sampled_from(ids["labels"]))
+        if example.get("label") is not None:
+            example["label"] = label
+        if example.get("labels") is not None:
+            example["labels"] = [label]
+
+
+def test_generated_requests_get_no_5xx_and_answers_match_the_schema(world, auth):
+    app, ids = world
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    statuses: Counter = Counter()
+    # With no predict worker POST /v1/predict answers 504, documented and checked below.
+    no_worker = "POST /v1/predict"
+
+    def run(operation, strategy, real_ids: bool, examples: int) -> None:
+        @hypothesis.settings(max_examples=examples, **SETTINGS)
+        @given(case=strategy, data=st.data())
+        def call(case, data):
+            if real_ids:
+                aim_at_real_objects(case, ids, data)
+            excluded = [positive_data_acceptance] + ([not_a_server_error] if operation.label == no_worker else [])
+            response = case.call_and_validate(headers=auth, excluded_checks=excluded)
+            statuses[(operation.label, response.status_code)] += 1
+
+        try:
+            call()
+        except hypothesis.errors.Unsatisfiable:
+            pass  # no invalid request exists for an operation without inputs
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        has_inputs = bool(operation.path_parameters or operation.query or operation.headers or operation.body)
+        run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), False,
+            RANDOM_IDS if has_inputs else 1)
+        if operation.path_parameters or operation.body:
+            run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), True, REAL_IDS)
+        if has_inputs:
+            run(operation, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE), False, INVALID)
+
+    total = sum(statuses.values())
+    by_status = Counter()
+    for (_, status), n in statuses.items():
+        by_status[status] += n
+    print(f"{total} requests; by status: {dict(sorted(by_status.items()))}")
+    assert total >= 1000
+    assert {key for key in statuses if key[1] >= 500} <= {(no_worker, 504)}, statuses
+    # The real ids took the requests past the 404s: every /v1 operation succeeded at least once.
+    reached = {label for (label, status) in statuses if 200 <= status < 300}
+    v1 = {label for (label, _) in statuses if " /v1/" in label}
+    assert v1 - reached <= {no_worker}, f"never answered 2xx: {sorted(v1 - reached)}"
