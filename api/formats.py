@@ -345,7 +345,7 @@ def read_label_studio_csv(request: Request, options: ReadOptions) -> Upload:
         record: dict[str, Any] = dict(row)
         for key, cell in row.items():
             # Label Studio writes a cell with several choices as JSON: {"choices": [...]}
-            if isinstance(cell, str) and cell.startswith(("{", "[")) and key not in (options.text_field or "text",):
+            if isinstance(cell, str) and cell.startswith(("{", "[")) and key != (options.text_field or "text"):
                 try:
                     record[key] = json.loads(cell)
                 except ValueError:

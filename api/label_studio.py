@@ -20,8 +20,9 @@ in schemas.py); errors keep reftag's error format, which Label Studio shows as t
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from flask import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +33,7 @@ from . import auth, broker, formats
 from .db import read_transaction, transaction
 from .errors import ApiError, invalid
 from .openapi import operation
-from .schemas import RequestModel, job_json, parse_body, settings, too_many
+from .schemas import ExamplesUpload, RequestModel, job_json, parse_body, settings, too_many, validate
 
 bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
 bp.before_request(auth.require_tenant_bearer_or_basic)
@@ -154,19 +155,33 @@ def model_version(session: Any, label_set_id: str) -> str:
     return formats.model_version(active.version if active else None)
 
 
-def task_texts(tasks: list[dict[str, Any]], key: str) -> list[str]:
-    """The text of each task (`data[key]`); 422 naming every task that has none."""
+def task_texts(tasks: list[dict[str, Any]], key: str, at: str = "/tasks/{i}") -> list[str]:
+    """The text of each task (`data[key]`); 422 naming every task that has none (`at`: the
+    task's JSON pointer in the request)."""
     problems = []
     for i, task in enumerate(tasks):
         value = task.get("data", {}).get(key) if isinstance(task.get("data"), dict) else None
         if not isinstance(value, str):
-            problems.append({"pointer": f"/tasks/{i}/data/{key}",
+            problems.append({"pointer": at.format(i=i) + f"/data/{key}",
                              "message": f"task {task.get('id', i)} has no text in data.{key} (the <Text> the "
                                         "<Choices> label reads $" + key + ")"})
     if problems:
         raise invalid(problems)
-    # The model reads the first max_length tokens only; a longer text would be cut anyway.
-    return [task["data"][key][: settings().max_text_chars] for task in tasks]
+    return [task["data"][key] for task in tasks]
+
+
+@contextmanager
+def pointing_into_payload(where: dict[str, str]) -> Iterator[None]:
+    """Errors about the example made from a Label Studio payload point into that payload
+    (`where`: example pointer → payload pointer) instead of at an upload's rows."""
+    try:
+        yield
+    except (ApiError, catalog.CatalogError) as e:
+        for ours, theirs in where.items():
+            e.message = e.message.replace(ours + ":", theirs + ":")
+        e.details = [{**d, "pointer": where.get(d["pointer"], d["pointer"])} if "pointer" in d else d
+                     for d in e.details]
+        raise
 
 
 def check_choices(config: LabelConfig, label_names: list[str], pointer: str) -> None:
@@ -218,7 +233,8 @@ def predict(label_set_id: str):
     config = label_config(body.label_config, "/label_config")
     if len(body.tasks) > settings().max_job_items:
         raise too_many("tasks", len(body.tasks), settings().max_job_items, "/tasks", "REFTAG_MAX_JOB_ITEMS")
-    texts = task_texts(body.tasks, config.data_key)
+    # The model reads the first max_length tokens only; a longer text would be cut anyway.
+    texts = [text[: settings().max_text_chars] for text in task_texts(body.tasks, config.data_key)]
     with read_transaction() as session:
         version = catalog.resolve_adapter(session, g.tenant_id, label_set_id, None).version
     asked = [i for i, text in enumerate(texts) if text.strip()]  # an empty text gets an empty answer
@@ -249,23 +265,10 @@ def webhook(label_set_id: str):
     if body.annotation.get("was_cancelled"):
         return {"status": "ignored", "action": body.action, "detail": {"reason": "the task was skipped"}}
     config = label_config((body.project or {}).get("label_config"), "/project/label_config")
-    text = task_texts([body.task], config.data_key)[0]
-    labels, where = annotation_choices(body.annotation, config.from_name)
-    if not labels:
-        return {"status": "ignored", "action": body.action,
-                "detail": {"reason": f"the annotation chooses nothing in <Choices name={config.from_name!r}>"}}
-    with transaction() as session:
-        try:
-            added = catalog.add_examples(session, g.tenant_id, label_set_id, [(text, labels)])
-        except catalog.Invalid as e:  # point at the annotation's choices, not at an upload's rows
-            e.details = [{**d, "pointer": where[labels.index(d["label"])] if d.get("label") in labels
-                          else "/annotation/result"} for d in e.details]
-            raise
-        relabelled = body.action == "ANNOTATION_UPDATED" and catalog.relabel_example(
-            session, g.tenant_id, label_set_id, text, labels)
-    return {"status": "ok", "action": body.action,
-            "detail": {"added": added.added, "duplicates": added.duplicates, "relabelled": relabelled,
-                       "labels": labels}}, 201
+    stored = store_annotation(label_set_id, body.annotation, body.task, config, body.action == "ANNOTATION_UPDATED")
+    if not stored["labels"]:
+        return {"status": "ignored", "action": body.action, "detail": stored}
+    return {"status": "ok", "action": body.action, "detail": stored}, 201
 
 
 @bp.post("/train")
@@ -279,9 +282,9 @@ def train(label_set_id: str):
     upload = formats.label_studio_examples(
         body.annotations, formats.ReadOptions(config.data_key, config.from_name, "annotations"))
     with upload.errors_at_source_rows():
-        pairs = [(e["text"], e["labels"]) for e in upload.document["examples"]]
+        examples = validate(ExamplesUpload, upload.document)
         with transaction() as session:
-            added = catalog.add_examples(session, g.tenant_id, label_set_id, pairs)
+            added = catalog.add_examples(session, g.tenant_id, label_set_id, examples.pairs())
     return {"status": "ok", "action": "TRAIN",
             "detail": {"added": added.added, "duplicates": added.duplicates, "skipped": upload.skipped,
                        "train_job": start_training(label_set_id)}}, 201
@@ -306,3 +309,22 @@ def annotation_choices(annotation: dict[str, Any], from_name: str) -> tuple[list
             labels += choices
             pointers += [f"/annotation/result/{k}/value/choices/{j}" for j in range(len(choices))]
     return labels, pointers
+
+
+def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[str, Any], config: LabelConfig,
+                     relabel: bool) -> dict[str, Any]:
+    """The annotation's choices as the example of the task's text, checked as any upload's
+    examples are. Sent again it is a duplicate; `relabel` (an update) gives the stored example
+    the new choices. An annotation that chooses nothing stores nothing."""
+    [text] = task_texts([task], config.data_key, at="/task")
+    labels, choice_pointers = annotation_choices(annotation, config.from_name)
+    if not labels:
+        return {"labels": [], "reason": f"the annotation chooses nothing in <Choices name={config.from_name!r}>"}
+    where = {"/examples/0/text": f"/task/data/{config.data_key}", "/examples/0/label": choice_pointers[0],
+             **{f"/examples/0/labels/{j}": pointer for j, pointer in enumerate(choice_pointers)}}
+    with pointing_into_payload(where):
+        example = validate(ExamplesUpload, {"examples": [{"text": text, "labels": labels}]})
+        with transaction() as session:
+            added = catalog.add_examples(session, g.tenant_id, label_set_id, example.pairs())
+            relabelled = relabel and catalog.relabel_example(session, g.tenant_id, label_set_id, text, labels)
+    return {"added": added.added, "duplicates": added.duplicates, "relabelled": relabelled, "labels": labels}

@@ -280,6 +280,14 @@ def test_an_unknown_choice_is_422_naming_it_and_pointing_at_it(client, tenant, l
     assert count_rows(Example) == 0
 
 
+def test_an_annotation_of_an_empty_text_is_422_pointing_at_the_task(client, tenant, ls_set, count_rows):
+    response = client.post(f"/ls/{ls_set['id']}/webhook", headers=basic(tenant.key),
+                           json=annotation_webhook(["billing"], text="   "))
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["pointer"] == "/task/data/body"
+    assert count_rows(Example) == 0
+
+
 def test_skipped_annotations_and_other_actions_are_ignored(client, tenant, ls_set, count_rows):
     url = f"/ls/{ls_set['id']}/webhook"
     skipped = client.post(url, headers=basic(tenant.key), json=annotation_webhook([], cancelled=True))
