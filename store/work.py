@@ -18,9 +18,11 @@ progress only while the job still carries the attempt number it claimed.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -67,6 +69,17 @@ def held_out_score_key(multi_label: bool) -> str:
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+def _failpoint(name: str) -> None:
+    """Test-only. With REFTAG_FAILPOINT=<name>:<file>, touch <file> and stop here until the
+    process is killed: how tests kill a worker at one exact point (inside the transaction that
+    stores an adapter). Nothing sets it outside tests."""
+    point, _, marker = os.environ.get("REFTAG_FAILPOINT", "").partition(":")
+    if point == name:
+        Path(marker).touch()
+        while True:
+            time.sleep(1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +263,8 @@ def store_adapter(
         if detail is not None:
             job.detail = detail
         _finish(job, "succeeded", now)
+        s.flush()
+        _failpoint("store_adapter")  # everything written, nothing committed
         return StoredAdapter(version, make_active, note)
 
 

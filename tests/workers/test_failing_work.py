@@ -1,0 +1,79 @@
+"""Work that cannot succeed ends, with its reason, instead of looping: the `tag_chunk` task on a
+real database and a real Redis, every message it sends itself delivered back to it as a
+worker would, until none is left. Only the model is replaced, where a test needs it to fail."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from store import work
+from store.db import session_scope
+from store.models import Adapter, Chunk, Job, Result
+from workers import model_cache, tasks
+
+
+def deliver_until_quiet(redis, first: list, limit: int = 20) -> int:
+    """Run tag_chunk on `first`, then on every message it (re)sent, until the queue is empty;
+    returns how many times it ran."""
+    pending, runs = [first], 0
+    while pending:
+        runs += 1
+        assert runs <= limit, "the chunk is being retried forever"
+        try:
+            tasks.tag_chunk(*pending.pop(0))
+        except RuntimeError:
+            pass  # the worker logs it; the message was already sent again
+        pending += [message["args"] for message in redis.queued_tasks("tag")]
+        redis.client().delete("tag")
+    return runs
+
+
+def failed_results(job_id: str) -> list[Result]:
+    with session_scope() as s:
+        return s.scalars(select(Result).where(Result.job_id == job_id).order_by(Result.position)).all()
+
+
+def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_attempts(rows, clean_redis,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "3")
+    job_id = rows.tag_job(rows.label_set(), n_items=6, chunk_size=4)
+
+    class OutOfMemory:
+        def predict(self, adapter, texts):
+            raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(work, "adapter_ref", lambda *a, **k: work.AdapterRef("ls", 1, "0" * 64))
+    monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
+    monkeypatch.setattr(model_cache, "tagger", OutOfMemory)
+
+    assert deliver_until_quiet(clean_redis, [job_id, 0]) == 4  # three tries, then the claim that gives up
+
+    results = failed_results(job_id)
+    assert [r.position for r in results] == [0, 1, 2, 3]  # chunk 0's items, each once
+    assert all(r.labels == [] and r.error == "gave up after 3 attempts: RuntimeError: CUDA out of memory"
+               for r in results)
+    with session_scope() as s:
+        assert s.get(Chunk, (job_id, 0)).status == "failed"
+        assert s.get(Chunk, (job_id, 1)).status == "pending"  # the other chunk is untouched
+        job = s.get(Job, job_id)
+        assert (job.status, job.done, job.failed) == ("running", 0, 4)
+
+
+def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows, clean_redis):
+    label_set_id = rows.label_set()
+    train_job = rows.train_job(label_set_id)
+    work.lease_train_job(train_job)
+    work.store_adapter(train_job, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
+    with session_scope() as s:  # a torn write or a bad disk: the bytes change, the checksum does not
+        s.scalar(select(Adapter).where(Adapter.label_set_id == label_set_id)).weights = b"weightz"
+    model_cache.clear()
+    job_id = rows.tag_job(label_set_id, n_items=3, chunk_size=4)
+
+    assert deliver_until_quiet(clean_redis, [job_id, 0]) == 1  # failed at once: a retry reads the same bytes
+    results = failed_results(job_id)
+    assert len(results) == 3 and all("is corrupt: checksum" in r.error for r in results)
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert (job.status, job.error["code"]) == ("failed", "all_items_failed")
+    with pytest.raises(model_cache.AdapterIntegrityError):
+        model_cache.adapter(work.adapter_ref(label_set_id))
