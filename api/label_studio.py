@@ -14,8 +14,10 @@ Label Studio then calls:
 
 The request and answer shapes are Label Studio's, not reftag's (so they are declared here, not
 in schemas.py); errors keep reftag's error format, which Label Studio shows as the message.
-`/predict` never loads a model in the web tier: tasks go to the `predict` queue in batches
-(grouped by length), all sent at once, with the adapter version pinned for the whole request.
+`/predict` never loads a model in the web tier: tasks go to the `predict` queue in batches of
+`max_predict_items` (grouped by length, so each is about one model batch), all sent at once,
+with the adapter version pinned for the whole request; each batch has `predict_timeout`
+seconds, so a long list takes as long as the work, and a stalled worker is a 504 in seconds.
 """
 from __future__ import annotations
 
@@ -239,7 +241,7 @@ def predict(label_set_id: str):
         version = catalog.resolve_adapter(session, g.tenant_id, label_set_id, None).version
     asked = [i for i, text in enumerate(texts) if text.strip()]  # an empty text gets an empty answer
     answers = broker.predict_many(g.tenant_id, label_set_id, version, [texts[i] for i in asked],
-                                  settings().chunk_size, settings().predict_timeout)
+                                  settings().max_predict_items, settings().predict_timeout)
     by_task: dict[int, dict[str, Any]] = dict(zip(asked, answers))
     nothing = {"labels": [], "scores": {}, "adapter_version": version}
     return {"results": [formats.label_studio_prediction(by_task.get(i, nothing), config.from_name, config.to_name)

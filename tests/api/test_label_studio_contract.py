@@ -175,7 +175,7 @@ def test_many_tasks_go_to_the_predict_queue_in_few_length_grouped_batches(make_a
                                                                           clean_redis):
     """No worker here: the request times out (504), leaving its messages to count."""
     add_adapter(ls_set["id"], version=4)
-    client = make_app(chunk_size=4, predict_timeout=0.3).test_client()
+    client = make_app(max_predict_items=4, predict_timeout=0.3).test_client()
     texts = [f"ticket {'x' * (i * 7 % 23)} {i}" for i in range(10)]
     response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
     assert response.status_code == 504 and response.get_json()["error"]["code"] == "predict_timeout"
@@ -218,7 +218,7 @@ def test_predict_answers_one_label_studio_prediction_per_task_in_order(make_app,
          "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = make_app(chunk_size=3, predict_timeout=30).test_client()
+        client = make_app(max_predict_items=3, predict_timeout=30).test_client()
         texts = ["I was charged twice", "my parcel is lost", "", "hello there", "charge me less, a longer one",
                  "parcel", "ok"]
         response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
