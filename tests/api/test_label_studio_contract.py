@@ -330,3 +330,19 @@ def test_train_stores_label_studios_annotated_tasks_then_trains(client, tenant, 
     assert detail["added"] == 12 and [s["index"] for s in detail["skipped"]] == [12]
     assert len(stored(db, ls_set["id"])) == 12
     assert clean_redis.queued_tasks("train")[0]["args"] == [detail["train_job"]["id"]]
+
+
+def test_chinese_choices_and_texts_pass_through_unchanged(client, tenant, make_label_set, db):
+    ls = make_label_set(name="新闻", labels=("财经", "体育", "教育"))
+    config = ('<View><Text name="标题" value="$标题"/><Choices name="类别" toName="标题">'
+              '<Choice value="财经"/><Choice value="体育"/><Choice value="教育"/></Choices></View>')
+    setup = client.post(f"/ls/{ls['id']}/setup", headers=basic(tenant.key), json={**SETUP_BODY, "schema": config})
+    assert setup.status_code == 200, setup.get_json()
+    body = annotation_webhook(["体育"], text="国足客场两球击败对手")
+    body["annotation"]["result"][0].update(from_name="类别", to_name="标题")
+    body["task"]["data"] = {"标题": "国足客场两球击败对手"}
+    body["project"] = {**PROJECT, "label_config": config}
+    response = client.post(f"/ls/{ls['id']}/webhook", headers=basic(tenant.key), json=body)
+    assert response.status_code == 201, response.get_json()
+    assert '"体育"' in response.get_data(as_text=True)  # not \\u-escaped
+    assert stored(db, ls["id"]) == {"国足客场两球击败对手": ["体育"]}
