@@ -65,9 +65,12 @@ def loss_chart(step_losses: list[tuple[float, float]], epoch_losses: list[float]
         return None
     xs = [x for x, _ in points + epoch_points]
     ys = [y for _, y in points + epoch_points]
-    x_values = ticks(min(0.0, min(xs)), max(xs), 6)
-    y_values = ticks(min(0.0, min(ys)), max(ys), 4)
-    x0, x1, y0, y1 = x_values[0], x_values[-1], y_values[0], y_values[-1]
+    # The x axis runs from 0 to the last step (or epoch), with whole-number ticks.
+    x_values = [x for x in ticks(0.0, max(xs), 6) if x <= max(xs) and x == int(x)]
+    # The y axis spans the losses seen, not 0…max: a curve that falls from 2.7 to 2.3 should
+    # be seen to fall.
+    y_values = ticks(min(ys), max(ys), 4)
+    x0, x1, y0, y1 = 0.0, max(xs), y_values[0], y_values[-1]
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(x: float) -> float:

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from markupsafe import Markup, escape
+
 from flask import (
     Blueprint,
     Flask,
@@ -46,12 +48,16 @@ RESULTS_PER_PAGE = 50
 PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_submit", "dashboard.static_file", "dashboard.home"}
 JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit"}
 PAGE = {200: "An HTML page"}
+# What a signed-in page can also answer (described, not given a schema: they are pages).
+SIGNED_OUT = {302: "Not signed in (or the key was revoked): a redirect to the sign-in form"}
+NOT_FOUND = {404: "An HTML page: no such object for this tenant"}
 
 
-def page(summary: str, **kwargs: Any):
-    """Dashboard routes appear in the OpenAPI document as what they are: pages, not API."""
-    return operation(f"Dashboard: {summary}", tag="dashboard", public=True, responses=kwargs.pop("responses", PAGE),
-                     **kwargs)
+def page(summary: str, responses: dict[int, Any] | None = None, signed_in: bool = True) -> Any:
+    """Dashboard routes appear in the OpenAPI document as what they are: pages, not API.
+    Sign-in is the session cookie, not a bearer key."""
+    answers = {**(responses or PAGE), **(SIGNED_OUT if signed_in else {})}
+    return operation(f"Dashboard: {summary}", tag="dashboard", public=True, responses=answers)
 
 
 def init_app(app: Flask) -> None:
@@ -116,8 +122,14 @@ def job_duration(job) -> float | None:
 
 
 @bp.app_template_filter("when")
-def when(moment: datetime | None) -> str:
-    return iso(moment).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "–"
+def when(moment: datetime | None, seconds: bool = True) -> Markup:
+    """A UTC time; the page's script shows it in the reader's own time zone."""
+    if moment is None:
+        return Markup("–")
+    moment = iso(moment)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " UTC"
+    return Markup('<time datetime="{}" data-seconds="{}">{}</time>').format(
+        moment.isoformat(), "1" if seconds else "", text)
 
 
 @bp.app_template_filter("seconds")
@@ -126,6 +138,13 @@ def seconds_text(value: Any) -> str:
         return "–"
     minutes, secs = divmod(round(value), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{value:.1f} s"
+
+
+@bp.app_template_filter("code_spans")
+def code_spans(text: str) -> Markup:
+    """`command` in a message → <code>command</code>, everything escaped."""
+    return Markup("").join(Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+                           for i, part in enumerate(text.split("`")))
 
 
 @bp.app_template_filter("fixed")
@@ -170,19 +189,20 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.get("/")
-@page("the start page (redirects to /ui/)", responses={302: "Redirect to /ui/"})
+@page("the start page (redirects to /ui/)", {302: "Redirect to /ui/"}, signed_in=False)
 def home():
     return redirect(url_for("dashboard.label_sets"))
 
 
 @bp.get("/ui/login")
-@page("sign-in form")
+@page("sign-in form", signed_in=False)
 def login():
     return render("login.html", next=safe_next(request.args.get("next")), error=None)
 
 
 @bp.post("/ui/login")
-@page("sign in with an API key", responses={302: "Signed in: redirect", 401: "An HTML page: the key was refused"})
+@page("sign in with an API key", {302: "Signed in: a redirect to the page asked for",
+                                   401: "An HTML page: the key is missing, unknown or revoked"}, signed_in=False)
 def login_submit():
     raw_key = (request.form.get("api_key") or "").strip()
     with read_transaction() as db:
@@ -196,14 +216,15 @@ def login_submit():
 
 
 @bp.post("/ui/logout")
-@page("sign out", responses={302: "Redirect to the sign-in form"})
+@page("sign out", {302: "Signed out: a redirect to the sign-in form",
+                   403: "The form's CSRF token is missing or wrong (JSON error)"})
 def logout():
     session.clear()
     return redirect(url_for("dashboard.login"))
 
 
 @bp.get("/ui/static/<path:filename>")
-@page("stylesheet and script", responses={200: "A static file"})
+@page("stylesheet and script", {200: "A static file", 404: "No such file"}, signed_in=False)
 def static_file(filename: str):
     return send_from_directory(STATIC_DIR, filename, max_age=300)
 
@@ -221,7 +242,7 @@ def label_sets():
 
 
 @bp.get("/ui/label-sets/<id:label_set_id>")
-@page("one label set: labels, example counts, adapter versions, recent jobs")
+@page("one label set: labels, example counts, adapter versions, recent jobs", {**PAGE, **NOT_FOUND})
 def label_set(label_set_id: str):
     with read_transaction() as db:
         view = catalog.get_label_set(db, g.tenant_id, label_set_id)
@@ -234,7 +255,7 @@ def label_set(label_set_id: str):
 
 
 @bp.get("/ui/label-sets/<id:label_set_id>/adapters/<int(max=2147483647):version>")
-@page("one adapter version: held-out scores, confusion matrix, loss curve")
+@page("one adapter version: held-out scores, confusion matrix, loss curve", {**PAGE, **NOT_FOUND})
 def adapter(label_set_id: str, version: int):
     with read_transaction() as db:
         view = catalog.get_label_set(db, g.tenant_id, label_set_id)
@@ -264,7 +285,7 @@ def jobs_list():
 
 
 @bp.get("/ui/jobs/<id:job_id>")
-@page("one job: live progress, and a tag job's results with scores, paged")
+@page("one job: live progress, and a tag job's results with scores, paged", {**PAGE, **NOT_FOUND})
 def job(job_id: str):
     with read_transaction() as db:
         found = catalog.get_job(db, g.tenant_id, job_id)
@@ -281,14 +302,16 @@ def job(job_id: str):
 
 
 @bp.get("/ui/jobs/<id:job_id>/progress")
-@page("a job as JSON, polled by the job pages", responses={200: "The job, as GET /v1/jobs/{id}"})
+@page("a job as JSON, polled by the job pages",
+      {200: "The job, as GET /v1/jobs/{id}", 401: "Not signed in (JSON error)", 404: "No such job (JSON error)"},
+      signed_in=False)
 def job_progress(job_id: str):
     with read_transaction() as db:
         return job_json(catalog.get_job(db, g.tenant_id, job_id))
 
 
 @bp.get("/ui/jobs/<id:job_id>/results.<any(csv, jsonl):format_name>")
-@page("download a job's results", responses={200: "CSV or JSONL, as GET /v1/jobs/{id}/results?format="})
+@page("download a job's results", {200: "CSV or JSONL, as GET /v1/jobs/{id}/results?format=", **NOT_FOUND})
 def job_export(job_id: str, format_name: str):
     # CSV with a byte order mark: Excel, which many labeling teams open it with, needs one to
     # read UTF-8 (Chinese) rather than the local code page.
@@ -308,7 +331,9 @@ def try_model():
 
 
 @bp.post("/ui/try")
-@page("tag a few texts now (as POST /v1/predict)", responses={200: "As POST /v1/predict"}, errors=(409, 422, 504))
+@page("tag a few texts now (the body and answers of POST /v1/predict)",
+      {200: "As POST /v1/predict", 401: "Not signed in (JSON error)", 403: "CSRF token missing or wrong (JSON error)",
+       415: "Not a JSON body"}, signed_in=False)
 def try_submit():
     if not request.is_json:
         abort(415)

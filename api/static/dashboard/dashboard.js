@@ -15,6 +15,19 @@ function formatCount(n) {
   return Number(n).toLocaleString("en-US");
 }
 
+// --- times: the server writes UTC; show the reader's own clock ------------------------------------
+
+document.querySelectorAll("time[datetime]").forEach((node) => {
+  const moment = new Date(node.getAttribute("datetime"));
+  if (Number.isNaN(moment.getTime())) return;
+  const pad = (n) => String(n).padStart(2, "0");
+  let text = `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())} ` +
+    `${pad(moment.getHours())}:${pad(moment.getMinutes())}`;
+  if (node.dataset.seconds) text += `:${pad(moment.getSeconds())}`;
+  node.title = node.textContent; // the UTC time, on hover
+  node.textContent = text;
+});
+
 // --- live progress ------------------------------------------------------------------------------
 
 function showProgress(block, job) {
