@@ -167,3 +167,13 @@ def test_chart_geometry():
     assert [round(c.share, 2) for c in heatmap.cells] == [1.0, 0.0, 0.5, 0.5]
     assert charts.confusion_heatmap([[1]], ["a", "b"]) is None
     assert charts.short_name("国际新闻与评论频道") == "国际新闻与评…"
+
+
+def test_a_multi_label_adapter_shows_micro_f1_and_no_confusion_matrix(client, tenant, make_label_set, add_adapter):
+    label_set = make_label_set("emotions", labels=("joy", "anger", "fear"), multi_label=True)
+    add_adapter(label_set["id"], metrics={"accuracy": 0.4, "micro_f1": 0.61, "macro_f1": 0.5, "n_eval": 20})
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/1"))
+    assert "Micro-F1" in html and "0.610" in html
+    assert "No confusion matrix" in html and '<g class="cell' not in html
+    assert "multi-label" in text_of(client.get("/ui/"))

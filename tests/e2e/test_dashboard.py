@@ -128,6 +128,16 @@ class Browser:
         assert not [e for e in self.errors if "404" not in e], self.errors
 
 
+def test_without_a_browser_the_test_fails_in_ci_and_skips_loudly_elsewhere(monkeypatch):
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="NOT TESTED IN A BROWSER"):
+        sync_playwright()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="NOT TESTED IN A BROWSER: /nonexistent/chromium"):
+        sync_playwright()
+
+
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
 def test_dashboard_in_chromium(stack, tnews, sst2):
     playwright = sync_playwright()  # skip (or fail in CI) before spending time on data
