@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from markupsafe import Markup, escape
-
 from flask import (
     Blueprint,
     Flask,
@@ -31,6 +29,7 @@ from flask import (
     session,
     url_for,
 )
+from markupsafe import Markup, escape
 
 from store import catalog
 from store.settings import dashboard_secret_key
