@@ -37,8 +37,8 @@ def parse_positions(spec: str) -> tuple[int, int] | None:
 class TrainConfig:
     intervention: str = "loreft"
     layers: list[int] | str = "auto"
-    positions: str = "f1+l1"
-    rank: int = 4
+    positions: str = "all"
+    rank: int = 2
     epochs: int = 10
     lr: float = 5e-3
     dropout: float = 0.05
@@ -93,9 +93,11 @@ class TrainConfig:
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         if self.layers == "auto":
-            # The upper half: the frozen lower half is computed once and cached, and a
-            # classification edit needs the more abstract upper representations anyway.
-            return list(range(num_layers // 2, num_layers))
+            # The upper half but the top block: the frozen lower half is computed once and
+            # cached, and an edit needs the abstract upper representations. Not the top block's
+            # output: edited at every position and then pooled, an affine edit there is only an
+            # affine map of the pooled vector — a linear probe again (bench/RESULTS.md, sweep).
+            return list(range(num_layers // 2, max(num_layers // 2 + 1, num_layers - 1)))
         bad = [layer for layer in self.layers if layer >= num_layers]
         if bad:
             raise ReftConfigError("layers", f"{bad} out of range: the model has layers 0–{num_layers - 1}")

@@ -77,7 +77,8 @@ def test_metrics_cover_accuracy_macro_f1_per_label_and_confusion(tokenizer):
     m = adapter.metrics
     assert {"accuracy", "macro_f1", "per_label", "confusion", "loss_curve", "n_train", "n_eval", "params"} <= set(m)
     assert set(m["per_label"]) == {"neg", "pos"} and sum(map(sum, m["confusion"])) == m["n_eval"]
-    assert m["params"]["intervention"] == 2 * (2 * 4 * 32 + 4) and m["params"]["head"] == 2 * 32 + 2
+    rank = TrainConfig().rank  # two layers of R and W (rank × 32) and b (rank)
+    assert m["params"]["intervention"] == 2 * (2 * rank * 32 + rank) and m["params"]["head"] == 2 * 32 + 2
 
 
 def test_multi_label_tunes_a_threshold_per_label_and_uses_it(tokenizer):
@@ -125,3 +126,10 @@ def test_cached_and_uncached_training_reach_the_same_adapter(tokenizer):
     uncached = train(base, TEXTS, LABELS, ["neg", "pos"], config=config, cache_prefix=False).state_dict()
     for key in cached:
         torch.testing.assert_close(cached[key], uncached[key], atol=1e-4, rtol=1e-4)
+
+
+def test_auto_layers_are_the_upper_half_but_the_top_block():
+    # The top block's output, edited at every position and pooled, is a linear probe again.
+    assert TrainConfig().resolve_layers(6) == [3, 4]
+    assert TrainConfig().resolve_layers(12) == [6, 7, 8, 9, 10]
+    assert TrainConfig().resolve_layers(2) == [1] and TrainConfig().resolve_layers(1) == [0]
