@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from store import catalog
-from store.models import ApiKey, Job, Label, LabelSet
+from store.models import ApiKey, Example, Job, Label, LabelSet
 
 
 def test_missing_or_malformed_authorization_is_401(client):
@@ -47,11 +47,12 @@ def test_public_endpoints_need_no_key(client):
 def their_objects(client, make_tenant, make_label_set, add_adapter, db):
     """Another tenant's label set (with examples and an adapter) and tag job."""
     other = make_tenant("globex")
-    ls = make_label_set("theirs", labels=("a", "b"), headers=other.headers)
+    ls = make_label_set("globex-set", labels=("a", "b"), headers=other.headers)
     add_adapter(ls["id"])
     client.post(f"/v1/label-sets/{ls['id']}/examples", headers=other.headers,
-                json={"examples": [{"text": f"{x}{i}", "label": x} for x in "ab" for i in range(4)]})
-    job = client.post("/v1/jobs", headers=other.headers, json={"label_set_id": ls["id"], "items": [{"text": "t"}]})
+                json={"examples": [{"text": f"globex example {x}{i}", "label": x} for x in "ab" for i in range(4)]})
+    job = client.post("/v1/jobs", headers=other.headers,
+                      json={"label_set_id": ls["id"], "items": [{"id": "globex-item", "text": "globex text"}]})
     assert job.status_code == 202
     return {"ls": ls["id"], "job": job.get_json()["id"]}
 
@@ -87,3 +88,32 @@ def test_other_tenants_ids_answer_404_on_every_endpoint(client, auth, their_obje
         assert session.get(Job, their_objects["job"]).status == "queued"
         assert session.get(LabelSet, their_objects["ls"]) is not None
     assert count_rows(Label, label_set_id=their_objects["ls"]) == 2
+
+
+def test_no_documented_operation_serves_or_changes_another_tenants_objects(app, client, auth, tenant, their_objects,
+                                                                         count_rows, db):
+    """Every operation in /openapi.json whose path names a label set or a job, with the other
+    tenant's ids (on the dashboard, signed in with our key): a 4xx, never a byte of theirs
+    (every text, name and item id of theirs carries "globex"), and nothing of theirs changed."""
+    client.post("/ui/login", data={"api_key": tenant.key})  # the dashboard's session, where there is one
+    ids = {"label_set_id": their_objects["ls"], "job_id": their_objects["job"], "version": "1", "format_name": "csv"}
+    swept = []
+    for path, operations in client.get("/openapi.json").get_json()["paths"].items():
+        if "{label_set_id}" not in path and "{job_id}" not in path:
+            continue
+        for method in operations:
+            url = path.format(**ids)
+            for body in (None, {}):
+                response = client.open(url, method=method.upper(), headers=auth, json=body)
+                assert 400 <= response.status_code < 500, (method, url, response.status_code)
+                assert "globex" not in response.get_data(as_text=True), (method, url)
+            swept.append(f"{method.upper()} {path}")
+    assert len(swept) >= 10, swept
+    listed = client.get(f"/v1/jobs?label_set_id={their_objects['ls']}", headers=auth)
+    assert listed.status_code == 200 and listed.get_json() == {"jobs": []}
+    with db() as session:
+        job = session.get(Job, their_objects["job"])
+        assert (job.status, job.done) == ("queued", 0)
+    assert count_rows(Job, label_set_id=their_objects["ls"]) == 1
+    assert count_rows(Label, label_set_id=their_objects["ls"]) == 2
+    assert count_rows(Example, label_set_id=their_objects["ls"]) == 8
