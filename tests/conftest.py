@@ -131,7 +131,7 @@ def fresh_postgres_database(server: str, monkeypatch) -> Iterator[str]:
 
     from sqlalchemy import create_engine, text
 
-    from store.db import engine_for, transaction
+    from store.db import engine_for
     from store.migrate import upgrade
 
     name = f"reftag_test_{secrets.token_hex(6)}"
@@ -269,3 +269,23 @@ def add_adapter(db) -> Callable[..., Any]:
                                 metrics=metrics or {"accuracy": 0.9, "macro_f1": 0.88}, param_count=10, size_bytes=1))
 
     return add
+
+
+@pytest.fixture
+def stand_in_predict_worker(clean_redis, tmp_path) -> Iterator[Callable[[str], None]]:
+    """Start a real Celery worker process on the real broker whose `reftag.predict` task is the
+    given Python source (a tiny body instead of the model: the e2e tests run the model). The
+    source is formatted with `url` = the broker URL; the worker is stopped after the test."""
+    workers: list[subprocess.Popen] = []
+
+    def start(source: str) -> None:
+        (tmp_path / "stand_in.py").write_text(source.format(url=clean_redis.url))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "stand_in", "worker", "-Q", "predict", "--pool", "solo",
+             "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    yield start
+    for worker in workers:
+        worker.terminate()
+        worker.wait(timeout=20)

@@ -3,8 +3,6 @@ Label Studio sends (label_studio/ml/api_connector.py: predict, setup, train; web
 label_studio/webhooks/models.py serializes ANNOTATION_CREATED/UPDATED with their task)."""
 import base64
 import copy
-import subprocess
-import sys
 import time
 
 import pytest
@@ -208,38 +206,30 @@ def predict(tenant_id, label_set_id, adapter_version, texts):
 
 
 def test_predict_answers_one_label_studio_prediction_per_task_in_order(make_app, tenant, ls_set, add_adapter,
-                                                                       clean_redis, tmp_path):
+                                                                       stand_in_predict_worker):
     """A stand-in predict worker — a real Celery worker process on the real broker, with a tiny
     task body instead of the model (the e2e test runs the model) — answers batches of 3."""
     add_adapter(ls_set["id"], version=2)
-    (tmp_path / "stand_in.py").write_text(STAND_IN_WORKER.format(url=clean_redis.url))
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "stand_in", "worker", "-Q", "predict", "--pool", "solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = make_app(max_predict_items=3, predict_timeout=30).test_client()
-        texts = ["I was charged twice", "my parcel is lost", "", "hello there", "charge me less, a longer one",
-                 "parcel", "ok"]
-        response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
-        assert response.status_code == 200, response.get_json()
-        results = response.get_json()["results"]
-        expected = ["billing", "delivery", None, "other", "billing", "delivery", "other"]
-        assert len(results) == len(texts)
-        for result, label in zip(results, expected):
-            if label is None:  # an empty text gets an empty prediction
-                assert result == {"result": [], "score": 0.0, "model_version": "reftag-v2"}
-            else:
-                assert result == {"result": [{"from_name": "topic", "to_name": "review", "type": "choices",
-                                              "value": {"choices": [label]}}],
-                                  "score": 0.8, "model_version": "reftag-v2"}
-        started = time.monotonic()
-        assert client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key),
-                           json=predict_body([])).get_json() == {"results": []}
-        assert time.monotonic() - started < 5
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+    stand_in_predict_worker(STAND_IN_WORKER)
+    client = make_app(max_predict_items=3, predict_timeout=30).test_client()
+    texts = ["I was charged twice", "my parcel is lost", "", "hello there", "charge me less, a longer one",
+             "parcel", "ok"]
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    expected = ["billing", "delivery", None, "other", "billing", "delivery", "other"]
+    assert len(results) == len(texts)
+    for result, label in zip(results, expected):
+        if label is None:  # an empty text gets an empty prediction
+            assert result == {"result": [], "score": 0.0, "model_version": "reftag-v2"}
+        else:
+            assert result == {"result": [{"from_name": "topic", "to_name": "review", "type": "choices",
+                                          "value": {"choices": [label]}}],
+                              "score": 0.8, "model_version": "reftag-v2"}
+    started = time.monotonic()
+    assert client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key),
+                       json=predict_body([])).get_json() == {"results": []}
+    assert time.monotonic() - started < 5
 
 
 # --- webhook --------------------------------------------------------------------------------------

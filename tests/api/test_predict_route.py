@@ -1,6 +1,4 @@
 """POST /v1/predict: checks before the queue, and clear answers when no worker or no broker."""
-import subprocess
-import sys
 
 from store.models import Job
 
@@ -53,27 +51,19 @@ def predict(tenant_id, label_set_id, adapter_version, texts):
 """
 
 
-def test_predict_answers_what_the_worker_returns(make_app, auth, make_label_set, add_adapter, clean_redis, tmp_path):
+def test_predict_answers_what_the_worker_returns(make_app, auth, make_label_set, add_adapter, stand_in_predict_worker):
     """A stand-in predict worker — a real Celery worker process on the real broker and result
     backend, with a tiny task body instead of the model — answers the API's request."""
-    (tmp_path / "stand_in.py").write_text(STAND_IN_WORKER.format(url=clean_redis.url))
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "stand_in", "worker", "-Q", "predict", "--pool", "solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = make_app(predict_timeout=30).test_client()
-        ls = make_label_set(labels=("billing", "other"))
-        add_adapter(ls["id"])
-        response = client.post("/v1/predict", headers=auth,
-                               json={"label_set_id": ls["id"], "items": [{"text": "refund", "id": "r1"}, {"text": "x"}]})
-        assert response.status_code == 200, response.get_json()
-        expected = {"labels": ["billing"], "scores": {"billing": 0.8, "other": 0.2}, "needs_review": False,
-                    "adapter_version": 1, "error": None}
-        assert response.get_json()["results"] == [{"item_id": "r1", **expected}, {"item_id": "1", **expected}]
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
+    stand_in_predict_worker(STAND_IN_WORKER)
+    client = make_app(predict_timeout=30).test_client()
+    ls = make_label_set(labels=("billing", "other"))
+    add_adapter(ls["id"])
+    response = client.post("/v1/predict", headers=auth,
+                           json={"label_set_id": ls["id"], "items": [{"text": "refund", "id": "r1"}, {"text": "x"}]})
+    assert response.status_code == 200, response.get_json()
+    expected = {"labels": ["billing"], "scores": {"billing": 0.8, "other": 0.2}, "needs_review": False,
+                "adapter_version": 1, "error": None}
+    assert response.get_json()["results"] == [{"item_id": "r1", **expected}, {"item_id": "1", **expected}]
 
 
 def test_predict_while_redis_is_down_is_503(client, auth, make_label_set, add_adapter, redis_server, count_rows):
