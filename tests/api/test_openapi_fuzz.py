@@ -6,12 +6,14 @@ enforced. (tests/api/test_hostile_input.py mutates known-good bodies with hand-p
 values; this one explores what the schema allows and forbids.)
 
 Not checked: that every schema-valid request is accepted. JSON Schema cannot say "label names
-distinct", "text not only whitespace" or "2.0 is not an integer", which the API does refuse
-(422, by design), so that check would only report the limits of the schema language.
+distinct", "a label of this set" or "2.0 is not an integer", which the API does refuse (422, by
+design), so that check would only report the limits of the schema language.
 """
 from __future__ import annotations
 
 from collections import Counter
+
+import math
 
 import hypothesis
 import pytest
@@ -24,8 +26,11 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from store import work
 
-# Per operation. Operations without parameters or a body have one possible request.
-RANDOM_IDS, REAL_IDS, INVALID = 15, 30, 20
+# Requests in all, shared evenly by the operations that take input (an operation without any has
+# one possible request); each share split between schema-valid requests with random ids, with the
+# ids of real objects (where a path or body takes one), and schema-invalid requests.
+TOTAL = 1100
+RANDOM_IDS, REAL_IDS = 0.25, 0.45
 SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
 
@@ -40,7 +45,8 @@ def world(make_app, auth, make_label_set, add_adapter):
     add_adapter(ls["id"])
     examples = [{"text": f"{label} example {i}", "label": label} for label in ("billing", "delivery", "other")
                 for i in range(4)]
-    assert client.post(f"/v1/label-sets/{ls['id']}/examples", headers=auth, json={"examples": examples}).status_code == 201
+    added = client.post(f"/v1/label-sets/{ls['id']}/examples", headers=auth, json={"examples": examples})
+    assert added.status_code == 201
     tag = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [
         {"id": "a", "text": "refund please"}, {"id": "b", "text": "where is my parcel"}]}).get_json()
     chunk = work.claim_chunk(tag["id"], 0)
@@ -93,15 +99,20 @@ def test_generated_requests_get_no_5xx_and_answers_match_the_schema(world, auth)
         except hypothesis.errors.Unsatisfiable:
             pass  # no invalid request exists for an operation without inputs
 
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        has_inputs = bool(operation.path_parameters or operation.query or operation.headers or operation.body)
-        run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), False,
-            RANDOM_IDS if has_inputs else 1)
-        if operation.path_parameters or operation.body:
-            run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), True, REAL_IDS)
-        if has_inputs:
-            run(operation, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE), False, INVALID)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    with_inputs = [op for op in operations if op.path_parameters or op.query or op.headers or op.body]
+    share = math.ceil(TOTAL / len(with_inputs))
+    for operation in operations:
+        if operation not in with_inputs:
+            run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), False, 1)
+            continue
+        real = round(share * REAL_IDS) if operation.path_parameters or operation.body else 0
+        random_ids = round(share * (RANDOM_IDS + REAL_IDS)) - real
+        run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), False, random_ids)
+        if real:
+            run(operation, operation.as_strategy(generation_mode=GenerationMode.POSITIVE), True, real)
+        run(operation, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE), False,
+            share - random_ids - real)
 
     total = sum(statuses.values())
     by_status = Counter()

@@ -27,7 +27,8 @@ def freeze_mid_chunk(worker: Process, database: str, job_id: str) -> int:
         try:
             db.execute("BEGIN IMMEDIATE")  # free: the worker is not inside a write transaction
             db.rollback()
-            held = db.execute("SELECT \"index\" FROM chunks WHERE job_id = ? AND status = 'running'", (job_id,)).fetchall()
+            held = db.execute("SELECT \"index\" FROM chunks WHERE job_id = ? AND status = 'running'",
+                              (job_id,)).fetchall()
             if held:
                 return held[0][0]
         except sqlite3.OperationalError:  # database is locked
