@@ -151,7 +151,7 @@ def json_rows(request: Request, what: str) -> list[Any]:
 def csv_rows(request: Request) -> tuple[list[str], list[dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(request_text(request), newline=""))
     try:
-        return list(reader.fieldnames or []), list(reader)
+        return list(reader.fieldnames or []), [{k: from_spreadsheet_safe(v) for k, v in row.items()} for row in reader]
     except csv.Error as e:
         raise ApiError(400, "malformed_csv", f"CSV line {reader.line_num}: {e}") from None
 
@@ -490,7 +490,29 @@ def write_jsonl(results: Iterable[dict[str, Any]], spec: ExportSpec) -> Iterable
                           if k not in ("item_id", "text")}}, ensure_ascii=False) + "\n"
 
 
-def csv_writer() -> tuple[Any, Callable[[], str]]:
+# A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection:
+# `=HYPERLINK(...)` in a tagged text would run when a lead opens the export). CSV exports write
+# such text cells behind a `'`, which spreadsheets show as text; CSV uploads take the `'` off again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
+
+
+def from_spreadsheet_safe(cell: str | None) -> str | None:
+    return cell[1:] if cell and cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+
+
+class SafeCsvWriter:
+    def __init__(self, buffer: io.StringIO):
+        self.writer = csv.writer(buffer)
+
+    def writerow(self, row: list[Any]) -> None:
+        self.writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
+def csv_writer() -> tuple[SafeCsvWriter, Callable[[], str]]:
     buffer = io.StringIO()
 
     def flush() -> str:
@@ -499,7 +521,7 @@ def csv_writer() -> tuple[Any, Callable[[], str]]:
         buffer.truncate()
         return text
 
-    return csv.writer(buffer), flush
+    return SafeCsvWriter(buffer), flush
 
 
 def labels_cell(labels: list[str]) -> str:

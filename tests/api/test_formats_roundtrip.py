@@ -139,3 +139,22 @@ def test_argilla_export_has_score_lists_for_multi_label(client, auth, db, add_ad
     assert record["id"] == "新-0" and record["fields"] == {"text": tnews_rows[0]["text"]}
     assert record["suggestions"] == {"topics": {"value": labels, "score": [0.9, 0.9], "agent": "reftag-v3"}}
     assert record["responses"] == {}
+
+
+def test_csv_exports_keep_formulas_inert_and_read_back_unchanged(client, auth, db, add_adapter, make_label_set):
+    """A text that a spreadsheet would run as a formula is written behind a `'` in CSV exports
+    (shown as text by Excel and LibreOffice); uploading the file again gives the text back."""
+    rows = [{"text": '=HYPERLINK("http://evil.example","click")', "label": LABELS[0]},
+            {"text": "+1 great phone", "label": LABELS[1]}, {"text": "-lrb- fine -rrb-", "label": LABELS[2]},
+            {"text": "@everyone read this", "label": LABELS[3]}, {"text": "plain text", "label": LABELS[4]}]
+    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, rows)
+    for fmt, params in (("csv", {}), ("label_studio_csv", {"label_field": "topic"})):
+        body = exported(client, auth, job, fmt, **params).get_data(as_text=True)
+        cells = [cell for row in csv.reader(io.StringIO(body)) for cell in row]
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells), (fmt, cells)
+        assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in cells and "plain text" in cells
+        again = make_label_set(name=f"again-{fmt}", labels=tuple(LABELS))
+        response = client.post(f"/v1/label-sets/{again['id']}/examples?format={fmt}", headers=auth,
+                               data=body.encode())
+        assert response.status_code == 201, response.get_json()
+        assert stored(db, again["id"]) == {r["text"]: [r["label"]] for r in rows}, fmt
