@@ -91,9 +91,10 @@ def run_probe(base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
 
 
 # -- LoRA and full fine-tuning -----------------------------------------------------------------------------
-def run_baseline(method: str, base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
+def run_baseline(method: str, base: Base, data: Dataset, epochs: int | None,
+                 head_lr: float | None = None) -> dict[str, Any]:
     tuned = finetune(base, method, data.train.texts, data.targets(data.train), len(data.names), data.multi_label,
-                     epochs=epochs or DEFAULTS.epochs)
+                     epochs=epochs or DEFAULTS.epochs, head_lr=head_lr)
     probs = finetuned_probs(base, tuned, data.test.texts)
     result = {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, tuned.thresholds),
               "params": tuned.params, "train_seconds": tuned.train_seconds, "epochs_run": tuned.epochs_run,
@@ -119,13 +120,14 @@ def run_reft(method: str, base: Base, data: Dataset, epochs: int | None) -> dict
                         "adapter_bytes": adapter.size_bytes()}}
 
 
-def run_method(method: str, base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
+def run_method(method: str, base: Base, data: Dataset, epochs: int | None,
+               head_lr: float | None = None) -> dict[str, Any]:
     torch.manual_seed(DEFAULTS.seed)
     if method == "probe":
         return run_probe(base, data, epochs)
     if method in REFT_METHODS:
         return run_reft(method, base, data, epochs)
-    return run_baseline(method, base, data, epochs)
+    return run_baseline(method, base, data, epochs, head_lr)
 
 
 # -- report ---------------------------------------------------------------------------------------------------
@@ -150,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, default=4000)
     parser.add_argument("--test-rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=None, help="override the epoch budget of every trained method")
+    parser.add_argument("--baseline-head-lr", type=float, default=None,
+                        help="LoRA / full fine-tuning: train the head at this lr (default: the method's lr)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 200 train rows, 100 test rows, 1 epoch")
     parser.add_argument("--out", default="accuracy.json", help="file name under bench/out/")
     args = parser.parse_args(argv)
@@ -168,13 +172,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     payload = {"command": command, "machine": machine(), "base": base.name,
                "settings": {"train_rows": args.train_rows, "test_rows": args.test_rows, "epochs": args.epochs or
-                            DEFAULTS.epochs, "patience": DEFAULTS.patience, "batch_size": DEFAULTS.batch_size,
+                            DEFAULTS.epochs, "baseline_head_lr": args.baseline_head_lr, "patience": DEFAULTS.patience, "batch_size": DEFAULTS.batch_size,
                             "max_length": DEFAULTS.max_length}, "results": results}
     for name in args.data.split(","):
         data = load_dataset(name, args.train_rows, args.test_rows)
         results[name] = {}
         for method in args.methods.split(","):
-            r = run_method(method, base, data, args.epochs)
+            r = run_method(method, base, data, args.epochs, args.baseline_head_lr)
             r.update(n_train=len(data.train.texts), n_test=len(data.test.texts))
             results[name][method] = r
             print(f"{name} {method}: {r['metrics']} params {r['params']} {r['train_seconds']:.1f}s", flush=True)

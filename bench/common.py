@@ -176,8 +176,9 @@ def _held_out_score(probs: torch.Tensor, truth: torch.Tensor, multi_label: bool,
 
 def finetune(base: Base, method: str, texts: Sequence[str], targets: torch.Tensor, n_labels: int, multi_label: bool,
              epochs: int = DEFAULTS.epochs, patience: int = DEFAULTS.patience, lr: float | None = None,
-             seed: int = DEFAULTS.seed) -> Finetuned:
-    """Train `method` ("lora" | "full") with reftag's loop; the best held-out epoch is kept."""
+             seed: int = DEFAULTS.seed, head_lr: float | None = None) -> Finetuned:
+    """Train `method` ("lora" | "full") with reftag's loop; the best held-out epoch is kept.
+    The head trains at `lr` too unless `head_lr` is given (reftag's own head trains at DEFAULTS.lr)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -187,8 +188,11 @@ def finetune(base: Base, method: str, texts: Sequence[str], targets: torch.Tenso
     ids = base.tokenize(list(texts), DEFAULTS.max_length)
     lengths = [len(r) for r in ids]
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr or BASELINE_LR[method], weight_decay=0.0)
+    head = list(model.head.parameters())
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    lr = lr or BASELINE_LR[method]
+    optimizer = torch.optim.AdamW([{"params": encoder, "lr": lr}, {"params": head, "lr": head_lr or lr}],
+                                  weight_decay=0.0)
     total = math.ceil(len(train_rows) / DEFAULTS.batch_size) * epochs
     warmup = max(1, total // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
