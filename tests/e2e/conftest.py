@@ -121,6 +121,11 @@ class Redis:
     def stop(self) -> None:
         self.process.stop()
 
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1)
+
 
 class Stack:
     """One database, one Redis, the web app and any number of workers, all real processes."""
@@ -173,6 +178,24 @@ class Stack:
         beat = Process("beat", argv, self.env, self.run_dir)
         self.others.append(beat)
         return beat
+
+    def wait_idle(self, timeout: float = 300) -> None:
+        """Until no tag chunk is queued in Redis or running in a worker (twice in a row, a second
+        apart): what an earlier test left in flight (a cancelled job's chunk runs to its end)
+        must not land in the next test's measurements."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.database_url)
+
+        def idle() -> bool:
+            with engine.connect() as connection:
+                running = connection.execute(text("SELECT count(*) FROM chunks WHERE status = 'running'")).scalar()
+            return running == 0 and self.redis.client().llen("tag") == 0
+
+        try:
+            wait_for(lambda: idle() and not time.sleep(1) and idle(), timeout, "the workers to be idle")
+        finally:
+            engine.dispose()
 
     def client(self) -> requests.Session:
         session = requests.Session()

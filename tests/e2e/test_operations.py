@@ -37,6 +37,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(stack, ag_news) -> Run:
+    stack.wait_idle()  # work left in flight by earlier tests on this shared stack would count here
     before = scrape(stack)
     label_set_id, train_job = stack.create_trained_label_set(ag_news, per_label=8, config={"epochs": 1})
     tag_jobs, start = [], 0
