@@ -326,12 +326,8 @@ def get_adapter(session: Session, tenant_id: str, label_set_id: str, version: in
 
 def activate_adapter(session: Session, tenant_id: str, label_set_id: str, version: int) -> Adapter:
     """Make `version` the active adapter of the set (promote or roll back)."""
-    label_set = label_set_row(session, tenant_id, label_set_id)
-    adapter = session.scalar(select(Adapter).options(defer(Adapter.weights))
-                             .where(Adapter.label_set_id == label_set.id, Adapter.version == version))
-    if adapter is None:
-        raise NotFound(f"label set {label_set_id!r} has no adapter version {version}")
-    session.execute(update(Adapter).where(Adapter.label_set_id == label_set.id, Adapter.id != adapter.id)
+    adapter = get_adapter(session, tenant_id, label_set_id, version)
+    session.execute(update(Adapter).where(Adapter.label_set_id == adapter.label_set_id, Adapter.id != adapter.id)
                     .values(is_active=False))
     adapter.is_active = True
     session.flush()
