@@ -158,25 +158,28 @@ def test_dashboard_in_chromium(stack, tnews, sst2):
     trained = stack.wait_for_job(stack.start_training(zh_id, {"epochs": 2, "batch_size": 16}))
     assert trained["status"] == "succeeded", trained
     timings = {"data and training": time.monotonic() - t0}
-    # The English set trains next on the stack's one worker, so the tag job below waits behind
-    # it: the job page opens before the job is done and has to follow it live.
-    en_train = stack.start_training(en_id, {"epochs": 2})
-    items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(tnews.test[:N_TAG])]
-    submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
-    assert submitted.status_code == 202, submitted.text
-    job_id = submitted.json()["id"]
     zh_names = set(TNEWS_NAMES.values())
 
     with playwright as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM))
         lead = Browser(chromium, base)
-
-        # --- the job page follows the job live, then shows its results ------------------------
-        response = lead.open(f"/ui/jobs/{job_id}")
+        # Signed in before any work is queued, so the browser's start-up is outside the race below.
+        response = lead.open("/ui/jobs")
         assert "/ui/login" in lead.page.url and response.status == 200
         lead.shot("01-login")
         lead.sign_in(stack.api_key)
-        assert lead.page.url.endswith(f"/ui/jobs/{job_id}")  # back where the person was going
+        assert lead.page.url.endswith("/ui/jobs")  # back where the person was going
+
+        # The English set trains next on the stack's one worker, so the tag job below waits behind
+        # it: the job page opens before the job is done and has to follow it live.
+        en_train = stack.start_training(en_id, {"epochs": 2})
+        items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(tnews.test[:N_TAG])]
+        submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+
+        # --- the job page follows the job live, then shows its results ------------------------
+        lead.open(f"/ui/jobs/{job_id}")
         first_seen = lead.page.inner_text(".job-progress-card .progress-percent")
         assert first_seen != "100%", "the tag job was done before its page opened; nothing was followed live"
         lead.shot("02-job-running")
