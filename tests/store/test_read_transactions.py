@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import select
@@ -11,14 +13,15 @@ from store.db import session_scope
 from store.models import Tenant
 
 
-def test_a_read_answers_while_a_writer_holds_the_lock(database_url):
-    with session_scope() as s:
-        s.add(Tenant(id="tn_reader", name="before"))
+@contextmanager
+def write_lock_held(write: Callable) -> Iterator[None]:
+    """Inside: another thread is in a write transaction (BEGIN IMMEDIATE on SQLite: the write
+    lock, held until commit) that has done `write(session)` and waits to commit until the end."""
     holding, release = threading.Event(), threading.Event()
 
     def writer() -> None:
-        with session_scope() as s:  # BEGIN IMMEDIATE on SQLite: the write lock, held until commit
-            s.get(Tenant, "tn_reader").name = "after"
+        with session_scope() as s:
+            write(s)
             s.flush()
             holding.set()
             release.wait(60)
@@ -27,12 +30,22 @@ def test_a_read_answers_while_a_writer_holds_the_lock(database_url):
     thread.start()
     try:
         assert holding.wait(30)
-        # A read that queued for the lock would wait out the 30 s busy timeout and then fail.
-        with session_scope(readonly=True) as s:
-            assert s.scalar(select(Tenant.name).where(Tenant.id == "tn_reader")) == "before"
+        yield
     finally:
         release.set()
         thread.join()
+
+
+def test_a_read_answers_while_a_writer_holds_the_lock(database_url):
+    with session_scope() as s:
+        s.add(Tenant(id="tn_reader", name="before"))
+    def rename(s) -> None:
+        s.get(Tenant, "tn_reader").name = "after"
+
+    with write_lock_held(rename):
+        # A read that queued for the lock would wait out the 30 s busy timeout and then fail.
+        with session_scope(readonly=True) as s:
+            assert s.scalar(select(Tenant.name).where(Tenant.id == "tn_reader")) == "before"
     with session_scope(readonly=True) as s:
         assert s.scalar(select(Tenant.name).where(Tenant.id == "tn_reader")) == "after"
 
@@ -50,25 +63,10 @@ def test_status_reads_answer_while_a_worker_holds_the_write_lock(client, auth, m
     ls = make_label_set()
     add_adapter(ls["id"])
     job = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [{"text": "a"}]}).get_json()
-    holding, release = threading.Event(), threading.Event()
-
-    def worker_writing() -> None:
-        with session_scope() as s:
-            s.add(Tenant(name="a write in progress"))
-            s.flush()
-            holding.set()
-            release.wait(60)
-
-    thread = threading.Thread(target=worker_writing)
-    thread.start()
-    try:
-        assert holding.wait(30)
+    with write_lock_held(lambda s: s.add(Tenant(name="a write in progress"))):
         for url in ["/v1/label-sets", f"/v1/label-sets/{ls['id']}", f"/v1/label-sets/{ls['id']}/adapters",
                     "/v1/jobs", f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/results",
                     f"/v1/jobs/{job['id']}/results?format=csv"]:
             response = client.get(url, headers=auth)
             assert response.status_code == 200, (url, response.get_data(as_text=True)[:300])
         assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json()["status"] == "queued"
-    finally:
-        release.set()
-        thread.join()
