@@ -2,8 +2,11 @@
 
 (a) training wall time on the first `--train-rows` SST-2 rows, `--epochs` fixed (patience 100,
     so early stopping cannot skew the ratio): default LoReFT with the frozen-prefix cache, the
-    same without it (`train(..., cache_prefix=False)`, the way pyreft trains), and peft LoRA r=8
-    through the baseline loop of bench/common.py;
+    same without it (`train(..., cache_prefix=False)`: every step runs the whole model), the
+    same also without length buckets (shuffled batches padded to their longest: the way pyreft
+    trains), peft LoRA r=8 through the baseline loop of bench/common.py, and — when
+    bench/setup_pyreft.sh has made its virtualenv — pyreft 0.1.0 itself (bench/pyreft_run.py:
+    the issue's configuration, LoReFT r4 on layers 1, 3, 5 at f1+l1), run as a subprocess;
 (b) tagging throughput (items/s) on a length-mixed corpus (sst2 test + ag_news test texts,
     shuffled with seed 0): reft_core.Tagger with one adapter, the bare base model's forward pass
     + mean pooling with the Tagger's batching policy (length-sorted, batch 64), and a naive
@@ -37,7 +40,7 @@ import torch
 from reft_core import Adapter, Base, Tagger, load_base, train
 from reft_core.heads import default_pooling
 
-from .common import (DEFAULTS, EVAL_BATCH, EVAL_MAX_LENGTH, command_line, encode, finetune, load_dataset, machine,
+from .common import (DEFAULTS, EVAL_BATCH, EVAL_MAX_LENGTH, OUT_DIR, command_line, encode, finetune, load_dataset, machine,
                      markdown_table, mean_pooled, write_json)
 from .data import read_jsonl
 
@@ -85,20 +88,38 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 # -- (a) training ------------------------------------------------------------------------------------------
-def part_train(base: Base, rows: int, epochs: int) -> dict[str, Any]:
+PYREFT_PYTHON = Path(__file__).resolve().parent / ".venv-pyreft" / "bin" / "python"
+
+
+def run_pyreft(rows: int, epochs: int) -> dict[str, Any] | None:
+    """pyreft 0.1.0 itself (bench/pyreft_run.py in its own virtualenv), when bench/setup_pyreft.sh made it."""
+    if not PYREFT_PYTHON.exists():
+        return None
+    subprocess.run([str(PYREFT_PYTHON), "-m", "bench.pyreft_run", "--train-rows", str(rows), "--epochs", str(epochs),
+                    "--eval", "dev"], check=True, cwd=Path(__file__).resolve().parents[1], capture_output=True)
+    return json.loads((OUT_DIR / "pyreft.json").read_text())
+
+
+def part_train(base: Base, rows: int, epochs: int, with_pyreft: bool = True) -> dict[str, Any]:
     data = load_dataset("sst2", rows, 0)
     config = {"epochs": epochs, "patience": 100}
-    fit = lambda cache: train(base, data.train.texts, data.train.labels, data.names, config=config,  # noqa: E731
-                              cache_prefix=cache)
+    fit = lambda cache, buckets=True: train(base, data.train.texts, data.train.labels, data.names,  # noqa: E731
+                                            config=config, cache_prefix=cache, length_buckets=buckets)
     seconds = {
         "loreft_cached": timed(lambda: fit(True)),
         "loreft_uncached": timed(lambda: fit(False)),
+        "loreft_pyreft_way": timed(lambda: fit(False, buckets=False)),
         "lora_r8": timed(lambda: finetune(base, "lora", data.train.texts, data.targets(data.train), len(data.names),
                                           False, epochs=epochs, patience=100)),
     }
-    return {"rows": rows, "epochs": epochs, "seconds": seconds,
-            "ratios": {"loreft_cached / lora": seconds["loreft_cached"] / seconds["lora_r8"],
-                       "loreft_uncached / loreft_cached": seconds["loreft_uncached"] / seconds["loreft_cached"]}}
+    ratios = {"loreft_cached / lora": seconds["loreft_cached"] / seconds["lora_r8"],
+              "loreft_uncached / loreft_cached": seconds["loreft_uncached"] / seconds["loreft_cached"],
+              "loreft_pyreft_way / loreft_cached": seconds["loreft_pyreft_way"] / seconds["loreft_cached"]}
+    pyreft = run_pyreft(rows, epochs) if with_pyreft else None
+    if pyreft:
+        seconds["pyreft_0.1.0"] = pyreft["train_seconds"]
+        ratios["pyreft_0.1.0 / loreft_cached"] = pyreft["train_seconds"] / seconds["loreft_cached"]
+    return {"rows": rows, "epochs": epochs, "seconds": seconds, "ratios": ratios, "pyreft": pyreft}
 
 
 # -- (b) tagging throughput -----------------------------------------------------------------------------------
@@ -195,6 +216,8 @@ def part_memory(base: Base, n_adapters: int, n_texts: int) -> dict[str, Any]:
 TARGETS = {
     "loreft_cached / lora": "≤ 0.33",
     "loreft_uncached / loreft_cached": "≥ 3",
+    "loreft_pyreft_way / loreft_cached": "",
+    "pyreft_0.1.0 / loreft_cached": "",
     "tagger / bare": "≥ 0.95",
     "tagger / naive": "≥ 1.3",
     "mixed_all rate / single rate": "≥ 0.9",
