@@ -5,13 +5,17 @@ tested the same way as `bench.accuracy`'s LoReFT column, so a row here and a row
 Use it to choose defaults; the defaults themselves are then measured by `bench.accuracy`.
 
     python -m bench.sweep --data sst2 --configs '[{}, {"positions": "f128+l0"}, {"rank": 1, "layers": [0,1,2,3,4,5]}]'
+    python -m bench.sweep --data sst2 --configs '[{}, {"head_init": "probe"}]' --seeds 0,1,2
 
-Appends one JSON line per configuration to bench/out/sweep.jsonl and prints a table.
+`--seeds` trains each configuration once per seed (the seed moves the held-out split, the
+initialisation and the batch order) and the table gives the mean and standard deviation.
+Appends one JSON line per run to bench/out/sweep.jsonl and prints a table.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from typing import Any
 
@@ -42,24 +46,41 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--configs", required=True, help="JSON list of TrainConfig overrides")
     parser.add_argument("--train-rows", type=int, default=4000)
     parser.add_argument("--test-rows", type=int, default=2000)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: each configuration once per seed")
     args = parser.parse_args(argv)
     base = load_base()
     data = load_dataset(args.data, args.train_rows, args.test_rows)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results = []
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [None]
     for overrides in json.loads(args.configs):
-        r = run(base, data, overrides)
-        r["data"] = args.data
-        results.append(r)
-        print(json.dumps({k: r[k] for k in ("config", "test", "held_out", "params", "epochs_run", "train_seconds")}),
-              flush=True)
-        with open(OUT_DIR / "sweep.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for seed in seeds:
+            r = run(base, data, overrides if seed is None else {**overrides, "seed": seed})
+            r["data"] = args.data
+            results.append(r)
+            print(json.dumps({k: r[k] for k in ("config", "test", "held_out", "params", "epochs_run", "train_seconds")}),
+                  flush=True)
+            with open(OUT_DIR / "sweep.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"\ncommand: {command_line('bench.sweep')}\n")
-    print(markdown_table(["config", "test", "held-out", "params", "epochs", "seconds"],
-                         [[json.dumps(r["config"]), f"{r['test']:.4f}", f"{r['held_out']:.4f}", r["params"],
-                           r["epochs_run"], r["train_seconds"]] for r in results]))
+    print(summary(results))
     return results
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    """One row per configuration: mean ± standard deviation over its seeds, and each run's figure."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        key = json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for key, runs in groups.items():
+        test = [r["test"] for r in runs]
+        sd = statistics.stdev(test) if len(test) > 1 else 0.0
+        rows.append([key, len(runs), f"{statistics.mean(test):.4f} ± {sd:.4f}", " ".join(f"{t:.4f}" for t in test),
+                     f"{statistics.mean(r['held_out'] for r in runs):.4f}", runs[0]["params"],
+                     " ".join(str(r["epochs_run"]) for r in runs)])
+    return markdown_table(["config", "runs", "test mean ± sd", "each run", "held-out mean", "params", "epochs"], rows)
 
 
 if __name__ == "__main__":

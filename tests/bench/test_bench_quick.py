@@ -1,4 +1,4 @@
-"""Keeps bench/accuracy.py and bench/speed.py from rotting: every path of both, on a few rows.
+"""Keeps bench/accuracy.py, bench/speed.py and bench/sweep.py from rotting: every path, on a few rows.
 
 Numbers are not checked (a handful of rows, one epoch); shapes, keys and the tables are.
 Needs the shared data sets (`../shared/data`); skipped where they are absent.
@@ -65,3 +65,15 @@ def test_speed_parts_give_their_ratios(base, out_dir):
     assert all(v > 0 for r in ("train", "tag", "mixed") for v in results[r]["ratios"].values())
     assert results["memory"]["adapters"] == 3
     assert len(speed.table(results).splitlines()) == 2 + sum(len(r["ratios"]) for r in results.values())
+
+
+def test_sweep_runs_each_configuration_once_per_seed_and_averages(out_dir, monkeypatch):
+    from bench import sweep
+
+    monkeypatch.setattr(sweep, "OUT_DIR", out_dir)
+    results = sweep.main(["--data", "sst2", "--train-rows", "40", "--test-rows", "8", "--seeds", "0,1",
+                          "--configs", '[{"epochs": 1, "intervention": "red"}]'])
+    assert [r["config"]["seed"] for r in results] == [0, 1]
+    assert len((out_dir / "sweep.jsonl").read_text().splitlines()) == 2
+    table = sweep.summary(results).splitlines()
+    assert len(table) == 3 and "| 2 |" in table[2] and " ± " in table[2]
