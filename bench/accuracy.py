@@ -16,12 +16,14 @@ max_length 128, length-bucketed batches, warm-up + linear decay, best held-out e
 Full run (hours on 2 CPU cores):
     python -m bench.accuracy --data sst2,ag_news,goemotions,tnews --methods probe,lora,full,loreft,direft,red \
         --train-rows 4000 --test-rows 2000
+Seeds:      python -m bench.accuracy --data sst2 --methods loreft,lora --seeds 0,1,2
 Smoke run:  python -m bench.accuracy --quick
 Writes bench/out/accuracy.json (every number) and prints a markdown table.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import warnings
 from typing import Any
@@ -63,10 +65,10 @@ def _probe_probs(clf, x: np.ndarray, n_labels: int, multi_label: bool) -> torch.
     return torch.from_numpy(probs)
 
 
-def run_probe(base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
+def run_probe(base: Base, data: Dataset, epochs: int | None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
     t0 = time.perf_counter()
     targets = data.targets(data.train)
-    fit_rows, held_rows = split_held_out(targets, DEFAULTS.eval_fraction, DEFAULTS.seed)
+    fit_rows, held_rows = split_held_out(targets, DEFAULTS.eval_fraction, seed)
     x = encode(base, mean_pooled(base.model), data.train.texts, max_length=DEFAULTS.max_length).numpy()
     y = targets.numpy()
     best = None
@@ -92,9 +94,9 @@ def run_probe(base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
 
 # -- LoRA and full fine-tuning -----------------------------------------------------------------------------
 def run_baseline(method: str, base: Base, data: Dataset, epochs: int | None,
-                 head_lr: float | None = None) -> dict[str, Any]:
+                 head_lr: float | None = None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
     tuned = finetune(base, method, data.train.texts, data.targets(data.train), len(data.names), data.multi_label,
-                     epochs=epochs or DEFAULTS.epochs, head_lr=head_lr)
+                     epochs=epochs or DEFAULTS.epochs, head_lr=head_lr, seed=seed)
     probs = finetuned_probs(base, tuned, data.test.texts)
     result = {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, tuned.thresholds),
               "params": tuned.params, "train_seconds": tuned.train_seconds, "epochs_run": tuned.epochs_run,
@@ -104,8 +106,8 @@ def run_baseline(method: str, base: Base, data: Dataset, epochs: int | None,
 
 
 # -- reftag's interventions -------------------------------------------------------------------------------
-def run_reft(method: str, base: Base, data: Dataset, epochs: int | None) -> dict[str, Any]:
-    config: dict[str, Any] = {"intervention": method}
+def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
+    config: dict[str, Any] = {"intervention": method, "seed": seed}
     if epochs:
         config["epochs"] = epochs
     t0 = time.perf_counter()
@@ -121,13 +123,13 @@ def run_reft(method: str, base: Base, data: Dataset, epochs: int | None) -> dict
 
 
 def run_method(method: str, base: Base, data: Dataset, epochs: int | None,
-               head_lr: float | None = None) -> dict[str, Any]:
-    torch.manual_seed(DEFAULTS.seed)
+               head_lr: float | None = None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
+    torch.manual_seed(seed)
     if method == "probe":
-        return run_probe(base, data, epochs)
+        return run_probe(base, data, epochs, seed)
     if method in REFT_METHODS:
-        return run_reft(method, base, data, epochs)
-    return run_baseline(method, base, data, epochs, head_lr)
+        return run_reft(method, base, data, epochs, seed)
+    return run_baseline(method, base, data, epochs, head_lr, seed)
 
 
 # -- report ---------------------------------------------------------------------------------------------------
@@ -140,9 +142,17 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             fewer = f"{lora_adapter / p['adapter']:.3g}×" if lora_adapter and p["adapter"] else ""
             rows.append([name, method, f"{m['accuracy']:.4f}", f"{m['micro_f1']:.4f}" if "micro_f1" in m else "",
                          f"{m['macro_f1']:.4f}", f"{p['adapter']:,}", f"{p['head']:,}", fewer,
-                         f"{r['train_seconds']:.1f}", r["epochs_run"] if r["epochs_run"] is not None else ""])
+                         f"{r['train_seconds']:.1f}", r["epochs_run"] if r["epochs_run"] is not None else "",
+                         over_seeds(r.get("by_seed", []))])
     return markdown_table(["data", "method", "accuracy", "micro-F1", "macro-F1", "adapter params", "head params",
-                           "LoRA adapter / this", "train s", "epochs"], rows)
+                           "LoRA adapter / this", "train s", "epochs", "main score, mean ± sd over seeds"], rows)
+
+
+def over_seeds(runs: list[dict[str, Any]]) -> str:
+    if len(runs) < 2:
+        return ""
+    scores = [r["score"] for r in runs]
+    return f"{statistics.mean(scores):.4f} ± {statistics.stdev(scores):.4f} ({len(scores)})"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -154,6 +164,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="override the epoch budget of every trained method")
     parser.add_argument("--baseline-head-lr", type=float, default=None,
                         help="LoRA / full fine-tuning: train the head at this lr (default: the method's lr)")
+    parser.add_argument("--seeds", default=str(DEFAULTS.seed),
+                        help="comma-separated: every method once per seed (the seed moves the held-out split, the "
+                             "initialisation and the batch order); the table gives the first seed's row and the "
+                             "mean ± sd of the main score over all seeds")
     parser.add_argument("--quick", action="store_true", help="smoke test: 200 train rows, 100 test rows, 1 epoch")
     parser.add_argument("--out", default="accuracy.json", help="file name under bench/out/")
     args = parser.parse_args(argv)
@@ -170,19 +184,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = command_line("bench.accuracy")
     base = load_base()
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    seeds = [int(x) for x in args.seeds.split(",")]
     payload = {"command": command, "machine": machine(), "base": base.name,
                "settings": {"train_rows": args.train_rows, "test_rows": args.test_rows, "epochs": args.epochs or
                             DEFAULTS.epochs, "baseline_head_lr": args.baseline_head_lr, "patience": DEFAULTS.patience, "batch_size": DEFAULTS.batch_size,
-                            "max_length": DEFAULTS.max_length}, "results": results}
+                            "max_length": DEFAULTS.max_length, "seeds": seeds}, "results": results}
     for name in args.data.split(","):
         data = load_dataset(name, args.train_rows, args.test_rows)
         results[name] = {}
         for method in args.methods.split(","):
-            r = run_method(method, base, data, args.epochs, args.baseline_head_lr)
-            r.update(n_train=len(data.train.texts), n_test=len(data.test.texts))
-            results[name][method] = r
-            print(f"{name} {method}: {r['metrics']} params {r['params']} {r['train_seconds']:.1f}s", flush=True)
-            write_json(args.out, payload)  # after every method, so a long run keeps what it measured
+            for seed in seeds:
+                r = run_method(method, base, data, args.epochs, args.baseline_head_lr, seed)
+                r.update(n_train=len(data.train.texts), n_test=len(data.test.texts), seed=seed)
+                if method not in results[name]:
+                    results[name][method] = {**r, "by_seed": []}
+                results[name][method]["by_seed"].append(
+                    {"seed": seed, "score": main_score(r["metrics"], data.multi_label), "epochs_run": r["epochs_run"],
+                     "train_seconds": round(r["train_seconds"], 1),
+                     **{k: v for k, v in r["metrics"].items() if k in ("accuracy", "micro_f1", "macro_f1")}})
+                print(f"{name} {method} seed {seed}: {r['metrics']} params {r['params']} {r['train_seconds']:.1f}s",
+                      flush=True)
+                write_json(args.out, payload)  # after every run, so a long run keeps what it measured
     print(f"\ncommand: {command}\n")
     print(table(results))
     return payload

@@ -77,3 +77,13 @@ def test_sweep_runs_each_configuration_once_per_seed_and_averages(out_dir, monke
     assert len((out_dir / "sweep.jsonl").read_text().splitlines()) == 2
     table = sweep.summary(results).splitlines()
     assert len(table) == 3 and "| 2 |" in table[2] and " ± " in table[2]
+
+
+def test_accuracy_seeds_run_every_method_per_seed_and_report_the_spread():
+    payload = accuracy.main(["--quick", "--data", "sst2", "--methods", "probe,red", "--seeds", "0,1",
+                             "--train-rows", "60", "--test-rows", "20"])
+    red = payload["results"]["sst2"]["red"]
+    assert [r["seed"] for r in red["by_seed"]] == [0, 1] and red["seed"] == 0
+    assert all(0 <= r["score"] <= 1 for r in red["by_seed"])
+    rows = accuracy.table(payload["results"]).splitlines()[2:]
+    assert all(" ± " in row and "(2)" in row for row in rows)
