@@ -127,7 +127,6 @@ class TrainConfig(RequestModel):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     pooling: Literal["auto", "mean", "cls", "last"] | None = None
     patience: Annotated[int, Field(ge=1, le=100)] | None = None
-    head_init: Literal["random", "probe"] | None = None
 
     def overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -7,7 +7,6 @@ from typing import Any
 
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
-HEAD_INITS = ("random", "probe")
 _POSITIONS = re.compile(r"^f(\d{1,3})\+l(\d{1,3})$")
 
 
@@ -49,7 +48,6 @@ class TrainConfig:
     seed: int = 0
     pooling: str = "auto"
     patience: int = 3
-    head_init: str = "random"
 
     @classmethod
     def from_dict(cls, overrides: dict[str, Any] | None) -> TrainConfig:
@@ -91,7 +89,6 @@ class TrainConfig:
         check("max_length", is_int(self.max_length) and 8 <= self.max_length <= 4096, "an integer from 8 to 4096")
         check("eval_fraction", is_num(self.eval_fraction) and 0.05 <= self.eval_fraction <= 0.5, "a number in [0.05, 0.5]")
         check("seed", is_int(self.seed), "an integer")
-        check("head_init", self.head_init in HEAD_INITS, f"one of {', '.join(HEAD_INITS)}")
         check("patience", is_int(self.patience) and 1 <= self.patience <= 100, "an integer from 1 to 100")
 
     def resolve_layers(self, num_layers: int) -> list[int]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .adapter import Adapter
 from .base import Base
 from .config import ReftConfigError, TrainConfig
-from .heads import default_pooling, fit_linear_head, pool, scores_from_logits
+from .heads import default_pooling, pool, scores_from_logits
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
 from .stack import Edits, encode_prefix, run_from, run_full
 
@@ -108,12 +108,6 @@ def length_batches(lengths: Sequence[int], rows: Sequence[int], batch_size: int,
     return batches
 
 
-def shuffled_batches(rows: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    order = list(rows)
-    rng.shuffle(order)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 class NoCache:
     """The uncached way (pyreft's): every step runs the whole model. For benchmarks."""
 
@@ -142,44 +136,6 @@ def _evaluate(adapter: Adapter, cache: HiddenCache, start: int, rows: list[int],
     return scores_from_logits(torch.cat(logits).cpu(), adapter.multi_label)
 
 
-def _pooled(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int], batch_size: int) -> torch.Tensor:
-    """The pooled top representation (what the head reads) of these rows, no grad."""
-    adapter.eval()
-    head, adapter.head = adapter.head, torch.nn.Identity()
-    try:
-        with torch.no_grad(), torch.nn.utils.parametrize.cached():
-            return torch.cat([_forward(adapter, cache, start, rows[i:i + batch_size])
-                              for i in range(0, len(rows), batch_size)]).cpu()
-    finally:
-        adapter.head = head
-        adapter.train()
-
-
-PROBE_L2 = (1e-4, 1e-3, 1e-2)
-
-
-def _init_head_from_probe(adapter: Adapter, cache, start: int, targets: torch.Tensor, train_rows: list[int],
-                          eval_rows: list[int]) -> None:
-    """Start the head at the best linear probe of the representation the adapter starts from
-    (the base model's: every intervention is the identity when new), its L2 strength chosen on
-    the held-out rows. Training then refines a model that is already the probe (LP-FT)."""
-    x_train = _pooled(adapter, cache, start, train_rows, 128)
-    x_eval = _pooled(adapter, cache, start, eval_rows, 128) if eval_rows else None
-    best = None
-    for l2 in PROBE_L2:
-        weight, bias = fit_linear_head(x_train, targets[train_rows], len(adapter.label_names), adapter.multi_label, l2)
-        if x_eval is None:
-            best = (0.0, weight, bias)
-            break
-        probs = scores_from_logits(x_eval @ weight.T + bias, adapter.multi_label)
-        score = main_score(_metrics(adapter, probs, targets[eval_rows]), adapter.multi_label)
-        if best is None or score > best[0]:
-            best = (score, weight, bias)
-    with torch.no_grad():
-        adapter.head.weight.copy_(best[1])
-        adapter.head.bias.copy_(best[2])
-
-
 def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
     if adapter.multi_label:
         return multi_label_metrics(probs, truth, adapter.label_names, adapter.thresholds)
@@ -188,12 +144,10 @@ def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict
 
 def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[str], multi_label: bool = False,
           config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
-          cache_prefix: bool = True, length_buckets: bool = True) -> Adapter:
+          cache_prefix: bool = True) -> Adapter:
     """Train an adapter; its `metrics` are measured on a held-out split of the examples.
 
-    `cache_prefix=False` recomputes the frozen lower layers every step, `length_buckets=False`
-    pads shuffled batches to their longest text instead (both for comparison only: together they
-    are the way pyreft trains).
+    `cache_prefix=False` recomputes the frozen lower layers every step (for comparison only).
     """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -219,9 +173,6 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     start = layers[0]
     cache = HiddenCache(base, ids, upto=start) if cache_prefix else NoCache(base, ids)
 
-    if cfg.head_init == "probe":
-        _init_head_from_probe(adapter, cache, start, targets, train_rows, eval_rows)
-
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -234,8 +185,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     adapter.train()
     for epoch in range(cfg.epochs):
         epoch_loss = 0.0
-        for rows in (length_batches(lengths, train_rows, cfg.batch_size, rng) if length_buckets
-                     else shuffled_batches(train_rows, cfg.batch_size, rng)):
+        for rows in length_batches(lengths, train_rows, cfg.batch_size, rng):
             logits = _forward(adapter, cache, start, rows)
             y = targets[rows].to(base.device)
             loss = (F.binary_cross_entropy_with_logits(logits, y) if multi_label else F.cross_entropy(logits, y))

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from reft_core import ReftConfigError, Tagger, TrainConfig, train
-from reft_core.heads import fit_linear_head
 from reft_core.stack import Edits, run_full
 from reft_core.training import HiddenCache, split_held_out, _forward
 
@@ -101,7 +100,6 @@ def test_minilm_adapter_learns_sentiment(minilm):
 @pytest.mark.parametrize("overrides, field", [
     ({"rnak": 4}, "rnak"), ({"rank": 0}, "rank"), ({"positions": "first1"}, "positions"),
     ({"intervention": "lora"}, "intervention"), ({"layers": [1, 1]}, "layers"), ({"lr": -1}, "lr"),
-    ({"head_init": "zeros"}, "head_init"),
 ])
 def test_bad_config_is_rejected_naming_the_option(overrides, field):
     with pytest.raises(ReftConfigError) as err:
@@ -135,32 +133,3 @@ def test_auto_layers_are_the_upper_half_but_the_top_block():
     assert TrainConfig().resolve_layers(6) == [3, 4]
     assert TrainConfig().resolve_layers(12) == [6, 7, 8, 9, 10]
     assert TrainConfig().resolve_layers(2) == [1] and TrainConfig().resolve_layers(1) == [0]
-
-
-def test_fit_linear_head_separates_raw_unscaled_features():
-    # Features far from zero and on very different scales: fitted on standardised copies and
-    # folded back, the weights must apply to the raw features as they are.
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(200, 6, generator=g)
-    x = z * torch.tensor([0.01, 1.0, 50.0, 1.0, 1.0, 1.0]) + 7.0
-    single = (z[:, 0] + z[:, 2] > 0).long()
-    w, b = fit_linear_head(x, single, 2, False, l2=1e-4)
-    assert w.shape == (2, 6) and ((x @ w.T + b).argmax(-1) == single).float().mean() > 0.97
-    multi = torch.stack([(z[:, 0] > 0), (z[:, 2] < 0), (z[:, 1] > 0.5)], 1).float()
-    w, b = fit_linear_head(x, multi, 3, True, l2=1e-4)
-    assert (((x @ w.T + b) > 0).float() == multi).float().mean() > 0.97
-
-
-def test_probe_head_init_starts_training_at_the_linear_probe(tokenizer):
-    # An lr too small to move anything: what the adapter knows is what it started from. The probe
-    # start fits the training rows (20 texts in a 32-d space are separable); a random head does not.
-    base = make_base("bert", tokenizer)
-    still = {**FAST, "epochs": 1, "lr": 1e-12, "eval_fraction": 0.05, "dropout": 0.0}
-    tagger = Tagger(base)
-
-    def train_accuracy(config):
-        adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=config)
-        return np.mean([p.labels == [y] for p, y in zip(tagger.predict(adapter, TEXTS), LABELS)])
-
-    assert train_accuracy({**still, "head_init": "probe"}) >= 0.9
-    assert train_accuracy({**still, "head_init": "random"}) < 0.8
