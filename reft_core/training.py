@@ -108,6 +108,12 @@ def length_batches(lengths: Sequence[int], rows: Sequence[int], batch_size: int,
     return batches
 
 
+def shuffled_batches(rows: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    order = list(rows)
+    rng.shuffle(order)
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 class NoCache:
     """The uncached way (pyreft's): every step runs the whole model. For benchmarks."""
 
@@ -144,10 +150,12 @@ def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict
 
 def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[str], multi_label: bool = False,
           config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
-          cache_prefix: bool = True) -> Adapter:
+          cache_prefix: bool = True, length_buckets: bool = True) -> Adapter:
     """Train an adapter; its `metrics` are measured on a held-out split of the examples.
 
-    `cache_prefix=False` recomputes the frozen lower layers every step (for comparison only).
+    `cache_prefix=False` recomputes the frozen lower layers every step, `length_buckets=False`
+    pads shuffled batches to their longest text instead (both for comparison only: together they
+    are the way pyreft trains).
     """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -185,7 +193,8 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     adapter.train()
     for epoch in range(cfg.epochs):
         epoch_loss = 0.0
-        for rows in length_batches(lengths, train_rows, cfg.batch_size, rng):
+        for rows in (length_batches(lengths, train_rows, cfg.batch_size, rng) if length_buckets
+                     else shuffled_batches(train_rows, cfg.batch_size, rng)):
             logits = _forward(adapter, cache, start, rows)
             y = targets[rows].to(base.device)
             loss = (F.binary_cross_entropy_with_logits(logits, y) if multi_label else F.cross_entropy(logits, y))

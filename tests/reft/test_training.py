@@ -133,3 +133,18 @@ def test_auto_layers_are_the_upper_half_but_the_top_block():
     assert TrainConfig().resolve_layers(6) == [3, 4]
     assert TrainConfig().resolve_layers(12) == [6, 7, 8, 9, 10]
     assert TrainConfig().resolve_layers(2) == [1] and TrainConfig().resolve_layers(1) == [0]
+
+
+def test_batches_with_and_without_length_buckets_cover_every_row_once():
+    import random
+    from reft_core.training import length_batches, shuffled_batches
+
+    lengths = [random.Random(i).randint(3, 60) for i in range(100)]
+    rows = list(range(3, 100))
+    bucketed = length_batches(lengths, rows, 8, random.Random(0))
+    shuffled = shuffled_batches(rows, 8, random.Random(0))
+    for batches in (bucketed, shuffled):
+        assert sorted(i for b in batches for i in b) == rows and max(map(len, batches)) == 8
+    # Buckets pad far less than shuffled batches padded to their longest (the way pyreft trains).
+    pads = lambda batches: sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)  # noqa: E731
+    assert pads(bucketed) * 4 < pads(shuffled)
