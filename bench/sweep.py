@@ -5,7 +5,7 @@ tested the same way as `bench.accuracy`'s LoReFT column, so a row here and a row
 Use it to choose defaults; the defaults themselves are then measured by `bench.accuracy`.
 
     python -m bench.sweep --data sst2 --configs '[{}, {"positions": "f128+l0"}, {"rank": 1, "layers": [0,1,2,3,4,5]}]'
-    python -m bench.sweep --data sst2 --configs '[{}, {"head_init": "probe"}]' --seeds 0,1,2
+    python -m bench.sweep --data sst2 --configs '[{}, {"layers": [4], "rank": 6}]' --seeds 0,1,2
 
 `--seeds` trains each configuration once per seed (the seed moves the held-out split, the
 initialisation and the batch order) and the table gives the mean and standard deviation.
