@@ -1,11 +1,13 @@
 """Training: determinism, progress, caching, held-out metrics, multi-label thresholds."""
+import random
+
 import numpy as np
 import pytest
 import torch
 
 from reft_core import ReftConfigError, Tagger, TrainConfig, train
 from reft_core.stack import Edits, run_full
-from reft_core.training import HiddenCache, split_held_out, _forward
+from reft_core.training import HiddenCache, _forward, length_batches, shuffled_batches, split_held_out
 
 from .conftest import make_base, randomize
 
@@ -136,9 +138,6 @@ def test_auto_layers_are_the_upper_half_but_the_top_block():
 
 
 def test_batches_with_and_without_length_buckets_cover_every_row_once():
-    import random
-    from reft_core.training import length_batches, shuffled_batches
-
     lengths = [random.Random(i).randint(3, 60) for i in range(100)]
     rows = list(range(3, 100))
     bucketed = length_batches(lengths, rows, 8, random.Random(0))
