@@ -185,17 +185,18 @@ class Stack:
         must not land in the next test's measurements."""
         from sqlalchemy import create_engine, text
 
-        engine = create_engine(self.database_url)
+        engine, queue = create_engine(self.database_url), self.redis.client()
 
         def idle() -> bool:
             with engine.connect() as connection:
                 running = connection.execute(text("SELECT count(*) FROM chunks WHERE status = 'running'")).scalar()
-            return running == 0 and self.redis.client().llen("tag") == 0
+            return running == 0 and queue.llen("tag") == 0
 
         try:
             wait_for(lambda: idle() and not time.sleep(1) and idle(), timeout, "the workers to be idle")
         finally:
             engine.dispose()
+            queue.close()
 
     def client(self) -> requests.Session:
         session = requests.Session()
