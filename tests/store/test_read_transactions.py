@@ -39,6 +39,7 @@ def write_lock_held(write: Callable) -> Iterator[None]:
 def test_a_read_answers_while_a_writer_holds_the_lock(database_url):
     with session_scope() as s:
         s.add(Tenant(id="tn_reader", name="before"))
+
     def rename(s) -> None:
         s.get(Tenant, "tn_reader").name = "after"
 
