@@ -8,8 +8,8 @@ from typing import Any
 from flask import Blueprint, Flask, g, has_request_context, request
 from werkzeug.routing import BaseConverter
 
-from store import logs
-from store.settings import Settings, get_settings
+from service import logs
+from service.settings import Settings, get_settings
 
 from . import auth, cli, dashboard, db, errors, jobs, label_sets, label_studio, meta, metrics, predict
 

@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 
 from store import catalog
 from store.migrate import upgrade
-from store.settings import ROOT, get_settings
+from service.settings import ROOT, get_settings
 
 from .db import transaction
 

@@ -32,7 +32,7 @@ from flask import (
 from markupsafe import Markup, escape
 
 from store import catalog
-from store.settings import dashboard_secret_key
+from service.settings import dashboard_secret_key
 
 from . import charts, i18n, jobs, predict
 from .db import read_transaction

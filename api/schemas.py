@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from store.catalog import LabelSetView
 from store.models import Adapter, Job, Result
-from store.settings import Settings
+from service.settings import Settings
 
 from .errors import ApiError, invalid, json_pointer, validation_error
 

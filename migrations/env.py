@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from store.settings (DATABASE_URL) unless the caller set
+"""Alembic environment: the URL comes from service.settings (DATABASE_URL) unless the caller set
 `sqlalchemy.url` (store.migrate.upgrade does); the target is store.models' metadata."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from alembic import context
 
 from store.db import make_engine
 from store.models import Base
-from store.settings import get_settings
+from service.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -1,15 +1,42 @@
 """reft_core: LoReFT and friends on any Hugging Face transformer, frozen, cached and batched.
 
-Pure torch + transformers + safetensors; knows nothing of the reftag service.
+Pure torch + transformers + safetensors; knows nothing of the reftag service. Importing the
+package (or `reft_core.config`) does not import torch: the names below load their modules on
+first use, so a process that only needs the training options (the service's web tier) never
+loads a model library.
 """
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from .config import ReftConfigError, TrainConfig
+
 __version__ = "0.1.0"
 
-from .adapter import Adapter, AdapterMismatchError, Prediction  # noqa: E402
-from .base import Base, load_base  # noqa: E402
-from .config import ReftConfigError, TrainConfig  # noqa: E402
-from .interventions import DiReFT, LoReFT, RED, REGISTRY  # noqa: E402
-from .tagger import Tagger  # noqa: E402
-from .training import train  # noqa: E402
+# name → the module that defines it (imported on first access)
+_LAZY = {
+    "Adapter": "adapter", "AdapterConfig": "adapter", "AdapterMismatchError": "adapter", "Prediction": "adapter",
+    "Base": "base", "load_base": "base",
+    "DiReFT": "interventions", "LoReFT": "interventions", "RED": "interventions", "REGISTRY": "interventions",
+    "Tagger": "tagger",
+    "train": "training",
+}
 
-__all__ = ["Adapter", "AdapterMismatchError", "Base", "DiReFT", "LoReFT", "Prediction", "RED", "REGISTRY",
-           "ReftConfigError", "Tagger", "TrainConfig", "load_base", "train"]
+__all__ = ["ReftConfigError", "TrainConfig", *_LAZY]
+
+if TYPE_CHECKING:
+    from .adapter import Adapter, AdapterConfig, AdapterMismatchError, Prediction
+    from .base import Base, load_base
+    from .interventions import RED, REGISTRY, DiReFT, LoReFT
+    from .tagger import Tagger
+    from .training import train
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reft_core' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,13 +1,13 @@
 """An adapter: interventions at some layers + a head, with everything needed to load it.
 
 On disk (or in a database row) it is two things: safetensors bytes of the weights, and a JSON
-config naming the intervention, layers, positions, rank, labels, head, thresholds, metrics and
-the base model (name + fingerprint) it was trained on.
+config (`AdapterConfig`) naming the intervention, layers, positions, rank, labels, head,
+thresholds, metrics and the base model (name + fingerprint) it was trained on.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,12 @@ from torch import nn
 
 from . import __version__
 from .base import Base
-from .config import parse_positions
-from .heads import scores_from_logits
+from .config import TrainConfig, parse_positions
+from .heads import Head, scores_from_logits
 from .interventions import make_intervention
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "adapter.safetensors", "adapter.json"
-DEFAULT_MAX_LENGTH = 128
 
 
 class AdapterMismatchError(ValueError):
@@ -38,49 +37,107 @@ class Prediction:
     needs_review: bool
 
 
+@dataclass(frozen=True)
+class BaseModelInfo:
+    """The base model an adapter was trained on; loading onto another fingerprint is refused."""
+
+    name: str
+    fingerprint: str
+    hidden_size: int
+    num_layers: int
+    family: str
+
+    @classmethod
+    def of(cls, base: Base) -> BaseModelInfo:
+        return cls(base.name, base.fingerprint, base.hidden_size, base.num_layers, base.family)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Everything that defines an adapter besides its weights, saved beside them as JSON. Built
+    once; a trained adapter gets a new one with its thresholds and metrics (`replace`)."""
+
+    intervention: str
+    layers: tuple[int, ...]
+    positions: str
+    rank: int
+    dropout: float
+    label_names: tuple[str, ...]
+    multi_label: bool
+    pooling: str
+    base_model: BaseModelInfo
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    thresholds: tuple[float, ...] = ()  # multi-label: one per label (tuned on held-out data)
+    review_margin: float = 0.1
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    library: str = f"reft_core {__version__}"
+
+    def __post_init__(self) -> None:
+        if not self.thresholds:
+            object.__setattr__(self, "thresholds", (0.5,) * len(self.label_names))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AdapterConfig:
+        raw = json.loads(text)
+        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        known["layers"] = tuple(raw["layers"])
+        known["label_names"] = tuple(raw["label_names"])
+        known["thresholds"] = tuple(raw.get("thresholds") or ())
+        known["base_model"] = BaseModelInfo(**raw["base_model"])
+        # Adapters saved before a training option existed load with that option's default.
+        options = TrainConfig.options()
+        known["train_config"] = TrainConfig(**{k: v for k, v in (raw.get("train_config") or {}).items() if k in options})
+        return cls(**known)
+
+
 class Adapter(nn.Module):
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: AdapterConfig):
         super().__init__()
         self.config = config
-        dim = config["base_model"]["hidden_size"]
-        self.layers: list[int] = list(config["layers"])
-        self.positions = parse_positions(config["positions"])
-        self.label_names: list[str] = list(config["label_names"])
-        self.multi_label: bool = bool(config["multi_label"])
-        self.pooling: str = config["pooling"]
+        dim = config.base_model.hidden_size
+        self.layers: list[int] = list(config.layers)
+        self.positions = parse_positions(config.positions)
         self.interventions = nn.ModuleDict({
-            str(layer): make_intervention(config["intervention"], dim, config["rank"], config.get("dropout", 0.0))
+            str(layer): make_intervention(config.intervention, dim, config.rank, config.dropout)
             for layer in self.layers
         })
-        self.head = nn.Linear(dim, len(self.label_names))
+        self.head = Head(dim, len(config.label_names), config.pooling)
 
     @classmethod
     def new(cls, base: Base, *, intervention: str, layers: list[int], positions: str, rank: int, dropout: float,
-            label_names: list[str], multi_label: bool, pooling: str) -> Adapter:
-        return cls({
-            "format_version": FORMAT_VERSION,
-            "library": f"reft_core {__version__}",
-            "intervention": intervention, "layers": layers, "positions": positions, "rank": rank,
-            "dropout": dropout, "label_names": label_names, "multi_label": multi_label, "pooling": pooling,
-            "thresholds": [0.5] * len(label_names), "review_margin": 0.1, "metrics": {},
-            "train_config": {"max_length": DEFAULT_MAX_LENGTH},
-            "base_model": {"name": base.name, "fingerprint": base.fingerprint, "hidden_size": base.hidden_size,
-                           "num_layers": base.num_layers, "family": base.family},
-        }).to(base.device)
+            label_names: list[str], multi_label: bool, pooling: str,
+            train_config: TrainConfig | None = None) -> Adapter:
+        return cls(AdapterConfig(
+            intervention=intervention, layers=tuple(layers), positions=positions, rank=rank, dropout=dropout,
+            label_names=tuple(label_names), multi_label=multi_label, pooling=pooling,
+            base_model=BaseModelInfo.of(base), train_config=train_config or TrainConfig(),
+        )).to(base.device)
 
     # -- what an adapter is ------------------------------------------------------------------
     @property
+    def label_names(self) -> list[str]:
+        return list(self.config.label_names)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.config.multi_label
+
+    @property
     def metrics(self) -> dict[str, Any]:
-        return self.config.get("metrics", {})
+        return self.config.metrics
 
     @property
     def max_length(self) -> int:
         """Tokens per text at training time; tagging cuts texts at the same length."""
-        return int(self.config.get("train_config", {}).get("max_length", DEFAULT_MAX_LENGTH))
+        return self.config.train_config.max_length
 
     @property
     def thresholds(self) -> list[float]:
-        return self.config["thresholds"]
+        return list(self.config.thresholds)
 
     @property
     def param_count(self) -> dict[str, int]:
@@ -88,19 +145,26 @@ class Adapter(nn.Module):
         head = sum(p.numel() for p in self.head.parameters())
         return {"intervention": intervention, "head": head, "total": intervention + head}
 
+    def with_config(self, **changes: Any) -> Adapter:
+        """This adapter with a new config (same weights): what training does once it knows the
+        thresholds and metrics."""
+        self.config = replace(self.config, **changes)
+        return self
+
     # -- turning scores into labels ------------------------------------------------------------
     def predictions(self, logits: torch.Tensor) -> list[Prediction]:
         probs = scores_from_logits(logits.float(), self.multi_label).cpu()
-        margin = self.config.get("review_margin", 0.1)
+        margin = self.config.review_margin
+        names, thresholds = self.label_names, self.thresholds
         out = []
         for row in probs.tolist():
-            scores = dict(zip(self.label_names, row))
+            scores = dict(zip(names, row))
             if self.multi_label:
-                picked = [n for n, p, t in zip(self.label_names, row, self.thresholds) if p >= t]
-                unsure = any(abs(p - t) < margin for p, t in zip(row, self.thresholds))
+                picked = [n for n, p, t in zip(names, row, thresholds) if p >= t]
+                unsure = any(abs(p - t) < margin for p, t in zip(row, thresholds))
             else:
                 top = max(range(len(row)), key=row.__getitem__)
-                picked = [self.label_names[top]]
+                picked = [names[top]]
                 runner_up = max((p for i, p in enumerate(row) if i != top), default=0.0)
                 unsure = row[top] - runner_up < 2 * margin
             out.append(Prediction(picked, scores, unsure))
@@ -109,16 +173,16 @@ class Adapter(nn.Module):
     # -- files ----------------------------------------------------------------------------------
     def to_bytes(self) -> tuple[bytes, str]:
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}
-        return save_safetensors(tensors), json.dumps(self.config, ensure_ascii=False, sort_keys=True)
+        return save_safetensors(tensors), self.config.to_json()
 
     @classmethod
     def from_bytes(cls, weights: bytes, config_json: str, base: Base) -> Adapter:
-        config = json.loads(config_json)
-        trained_on = config["base_model"]
-        if trained_on["fingerprint"] != base.fingerprint:
+        config = AdapterConfig.from_json(config_json)
+        trained_on = config.base_model
+        if trained_on.fingerprint != base.fingerprint:
             raise AdapterMismatchError(
-                f"adapter was trained on base model {trained_on['name']!r} "
-                f"(fingerprint {trained_on['fingerprint'][:12]}) but is being loaded onto "
+                f"adapter was trained on base model {trained_on.name!r} "
+                f"(fingerprint {trained_on.fingerprint[:12]}) but is being loaded onto "
                 f"{base.name!r} (fingerprint {base.fingerprint[:12]})"
             )
         adapter = cls(config)

@@ -1,12 +1,21 @@
-"""Everything that defines how an adapter is trained. Saved with the adapter."""
+"""Everything that defines how an adapter is trained, declared once. Saved with the adapter.
+
+Torch-free on purpose: the service's web tier builds its request schema and its OpenAPI
+document from these fields (their types, bounds and choices live in each field's `Option`),
+so a training option and its limits are written here and nowhere else.
+"""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+# The names of the interventions in `interventions.REGISTRY` (which needs torch); a test keeps
+# the two equal.
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
+POSITIONS_PATTERN = r"^(all|f\d{1,3}\+l\d{1,3})$"
+MAX_SEED = 2**31 - 1
 _POSITIONS = re.compile(r"^f(\d{1,3})\+l(\d{1,3})$")
 
 
@@ -17,6 +26,64 @@ class ReftConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one training option accepts. `kind` is int, float, str or "layers" ("auto" or a
+    list of distinct block indices); bounds are inclusive (`ge`, `le`) or exclusive (`gt`)."""
+
+    kind: str
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    max_items: int | None = None  # layers: at most this many
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not acceptable, or None."""
+        if self.kind == "layers":
+            if value == "auto":
+                return None
+            ok = (isinstance(value, list) and 0 < len(value) <= (self.max_items or len(value))
+                  and all(_is_int(x) and x >= (self.ge or 0) and (self.le is None or x <= self.le) for x in value)
+                  and len(set(value)) == len(value))
+            return None if ok else f"'auto' or a non-empty list of at most {self.max_items} distinct layer indices " \
+                                   f"from {int(self.ge or 0)} to {int(self.le or 0)}"
+        if self.choices is not None:
+            return None if value in self.choices else f"one of {', '.join(self.choices)}"
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.pattern and not re.match(self.pattern, value)):
+                return f"a string matching {self.pattern}"
+            return None
+        number_ok = _is_int(value) if self.kind == "int" else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number_ok or (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt) \
+                or (self.le is not None and value > self.le):
+            return f"{'an integer' if self.kind == 'int' else 'a number'} {self.range_text()}"
+        return None
+
+    def range_text(self) -> str:
+        low = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else "(-inf"
+        high = f"{_num(self.le)}]" if self.le is not None else "inf)"
+        return f"in {low}, {high}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _num(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def option(default: Any, kind: str, doc: str, **limits: Any) -> Any:
+    """A TrainConfig field: its default and what it accepts (read by `TrainConfig.options()`)."""
+    spec = Option(kind, doc, **limits)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"option": spec})
+    return field(default=default, metadata={"option": spec})
 
 
 def parse_positions(spec: str) -> tuple[int, int] | None:
@@ -33,26 +100,41 @@ def parse_positions(spec: str) -> tuple[int, int] | None:
     return first, last
 
 
-@dataclass
+def main_metric(multi_label: bool) -> str:
+    """The one number adapters are compared by (early stopping, promotion): micro-F1 for
+    multi-label sets, macro-F1 otherwise."""
+    return "micro_f1" if multi_label else "macro_f1"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    intervention: str = "loreft"
-    layers: list[int] | str = "auto"
-    positions: str = "all"
-    rank: int = 2
-    epochs: int = 10
-    lr: float = 5e-3
-    dropout: float = 0.05
-    batch_size: int = 32
-    max_length: int = 128
-    eval_fraction: float = 0.15
-    seed: int = 0
-    pooling: str = "auto"
-    patience: int = 3
+    intervention: str = option("loreft", "str", "the edit applied to hidden states", choices=INTERVENTIONS)
+    layers: list[int] | str = option(
+        "auto", "layers", "block indices to intervene on; auto: the upper half but the top block",
+        ge=0, le=1000, max_items=256)
+    positions: str = option("all", "str", "every real token, or the first n / last m real tokens (f<n>+l<m>)",
+                            pattern=POSITIONS_PATTERN)
+    rank: int = option(2, "int", "low rank r of the edit", ge=1, le=256)
+    epochs: int = option(10, "int", "max epochs (early stopping on the held-out split)", ge=1, le=100)
+    lr: float = option(5e-3, "float", "learning rate", gt=0, le=1)
+    dropout: float = option(0.05, "float", "dropout on the intervention's edit (never on h)", ge=0, le=0.9)
+    batch_size: int = option(32, "int", "training batch size", ge=1, le=1024)
+    max_length: int = option(128, "int", "tokens per text (tagging cuts texts at the same length)", ge=8, le=4096)
+    eval_fraction: float = option(0.15, "float", "held-out share (stratified)", ge=0.05, le=0.5)
+    seed: int = option(0, "int", "determinism", ge=0, le=MAX_SEED)
+    pooling: str = option("auto", "str", "head input", choices=POOLINGS)
+    patience: int = option(3, "int", "epochs without a better held-out score before stopping", ge=1, le=100)
+
+    @classmethod
+    def options(cls) -> dict[str, tuple[Option, Any]]:
+        """Every option: name → (what it accepts, its default)."""
+        return {f.name: (f.metadata["option"], f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+                for f in fields(cls)}
 
     @classmethod
     def from_dict(cls, overrides: dict[str, Any] | None) -> TrainConfig:
         overrides = dict(overrides or {})
-        known = {f.name for f in fields(cls)}
+        known = cls.options()
         for key in overrides:
             if key not in known:
                 raise ReftConfigError(key, f"unknown option (known: {', '.join(sorted(known))})")
@@ -61,35 +143,11 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        def check(name: str, ok: bool, message: str) -> None:
-            if not ok:
-                raise ReftConfigError(name, message)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-        check("intervention", self.intervention in INTERVENTIONS, f"one of {', '.join(INTERVENTIONS)}")
-        check("pooling", self.pooling in POOLINGS, f"one of {', '.join(POOLINGS)}")
+        for name, (spec, _default) in self.options().items():
+            problem = spec.problem(getattr(self, name))
+            if problem:
+                raise ReftConfigError(name, problem)
         parse_positions(self.positions)
-        if self.layers != "auto":
-            check(
-                "layers",
-                isinstance(self.layers, list) and len(self.layers) > 0 and all(is_int(x) and x >= 0 for x in self.layers)
-                and len(set(self.layers)) == len(self.layers),
-                "'auto' or a non-empty list of distinct layer indices ≥ 0",
-            )
-        check("rank", is_int(self.rank) and 1 <= self.rank <= 256, "an integer from 1 to 256")
-        check("epochs", is_int(self.epochs) and 1 <= self.epochs <= 100, "an integer from 1 to 100")
-        check("lr", is_num(self.lr) and 0 < self.lr <= 1, "a number in (0, 1]")
-        check("dropout", is_num(self.dropout) and 0 <= self.dropout <= 0.9, "a number in [0, 0.9]")
-        check("batch_size", is_int(self.batch_size) and 1 <= self.batch_size <= 1024, "an integer from 1 to 1024")
-        check("max_length", is_int(self.max_length) and 8 <= self.max_length <= 4096, "an integer from 8 to 4096")
-        check("eval_fraction", is_num(self.eval_fraction) and 0.05 <= self.eval_fraction <= 0.5, "a number in [0.05, 0.5]")
-        check("seed", is_int(self.seed), "an integer")
-        check("patience", is_int(self.patience) and 1 <= self.patience <= 100, "an integer from 1 to 100")
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         if self.layers == "auto":

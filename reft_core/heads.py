@@ -1,7 +1,9 @@
-"""Reading a label score vector off the edited representation."""
+"""Reading a label score vector off the edited representation: pool the last hidden state,
+then one linear map to a logit per label."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .positions import select_positions
 
@@ -20,6 +22,18 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     first, last = (1, 0) if how == "cls" else (0, 1)
     rows, cols = select_positions(mask, first, last)
     return hidden[rows, cols]
+
+
+class Head(nn.Linear):
+    """(B, T, d) last hidden state + mask → (B, labels) logits: `pooling`, then W·pooled + b.
+    A Linear itself, so its weights save as `head.weight` / `head.bias`."""
+
+    def __init__(self, dim: int, n_labels: int, pooling: str):
+        super().__init__(dim, n_labels)
+        self.pooling = pooling
+
+    def forward(self, last: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(pool(last, mask, self.pooling).float())
 
 
 def scores_from_logits(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import main_metric
+
 
 def _prf(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     precision = tp / (tp + fp).clamp(min=1)
@@ -55,8 +57,8 @@ def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[st
 
 
 def main_score(metrics: dict, multi_label: bool) -> float:
-    """The one number adapters are compared by: micro-F1 (multi-label) or macro-F1."""
-    return metrics["micro_f1"] if multi_label else metrics["macro_f1"]
+    """The one number adapters are compared by (`config.main_metric`)."""
+    return metrics[main_metric(multi_label)]
 
 
 def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:

@@ -8,8 +8,7 @@ from torch.nn.utils import parametrize
 
 from .adapter import Adapter, Prediction
 from .base import Base
-from .heads import pool
-from .stack import Edits, encode_prefix, run_from
+from .attach import Edits, encode_prefix, run_from
 
 
 class Tagger:
@@ -71,7 +70,7 @@ class Tagger:
 
         preds: list[Prediction | None] = [None] * len(batch_adapters)
         for adapter, rows in groups:
-            logits = adapter.head(pool(last[rows], mask[rows], adapter.pooling).float())
+            logits = adapter.head(last[rows], mask[rows])
             for row, p in zip(rows.tolist(), adapter.predictions(logits)):
                 preds[row] = p
         return preds  # type: ignore[return-value]

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from .adapter import Adapter
 from .base import Base
 from .config import ReftConfigError, TrainConfig
-from .heads import default_pooling, pool, scores_from_logits
+from .heads import default_pooling, scores_from_logits
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
-from .stack import Edits, encode_prefix, run_from, run_full
+from .attach import Edits, encode_prefix, run_from, run_full
 
 Progress = Callable[[dict[str, Any]], None]
 CACHE_BUDGET_BYTES = int(os.environ.get("REFT_CACHE_BUDGET_BYTES", 2 * 1024**3))
@@ -131,7 +131,7 @@ def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: S
         last = run_full(cache.base, input_ids, mask, edits)
     else:
         last = run_from(cache.base, hidden, start, input_ids, mask, edits)
-    return adapter.head(pool(last, mask, adapter.pooling).float())
+    return adapter.head(last, mask)
 
 
 def _evaluate(adapter: Adapter, cache: HiddenCache, start: int, rows: list[int], batch_size: int) -> torch.Tensor:
@@ -172,8 +172,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     pooling = default_pooling(base.family) if cfg.pooling == "auto" else cfg.pooling
     adapter = Adapter.new(base, intervention=cfg.intervention, layers=layers, positions=cfg.positions,
                           rank=cfg.rank, dropout=cfg.dropout, label_names=list(label_names),
-                          multi_label=multi_label, pooling=pooling)
-    adapter.config["train_config"] = cfg.to_dict()
+                          multi_label=multi_label, pooling=pooling, train_config=cfg)
     train_rows, eval_rows = split_held_out(targets, cfg.eval_fraction, cfg.seed)
 
     ids = base.tokenize(texts, cfg.max_length)
@@ -226,10 +225,9 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
         probs = _evaluate(adapter, cache, start, eval_rows, 128)
         truth = targets[eval_rows]
         if multi_label:
-            adapter.config["thresholds"] = tune_thresholds(probs, truth)
+            adapter.with_config(thresholds=tuple(tune_thresholds(probs, truth)))
         metrics = _metrics(adapter, probs, truth)
     metrics.update({"n_train": len(train_rows), "n_eval": len(eval_rows), "epochs_run": len(loss_curve),
                     "loss_curve": loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
                     "params": adapter.param_count})
-    adapter.config["metrics"] = metrics
-    return adapter
+    return adapter.with_config(metrics=metrics)

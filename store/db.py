@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .settings import get_settings
+from service.settings import get_settings
 
 
 def make_engine(url: str, readonly: bool = False) -> Engine:

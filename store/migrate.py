@@ -6,7 +6,7 @@ import sys
 from alembic import command
 from alembic.config import Config
 
-from .settings import ROOT, get_settings
+from service.settings import ROOT, get_settings
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from .db import session_scope
 from .models import Adapter, Chunk, Example, Job, JobItem, LabelSet, Result
-from .settings import get_settings
+from service.settings import get_settings
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -152,7 +152,7 @@ def fresh_postgres_database(server: str, monkeypatch) -> Iterator[str]:
 
 @pytest.fixture
 def settings(database_url, redis_server):
-    from store.settings import get_settings
+    from service.settings import get_settings
 
     return dataclasses.replace(get_settings(), database_url=database_url, redis_url=redis_server.url)
 

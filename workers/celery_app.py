@@ -10,8 +10,8 @@ import sys
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from store import logs
-from store.settings import get_settings
+from service import logs
+from service.settings import get_settings
 
 TRAIN_ADAPTER = "reftag.train_adapter"
 TAG_CHUNK = "reftag.tag_chunk"

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from celery.signals import task_postrun, task_prerun
 
-from store.settings import get_settings
+from service.settings import get_settings
 
 from .celery_app import PREDICT, TAG_CHUNK
 

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from store import work
-from store.settings import get_settings
+from service.settings import get_settings
 
 from . import metrics
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from celery.signals import worker_ready
 
-from store import logs, work
-from store.settings import get_settings
+from service import logs
+from store import work
+from service.settings import get_settings
 
 from . import model_cache
 from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app, enqueue_chunk, enqueue_train

@@ -1,10 +1,12 @@
 """Attaching interventions to every supported family of tiny random models."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from reft_core import Adapter, Tagger
 from reft_core.heads import default_pooling
-from reft_core.stack import Edits, encode_prefix, run_from, run_full
+from reft_core.attach import Edits, encode_prefix, run_from, run_full
 
 from .conftest import TEXTS, randomize
 
@@ -116,9 +118,9 @@ def test_mixed_adapters_on_minilm_match_alone(minilm):
 
 def test_tagging_cuts_texts_at_the_length_the_adapter_was_trained_with(tiny_base):
     short = _adapter(tiny_base, [1, 3])
-    short.config["train_config"]["max_length"] = 6
+    short.with_config(train_config=replace(short.config.train_config, max_length=6))
     long = Adapter.from_bytes(*short.to_bytes(), tiny_base)
-    long.config["train_config"]["max_length"] = 64
+    long.with_config(train_config=replace(long.config.train_config, max_length=64))
     text = TEXTS[2]  # more than 6 tokens
     tagger = Tagger(tiny_base)
     mixed = tagger.predict_mixed([(short, text), (long, text)])

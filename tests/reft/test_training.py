@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reft_core import ReftConfigError, Tagger, TrainConfig, train
-from reft_core.stack import Edits, run_full
+from reft_core.attach import Edits, run_full
 from reft_core.training import HiddenCache, _forward, length_batches, shuffled_batches, split_held_out
 
 from .conftest import make_base, randomize
@@ -50,8 +50,7 @@ def test_training_from_the_cache_equals_a_full_forward(tokenizer):
     with torch.no_grad():
         cached = _forward(adapter, cache, 1, rows)
         input_ids, mask = base.pad([ids[i] for i in rows])
-        from reft_core.heads import pool
-        full = adapter.head(pool(run_full(base, input_ids, mask, Edits([(adapter, None)], mask)), mask, "last"))
+        full = adapter.head(run_full(base, input_ids, mask, Edits([(adapter, None)], mask)), mask)
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
@@ -88,7 +87,7 @@ def test_multi_label_tunes_a_threshold_per_label_and_uses_it(tokenizer):
     labels = [["pos", "fun"] if i % 3 == 0 else ["pos"] for i in range(10)] + [["neg"]] * 10
     adapter = train(base, TEXTS, labels, ["neg", "pos", "fun"], multi_label=True, config=FAST)
     assert len(adapter.thresholds) == 3 and "micro_f1" in adapter.metrics
-    adapter.config["thresholds"] = [0.0, 1.01, 0.0]
+    adapter.with_config(thresholds=(0.0, 1.01, 0.0))
     (pred,) = Tagger(base).predict(adapter, ["great fun"])
     assert pred.labels == ["neg", "fun"] and len(pred.scores) == 3
 

@@ -1,4 +1,4 @@
-"""store/logs.py: the line formats, and the ids a line about a job carries — from a task run
+"""service/logs.py: the line formats, and the ids a line about a job carries — from a task run
 through Celery's tracer (the signals a worker sends), from a web request, and from the text of
 Celery's own lines. tests/e2e/test_operations.py reads a real worker's log file."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from store import logs
+from service import logs
 from store.db import session_scope
 from store.models import Job
 from workers import tasks
