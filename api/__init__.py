@@ -1,5 +1,9 @@
-"""reftag's web tier: `create_app()` builds the Flask app from settings. It imports neither
-torch nor reft_core; every model call goes through a worker."""
+"""reftag's web tier: `create_app()` builds the Flask app from settings, in three parts — the
+v1 HTTP API (`v1/`), interop with other labeling tools (`interop/`: file formats and the Label
+Studio ML backend) and the dashboard (`ui/`) — over the plumbing they share (auth, database
+sessions, errors, request parsing, the broker, the OpenAPI document). It never imports torch:
+every model call goes through a worker; of reft_core it reads only the torch-free training
+options."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +15,10 @@ from werkzeug.routing import BaseConverter
 from service import logs
 from service.settings import Settings, get_settings
 
-from . import auth, cli, dashboard, db, errors, jobs, label_sets, label_studio, meta, metrics, predict
+from . import auth, cli, db, errors
+from .interop import label_studio_backend
+from .ui import dashboard
+from .v1 import jobs, label_sets, meta, metrics, predict
 
 
 class IdConverter(BaseConverter):
@@ -52,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for resource in (label_sets.bp, jobs.bp, predict.bp):
         v1.register_blueprint(resource)
     app.register_blueprint(v1)
-    app.register_blueprint(label_studio.bp)
+    app.register_blueprint(label_studio_backend.bp)
     app.register_blueprint(meta.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)

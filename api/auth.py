@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from store import catalog
+from store import tenants
 
 from .db import read_transaction
 from .errors import ApiError
@@ -17,7 +17,7 @@ def require_tenant() -> None:
         raise ApiError(401, "unauthorized", "send `Authorization: Bearer <api key>`",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag"'})
     with read_transaction() as session:
-        tenant_id = catalog.tenant_id_for_key(session, raw_key)
+        tenant_id = tenants.tenant_id_for_key(session, raw_key)
     if tenant_id is None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag", error="invalid_token"'})
@@ -39,7 +39,7 @@ def require_tenant_bearer_or_basic() -> None:
         raise ApiError(401, "unauthorized", "send the API key as the HTTP Basic auth password (any user name) "
                        "or as `Authorization: Bearer <api key>`", headers=challenge)
     with read_transaction() as session:
-        tenant_id = catalog.tenant_id_for_key(session, raw_key)
+        tenant_id = tenants.tenant_id_for_key(session, raw_key)
     if tenant_id is None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked", headers=challenge)
     g.tenant_id = tenant_id

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import celery.exceptions
 
-from store import catalog
+from store import jobs
 from workers import celery_app
 
 from .db import transaction
@@ -38,14 +38,15 @@ def submit(job_id: str, send: Callable[[], None]) -> None:
     except BROKER_ERRORS as e:
         log.warning("broker unreachable, withdrawing job %s: %s", job_id, e)
         with transaction() as session:
-            catalog.delete_job(session, job_id)
+            jobs.delete_job(session, job_id)
         raise broker_unavailable() from None
 
 
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str],
             timeout: float) -> list[dict[str, Any]]:
+    """Synchronous scoring through the `predict` queue; one {labels, scores, …} per text."""
     with predict_errors(timeout):
-        return celery_app.predict(tenant_id, label_set_id, adapter_version, texts, timeout=timeout)
+        return predict_batches(tenant_id, label_set_id, adapter_version, [texts], timeout=timeout)[0]
 
 
 def predict_many(tenant_id: str, label_set_id: str, adapter_version: int, texts: list[str], batch_size: int,
@@ -53,18 +54,32 @@ def predict_many(tenant_id: str, label_set_id: str, adapter_version: int, texts:
     """Predict any number of texts: grouped by length into batches of `batch_size` (so a batch
     carries few pads), all sent to the predict queue at once, answers in the texts' order. Pin
     `adapter_version`: batches answered after a promotion still use the same adapter."""
-    chunks = catalog.chunk_of_items(texts, batch_size)
+    chunks = jobs.chunk_of_items(texts, batch_size)
     batches: list[list[int]] = [[] for _ in range(max(chunks, default=-1) + 1)]
     for i, chunk in enumerate(chunks):
         batches[chunk].append(i)
     with predict_errors(timeout):
-        answers = celery_app.predict_batches(tenant_id, label_set_id, adapter_version,
-                                             [[texts[i] for i in batch] for batch in batches], timeout=timeout)
+        answers = predict_batches(tenant_id, label_set_id, adapter_version,
+                                  [[texts[i] for i in batch] for batch in batches], timeout=timeout)
     predictions: list[dict[str, Any]] = [{}] * len(texts)
     for batch, answer in zip(batches, answers, strict=True):
         for i, prediction in zip(batch, answer, strict=True):
             predictions[i] = prediction
     return predictions
+
+
+def predict_batches(tenant_id: str, label_set_id: str, adapter_version: int | None, batches: list[list[str]],
+                    timeout: float) -> list[list[dict[str, Any]]]:
+    """Every batch sent to the `predict` queue at once, then the answers collected in order:
+    idle predict workers share the batches and no batch waits for the one before it to be
+    sent. Each answer may take `timeout` seconds after the one before it."""
+    pending = [celery_app.celery_app.send_task(celery_app.PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
+               for texts in batches]
+    try:
+        return [async_result.get(timeout=timeout) for async_result in pending]
+    finally:
+        for async_result in pending:
+            async_result.forget()
 
 
 @contextmanager

@@ -5,7 +5,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from store import catalog
+from store import tenants
+from store.errors import StoreError
 from store.migrate import upgrade
 from service.settings import ROOT, get_settings
 
@@ -16,7 +17,7 @@ DEFAULT_TENANT = "default"
 DEV_KEY_FILE = ROOT / "var" / "dev-api-key"
 
 
-def fail(error: catalog.CatalogError) -> None:
+def fail(error: StoreError) -> None:
     raise click.ClickException(error.message)
 
 
@@ -32,8 +33,8 @@ def create_tenant_command(name: str) -> None:
     """Create the tenant NAME."""
     try:
         with transaction() as session:
-            tenant = catalog.create_tenant(session, name)
-    except catalog.CatalogError as e:
+            tenant = tenants.create_tenant(session, name)
+    except StoreError as e:
         fail(e)
     click.echo(f"created tenant {tenant.name} ({tenant.id})")
 
@@ -44,10 +45,10 @@ def create_tenant_command(name: str) -> None:
 def create_key_command(tenant_name: str, name: str) -> None:
     """Create an API key and print it. It is shown this once: only its hash is stored."""
     with transaction() as session:
-        tenant = catalog.tenant_by_name(session, tenant_name)
+        tenant = tenants.tenant_by_name(session, tenant_name)
         if tenant is None:
             raise click.ClickException(f"no tenant named {tenant_name!r}; create it with `reftag create-tenant`")
-        key, raw_key = catalog.create_api_key(session, tenant.id, name)
+        key, raw_key = tenants.create_api_key(session, tenant.id, name)
     click.echo(raw_key)
     click.echo(f"(prefix {key.prefix}; store it now, it cannot be shown again)", err=True)
 
@@ -58,8 +59,8 @@ def revoke_key_command(prefix: str) -> None:
     """Revoke the live key whose prefix is PREFIX; it stops working at once."""
     try:
         with transaction() as session:
-            catalog.revoke_api_key(session, prefix)
-    except catalog.CatalogError as e:
+            tenants.revoke_api_key(session, prefix)
+    except StoreError as e:
         fail(e)
     click.echo(f"revoked key {prefix}")
 
@@ -73,20 +74,20 @@ def bootstrap_command() -> None:
     bootstrap_key = get_settings().bootstrap_api_key  # REFTAG_API_KEY as it is now
     try:
         with transaction() as session:
-            tenant = catalog.ensure_tenant(session, DEFAULT_TENANT)
+            tenant = tenants.ensure_tenant(session, DEFAULT_TENANT)
             if bootstrap_key:
-                catalog.ensure_api_key(session, tenant.id, bootstrap_key, name="REFTAG_API_KEY")
+                tenants.ensure_api_key(session, tenant.id, bootstrap_key, name="REFTAG_API_KEY")
                 click.echo("REFTAG_API_KEY is a valid key of tenant `default`")
                 return
-            if catalog.live_key_count(session, tenant.id):
+            if tenants.live_key_count(session, tenant.id):
                 dev_key = DEV_KEY_FILE.read_text().strip() if DEV_KEY_FILE.exists() else None
-                if dev_key and catalog.tenant_id_for_key(session, dev_key):
+                if dev_key and tenants.tenant_id_for_key(session, dev_key):
                     click.echo(f"dev API key: {dev_key}")
                 else:
                     click.echo("tenant `default` already has API keys")
                 return
-            _key, raw_key = catalog.create_api_key(session, tenant.id, name="dev")
-    except catalog.CatalogError as e:
+            _key, raw_key = tenants.create_api_key(session, tenant.id, name="dev")
+    except StoreError as e:
         fail(e)
     DEV_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
     DEV_KEY_FILE.write_text(raw_key + "\n")

@@ -13,9 +13,10 @@ import kombu.exceptions
 import pydantic
 import redis.exceptions
 from flask import Flask, jsonify
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
-from store.catalog import MAX_DETAILS, CatalogError, Conflict, Invalid, NotFound
+from store.errors import MAX_DETAILS, Conflict, Invalid, NotFound, StoreError
 
 log = logging.getLogger("reftag.api")
 
@@ -41,7 +42,17 @@ HTTP_CODES = {
     422: "invalid_request",
     429: "too_many_requests",
 }
-CATALOG_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+STORE_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]]
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -93,14 +104,19 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
     return response
 
 
+def store_error_response(e: StoreError):
+    status = next((code for kind, code in STORE_STATUS.items() if isinstance(e, kind)), 422)
+    return error_response(status, e.code, e.message, e.details)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
         return error_response(e.status, e.code, e.message, e.details, e.headers)
 
-    @app.errorhandler(CatalogError)
-    def _catalog_error(e: CatalogError):
-        return error_response(CATALOG_STATUS.get(type(e), 422), e.code, e.message, e.details)
+    @app.errorhandler(StoreError)
+    def _store_error(e: StoreError):
+        return store_error_response(e)
 
     @app.errorhandler(pydantic.ValidationError)
     def _validation_error(e: pydantic.ValidationError):

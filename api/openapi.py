@@ -14,7 +14,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import schemas
+from .errors import ErrorOut
 
 JSON = "application/json"
 PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
@@ -64,7 +64,7 @@ def operation(
 
 
 def _models(app: Flask) -> list[tuple[type[BaseModel], str]]:
-    found: list[tuple[type[BaseModel], str]] = [(schemas.ErrorOut, "serialization")]
+    found: list[tuple[type[BaseModel], str]] = [(ErrorOut, "serialization")]
     for view in app.view_functions.values():
         spec = getattr(view, "openapi", None)
         if not spec:
@@ -137,7 +137,7 @@ def _operation(rule: Any, spec: dict[str, Any], refs: dict[Any, Any]) -> dict[st
             responses[str(status)] = {"description": model.__doc__ or model.__name__, "content": content}
         else:
             responses[str(status)] = {"description": model}
-    error_ref = {JSON: {"schema": refs[(schemas.ErrorOut, "serialization")]}}
+    error_ref = {JSON: {"schema": refs[(ErrorOut, "serialization")]}}
     common = () if spec["public"] else (401,)
     if spec["body"]:
         common += (400, 413, 422)

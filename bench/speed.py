@@ -61,8 +61,13 @@ def fresh_adapter(base: Base, seed: int, n_labels: int = 2) -> Adapter:
     return adapter.eval()
 
 
+# What the parts read: short (SST-2) and longer (AG News) texts mixed, and SST-2 to train on.
+CORPUS = ("sst2", "ag_news")
+TRAIN_SET = "sst2"
+
+
 def mixed_corpus(limit: int | None) -> list[str]:
-    texts = [r["text"] for name in ("sst2", "ag_news") for r in read_jsonl(name, "test")]
+    texts = [r["text"] for name in CORPUS for r in read_jsonl(name, "test")]
     random.Random(0).shuffle(texts)
     return texts[:limit] if limit else texts
 
@@ -101,7 +106,7 @@ def run_pyreft(rows: int, epochs: int) -> dict[str, Any] | None:
 
 
 def part_train(base: Base, rows: int, epochs: int, with_pyreft: bool = True) -> dict[str, Any]:
-    data = load_dataset("sst2", rows, 0)
+    data = load_dataset(TRAIN_SET, rows, 0)
     config = {"epochs": epochs, "patience": 100}
     fit = lambda cache, buckets=True: train(base, data.train.texts, data.train.labels, data.names,  # noqa: E731
                                             config=config, cache_prefix=cache, length_buckets=buckets)
@@ -174,7 +179,7 @@ def _snapshot() -> dict[str, float]:
 
 def memory_child(directory: str, n_texts: int) -> None:
     """Run in a fresh process (`--memory-child DIR`): prints one JSON line of RSS snapshots."""
-    texts = [r["text"] for r in read_jsonl("sst2", "test", n_texts)]
+    texts = [r["text"] for r in read_jsonl(TRAIN_SET, "test", n_texts)]
     steps = {"imported": _snapshot()}
     base = load_base()
     tagger = Tagger(base)

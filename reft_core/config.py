@@ -142,12 +142,24 @@ class TrainConfig:
         config.validate()
         return config
 
+    @classmethod
+    def problem(cls, name: str, value: Any) -> str | None:
+        """Why `value` is not acceptable for the option `name`, or None. The one validator of
+        training options: `validate()` runs it on every field, the service's API on each field
+        of a request."""
+        problem = cls.options()[name][0].problem(value)
+        if problem is None and name == "positions":
+            try:
+                parse_positions(value)
+            except ReftConfigError as e:
+                return e.message
+        return problem
+
     def validate(self) -> None:
-        for name, (spec, _default) in self.options().items():
-            problem = spec.problem(getattr(self, name))
+        for name in self.options():
+            problem = self.problem(name, getattr(self, name))
             if problem:
                 raise ReftConfigError(name, problem)
-        parse_positions(self.positions)
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         if self.layers == "auto":

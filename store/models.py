@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,8 +30,51 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every datetime reftag stores is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class JobType(StrEnum):
+    TRAIN = "train"
+    TAG = "tag"
+
+
+class JobStatus(StrEnum):
+    """A job's life: queued → running → one of the finished states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def unfinished(cls) -> tuple[JobStatus, ...]:
+        return (cls.QUEUED, cls.RUNNING)
+
+    @classmethod
+    def finished(cls) -> tuple[JobStatus, ...]:
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
+
+
+class ChunkStatus(StrEnum):
+    """A chunk of a tag job: pending (waiting for a worker) → running (leased) → done or failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @classmethod
+    def finished(cls) -> tuple[ChunkStatus, ...]:
+        return (cls.DONE, cls.FAILED)
 
 
 class Base(DeclarativeBase):
@@ -140,8 +184,8 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    type: Mapped[str] = mapped_column(String(8))  # train | tag
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    type: Mapped[str] = mapped_column(String(8))  # a JobType
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), index=True)
     # Tag: the version pinned by the request, else the active one at submission.
     # Train: the version produced, once it exists.
@@ -181,7 +225,7 @@ class JobItem(Base):
 class Chunk(Base):
     """`size` items of a tag job (those whose `JobItem.chunk` is `index`): the unit of work a
     `tag_chunk` task does. Items are grouped by length, not by position, so that a chunk's
-    batches carry few pads (see `store.catalog.chunk_of_items`)."""
+    batches carry few pads (see `store.jobs.chunk_of_items`)."""
 
     __tablename__ = "chunks"
     __table_args__ = (Index("ix_chunks_status_lease", "status", "lease_expires_at"),)
@@ -189,7 +233,7 @@ class Chunk(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     index: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed
+    status: Mapped[str] = mapped_column(String(16), default=ChunkStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -220,12 +220,12 @@ class TenantKey:
 @pytest.fixture
 def make_tenant(db) -> Callable[[str], TenantKey]:
     """make_tenant("acme") → a new tenant with a live API key."""
-    from store import catalog
+    from store import tenants
 
     def make(name: str = "acme") -> TenantKey:
         with db() as session:
-            tenant = catalog.create_tenant(session, name)
-            _key, raw = catalog.create_api_key(session, tenant.id, "test")
+            tenant = tenants.create_tenant(session, name)
+            _key, raw = tenants.create_api_key(session, tenant.id, "test")
             return TenantKey(tenant.id, name, raw)
 
     return make

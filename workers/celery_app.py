@@ -17,6 +17,12 @@ TRAIN_ADAPTER = "reftag.train_adapter"
 TAG_CHUNK = "reftag.tag_chunk"
 PREDICT = "reftag.predict"
 RECONCILE = "reftag.reconcile"
+# The queues (Procfile: one worker pool per queue) and the tasks that go to each.
+QUEUES = ("train", "tag", "predict")
+ROUTES = {TRAIN_ADAPTER: "train", TAG_CHUNK: "tag", PREDICT: "predict",
+          # Not behind a deep `tag` queue: a lost chunk is found while the rest of its job runs.
+          # `predict` holds only short tasks, so the reconciler runs on time.
+          RECONCILE: "predict"}
 
 
 def make_celery() -> Celery:
@@ -38,15 +44,8 @@ def make_celery() -> Celery:
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
-        task_default_queue="tag",
-        task_routes={
-            TRAIN_ADAPTER: {"queue": "train"},
-            TAG_CHUNK: {"queue": "tag"},
-            PREDICT: {"queue": "predict"},
-            # Not behind a deep `tag` queue: a lost chunk is found while the rest of its job runs.
-            # `predict` holds only short tasks, so the reconciler runs on time.
-            RECONCILE: {"queue": "predict"},
-        },
+        task_default_queue=ROUTES[TAG_CHUNK],
+        task_routes={task: {"queue": queue} for task, queue in ROUTES.items()},
         # Fail fast when Redis is down so the API can answer 503 instead of hanging.
         broker_connection_timeout=2,
         broker_connection_retry_on_startup=True,
@@ -93,22 +92,3 @@ def enqueue_train(job_id: str) -> None:
 
 def enqueue_chunk(job_id: str, index: int) -> None:
     celery_app.send_task(TAG_CHUNK, args=[job_id, index])
-
-
-def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str], timeout: float) -> list[dict]:
-    """Synchronous scoring through the `predict` queue; returns one {labels, scores, …} per text."""
-    return predict_batches(tenant_id, label_set_id, adapter_version, [texts], timeout)[0]
-
-
-def predict_batches(tenant_id: str, label_set_id: str, adapter_version: int | None, batches: list[list[str]],
-                    timeout: float) -> list[list[dict]]:
-    """Every batch sent to the `predict` queue at once, then the answers collected in order:
-    idle predict workers share the batches and no batch waits for the one before it to be
-    sent. Each answer may take `timeout` seconds after the one before it."""
-    pending = [celery_app.send_task(PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
-               for texts in batches]
-    try:
-        return [async_result.get(timeout=timeout) for async_result in pending]
-    finally:
-        for async_result in pending:
-            async_result.forget()

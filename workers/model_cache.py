@@ -11,8 +11,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from store import work
 from service.settings import get_settings
+from store import adapters
 
 from . import metrics
 
@@ -29,12 +29,12 @@ class AdapterIntegrityError(RuntimeError):
 
 
 _lock = threading.Lock()
-_base: "reft_core.BaseModel | None" = None  # whatever load_base returns
+_base: "reft_core.Base | None" = None
 _tagger: "reft_core.Tagger | None" = None
 _adapters: "OrderedDict[str, reft_core.Adapter]" = OrderedDict()
 
 
-def base():
+def base() -> "reft_core.Base":
     """The frozen base model of this process, loaded on first use."""
     global _base
     with _lock:
@@ -43,11 +43,11 @@ def base():
 
             settings = get_settings()
             _base = load_base(settings.base_model, settings.device)
-            log.info("base model %s loaded on %s", getattr(_base, "name", "?"), getattr(_base, "device", "?"))
+            log.info("base model %s loaded on %s", _base.name, _base.device)
         return _base
 
 
-def tagger():
+def tagger() -> "reft_core.Tagger":
     """One Tagger per process, sharing the base model."""
     global _tagger
     model = base()
@@ -59,7 +59,7 @@ def tagger():
         return _tagger
 
 
-def adapter(ref: work.AdapterRef):
+def adapter(ref: adapters.AdapterRef) -> "reft_core.Adapter":
     """The adapter `ref` names, from the cache or the database (checksum verified)."""
     with _lock:
         cached = _adapters.get(ref.checksum)
@@ -68,8 +68,8 @@ def adapter(ref: work.AdapterRef):
     metrics.count_adapter_cache(hit=cached is not None)
     if cached is not None:
         return cached
-    weights, config_json, stored = work.adapter_bytes(ref)
-    actual = work.adapter_checksum(weights, config_json)
+    weights, config_json, stored = adapters.adapter_bytes(ref)
+    actual = adapters.adapter_checksum(weights, config_json)
     if actual != stored or stored != ref.checksum:
         raise AdapterIntegrityError(
             f"adapter {ref.label_set_id} v{ref.version} is corrupt: checksum {actual[:12]}… "

@@ -1,22 +1,29 @@
 """reftag's Celery tasks. Each reads its work from the database by id, does it, and writes the
-result in one transaction (`store.work`). None waits on another task. Any of them may run twice
+result in one transaction (`store.jobs`). None waits on another task. Any of them may run twice
 for the same work — a redelivered message, a reconciler's re-enqueue — and the second run
 finds the work claimed or done and changes nothing.
+
+Work that fails with an error a retry may not repeat is given back in the database (released)
+and retried soon with Celery's `Task.retry`; the database's `attempts` counter, not Celery's
+retry count, caps how often (`max_retries=None` here). If the retry cannot be sent, the
+reconciler sends it later.
 """
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
+from celery import Task
 from celery.signals import worker_ready
 
 from service import logs
-from store import work
 from service.settings import get_settings
+from store import adapters, jobs
+from store.results import ResultRow
 
 from . import model_cache
 from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app, enqueue_chunk, enqueue_train
+from .train_lease import Heartbeat, LeasedReport, TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -32,90 +39,44 @@ def _load_base_model(**_: Any) -> None:
         log.exception("could not load the base model at start")
 
 
-def _send_again(task, *args: Any, delay: float = RETRY_DELAY_SECONDS) -> None:
-    """Retry released work soon, without waiting for the reconciler. The claim counts attempts,
-    so a task that always fails stops after `max_attempts`; if the broker is unreachable the
-    reconciler sends it later."""
-    try:
-        task.apply_async(args=list(args), countdown=delay)
-    except Exception:
-        log.exception("could not re-send %s%r; the reconciler will", task.name, args)
+def retry_soon(task: Task, exc: Exception) -> Exception:
+    """Celery's retry, `RETRY_DELAY_SECONDS` from now, however many times before (the database
+    counts attempts). Returns the exception to raise."""
+    return task.retry(exc=exc, countdown=RETRY_DELAY_SECONDS, max_retries=None, throw=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # train
 
 
-class _Heartbeat:
-    """Extends a train job's lease from a thread while training runs, so that a long step
-    (caching the frozen layers, evaluating) does not look like a dead worker. Training checks
-    `lost` through the progress callback and stops when the lease is gone."""
-
-    def __init__(self, job_id: str, attempt: int, every: float) -> None:
-        self.job_id, self.attempt, self.every = job_id, attempt, every
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                work.renew_train_lease(self.job_id, self.attempt)
-            except work.LeaseLost:
-                self.lost = True
-                return
-            except Exception:  # a database hiccup: try again next beat
-                log.exception("heartbeat for %s failed", self.job_id)
-
-    def __enter__(self) -> "_Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-@celery_app.task(name=TRAIN_ADAPTER)
-def train_adapter(job_id: str) -> dict[str, Any] | None:
-    job = work.lease_train_job(job_id)
+@celery_app.task(name=TRAIN_ADAPTER, bind=True)
+def train_adapter(self: Task, job_id: str) -> dict[str, Any] | None:
+    job = jobs.lease_train_job(job_id)
     if job is None:
         return None
     logs.bind(label_set_id=job.label_set_id, tenant=job.tenant_id)
     from reft_core import AdapterMismatchError, ReftConfigError, train
 
     settings = get_settings()
-    progress = work.TrainProgress(job_id, job.attempt)
-    with _Heartbeat(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
-
-        def report(p: dict[str, Any]) -> None:
-            if heartbeat.lost:
-                raise work.LeaseLost(job_id)
-            try:
-                progress(p)
-            except work.LeaseLost:
-                raise
-            except Exception:  # a progress write is not worth a training run; the heartbeat keeps the lease
-                log.exception("could not record progress of %s", job_id)
-
+    progress = TrainProgress(job_id, job.attempt)
+    with Heartbeat(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
         try:
             trained = train(
                 model_cache.base(), job.texts, job.labels, job.label_names,
-                multi_label=job.multi_label, config=job.config, progress=report,
+                multi_label=job.multi_label, config=job.config, progress=LeasedReport(heartbeat, progress),
             )
             weights, config_json = trained.to_bytes()
-        except work.LeaseLost:
+        except jobs.LeaseLost:
             log.info("train job %s was cancelled or taken over; stopping", job_id)
             return None
         except (ReftConfigError, AdapterMismatchError, ValueError) as exc:
             # Retrying cannot fix bad config or data: fail now, with the reason.
-            work.fail_train_job(job_id, "invalid_training_input", str(exc))
+            jobs.fail_train_job(job_id, "invalid_training_input", str(exc))
             return None
         except Exception as exc:
-            work.release_train_job(job_id, job.attempt, f"{type(exc).__name__}: {exc}")
-            _send_again(train_adapter, job_id)
-            raise
-    stored = work.store_adapter(
+            jobs.release_train_job(job_id, job.attempt, f"{type(exc).__name__}: {exc}")
+            raise retry_soon(self, exc) from exc
+    stored = jobs.complete_train_job(
         job_id, weights, config_json, trained.metrics, int(trained.param_count["total"]), detail=progress.detail()
     )
     if stored is None:
@@ -127,34 +88,27 @@ def train_adapter(job_id: str) -> dict[str, Any] | None:
 # tag
 
 
-@celery_app.task(name=TAG_CHUNK)
-def tag_chunk(job_id: str, chunk_index: int) -> int | None:
-    chunk = work.claim_chunk(job_id, chunk_index)
+@celery_app.task(name=TAG_CHUNK, bind=True)
+def tag_chunk(self: Task, job_id: str, chunk_index: int) -> int | None:
+    chunk = jobs.claim_chunk(job_id, chunk_index)
     if chunk is None:
         return None
     logs.bind(label_set_id=chunk.label_set_id, tenant=chunk.tenant_id)
     try:
-        ref = work.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
-        adapter = model_cache.adapter(ref)
-    except (work.AdapterNotFound, model_cache.AdapterIntegrityError) as exc:
+        ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
+        predictions = model_cache.tagger().predict(model_cache.adapter(ref), chunk.texts)
+    except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError) as exc:
         # Another try reads the same rows: fail the chunk's items now, with the reason.
-        work.fail_chunk(job_id, chunk_index, str(exc))
+        jobs.fail_chunk(job_id, chunk_index, str(exc))
         return 0
     except Exception as exc:
-        work.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
-        _send_again(tag_chunk, job_id, chunk_index)
-        raise
-    try:
-        predictions = model_cache.tagger().predict(adapter, chunk.texts)
-    except Exception as exc:
-        work.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
-        _send_again(tag_chunk, job_id, chunk_index)
-        raise
+        jobs.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
+        raise retry_soon(self, exc) from exc
     rows = [
-        work.ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
+        ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
         for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
     ]
-    return work.write_chunk_results(job_id, chunk_index, rows)
+    return jobs.write_chunk_results(job_id, chunk_index, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +117,7 @@ def tag_chunk(job_id: str, chunk_index: int) -> int | None:
 
 @celery_app.task(name=PREDICT, ignore_result=False)
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str]) -> list[dict[str, Any]]:
-    ref = work.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
+    ref = adapters.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
     predictions = model_cache.tagger().predict(model_cache.adapter(ref), texts)
     return [
         {"labels": list(p.labels), "scores": dict(p.scores), "needs_review": bool(p.needs_review),
@@ -178,7 +132,7 @@ def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, text
 
 @celery_app.task(name=RECONCILE)
 def reconcile() -> dict[str, int]:
-    found = work.reconcile()
+    found = jobs.reconcile()
     for job_id, index in found.chunks:
         enqueue_chunk(job_id, index)
     for job_id in found.train_jobs:

@@ -4,7 +4,7 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from store import catalog
+from store import tenants
 from store.models import ApiKey, Example, Job, Label, LabelSet
 
 
@@ -24,7 +24,7 @@ def test_unknown_key_is_401(client):
 def test_revoked_key_is_401_immediately(client, tenant, db):
     assert client.get("/v1/label-sets", headers=tenant.headers).status_code == 200
     with db() as session:
-        catalog.revoke_api_key(session, catalog.key_prefix(tenant.key))
+        tenants.revoke_api_key(session, tenants.key_prefix(tenant.key))
     assert client.get("/v1/label-sets", headers=tenant.headers).status_code == 401
 
 

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import select
 
 from api import cli as reftag_cli
-from store import catalog
+from store import tenants
 from store.models import ApiKey, Tenant
 
 
@@ -23,7 +23,7 @@ def test_create_tenant_then_key_then_revoke(runner, client):
     raw_key = result.stdout.strip().splitlines()[0]
     headers = {"Authorization": f"Bearer {raw_key}"}
     assert client.get("/v1/label-sets", headers=headers).status_code == 200
-    revoked = runner.invoke(args=["reftag", "revoke-key", catalog.key_prefix(raw_key)])
+    revoked = runner.invoke(args=["reftag", "revoke-key", tenants.key_prefix(raw_key)])
     assert revoked.exit_code == 0
     assert client.get("/v1/label-sets", headers=headers).status_code == 401
 

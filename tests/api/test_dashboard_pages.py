@@ -7,7 +7,7 @@ import re
 import pytest
 from flask.sessions import SecureCookieSessionInterface
 
-from api import charts, i18n
+from api.ui import charts, i18n
 
 
 def sign_in(client, key: str, next_path: str = "/ui/"):
@@ -41,10 +41,10 @@ def test_a_live_key_signs_in_and_revoking_it_signs_out(client, tenant, db):
     page = client.get("/ui/")
     assert page.status_code == 200 and tenant.name in text_of(page)
 
-    from store import catalog
+    from store import tenants
 
     with db() as session:
-        catalog.revoke_api_key(session, catalog.key_prefix(tenant.key))
+        tenants.revoke_api_key(session, tenants.key_prefix(tenant.key))
     assert client.get("/ui/").status_code == 302
 
 

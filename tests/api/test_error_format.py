@@ -73,12 +73,12 @@ def test_unknown_top_level_field_is_rejected(client, auth):
 
 
 def test_a_bug_answers_a_bare_500_in_the_error_format(make_app, auth, monkeypatch):
-    from store import catalog
+    from store import label_sets
 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(catalog, "list_label_sets", explode)
+    monkeypatch.setattr(label_sets, "list_label_sets", explode)
     app = make_app()
     app.testing = False  # let the error handlers run as in production
     response = app.test_client().get("/v1/label-sets", headers=auth)
@@ -100,7 +100,7 @@ def test_integers_beyond_the_database_range_are_refused_not_crashed(client, auth
                                                            "adapter_version": huge})
     assert_error(response, 422, "invalid_request")
     assert_error(client.post(f"/v1/label-sets/{ls['id']}/adapters/{huge}/activate", headers=auth), 404, "not_found")
-    from store.catalog import encode_cursor
+    from store.results import encode_cursor
     job = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [{"text": "a"}]}).get_json()
     response = client.get(f"/v1/jobs/{job['id']}/results?cursor={encode_cursor(huge)}", headers=auth)
     assert_error(response, 422, "invalid_cursor")

@@ -1,5 +1,5 @@
-"""Results exported in every format read back in as the same examples — with real Chinese texts
-(../shared/data/tnews) and Chinese label names, which must come out as written, in the set's
+"""Results exported in every format read back in as the same examples — with Chinese news titles
+(tests/fixtures/news_zh) and Chinese label names, which must come out as written, in the set's
 order, and open right in Excel (CSV with a BOM)."""
 import csv
 import io
@@ -10,16 +10,16 @@ import pytest
 
 from store.models import Example, Job, Result
 
-TNEWS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tnews"
+NEWS_ZH = Path(__file__).resolve().parents[1] / "fixtures" / "news_zh"
 # The set's order is not code-point order: nothing may sort the labels by their bytes.
-CHINESE = {"news_finance": "财经", "news_edu": "教育", "news_house": "房产", "news_sports": "体育", "news_tech": "科技"}
+CHINESE = {"news_finance": "财经", "news_edu": "教育", "news_travel": "旅游", "news_sports": "体育", "news_tech": "科技"}
 LABELS = list(CHINESE.values())
 
 
 @pytest.fixture(scope="module")
-def tnews_rows():
+def zh_rows():
     rows = []
-    with open(TNEWS / "train.jsonl", encoding="utf-8") as f:
+    with open(NEWS_ZH / "train.jsonl", encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
             if row["label"] in CHINESE and "\n" not in row["text"]:
@@ -75,15 +75,15 @@ ROUND_TRIPS = [  # export format and parameters → how that export is uploaded 
 
 
 @pytest.mark.parametrize("multi_label", [False, True], ids=["single", "multi"])
-def test_every_export_reads_back_as_the_same_examples(client, auth, db, add_adapter, make_label_set, tnews_rows,
+def test_every_export_reads_back_as_the_same_examples(client, auth, db, add_adapter, make_label_set, zh_rows,
                                                       multi_label):
-    ls, job = tagged_job(client, auth, db, add_adapter, make_label_set, tnews_rows, multi_label)
+    ls, job = tagged_job(client, auth, db, add_adapter, make_label_set, zh_rows, multi_label)
     with db() as session:
         from sqlalchemy import select
 
-        expected = {r["text"]: [] for r in tnews_rows}
+        expected = {r["text"]: [] for r in zh_rows}
         for result in session.scalars(select(Result).where(Result.job_id == job["id"])):
-            expected[tnews_rows[result.position]["text"]] = result.labels
+            expected[zh_rows[result.position]["text"]] = result.labels
     for n, (fmt, export_params, upload_params) in enumerate(ROUND_TRIPS):
         body = exported(client, auth, job, fmt, **export_params).get_data()
         again = client.post("/v1/label-sets", headers=auth, json={
@@ -91,13 +91,13 @@ def test_every_export_reads_back_as_the_same_examples(client, auth, db, add_adap
         query = "&".join(f"{k}={v}" for k, v in upload_params.items())
         response = client.post(f"/v1/label-sets/{again['id']}/examples?{query}", headers=auth, data=body)
         assert response.status_code == 201, (fmt, response.get_json())
-        assert response.get_json() == {"added": len(tnews_rows), "duplicates": 0, "rejected": []}, fmt
+        assert response.get_json() == {"added": len(zh_rows), "duplicates": 0, "rejected": []}, fmt
         assert stored(db, again["id"]) == expected, fmt
 
 
 def test_chinese_labels_keep_the_sets_order_and_are_not_escaped(client, auth, db, add_adapter, make_label_set,
-                                                               tnews_rows):
-    ls, job = tagged_job(client, auth, db, add_adapter, make_label_set, tnews_rows[:3])
+                                                               zh_rows):
+    ls, job = tagged_job(client, auth, db, add_adapter, make_label_set, zh_rows[:3])
     label_set = client.get(f"/v1/label-sets/{ls['id']}", headers=auth)
     assert label_set.get_json()["name"] == "新闻" and [x["name"] for x in label_set.get_json()["labels"]] == LABELS
     assert "财经" in label_set.get_data(as_text=True) and "\\u" not in label_set.get_data(as_text=True)
@@ -105,38 +105,38 @@ def test_chinese_labels_keep_the_sets_order_and_are_not_escaped(client, auth, db
     assert list(page["results"][0]["scores"]) == LABELS  # the set's order, not sorted
     jsonl = exported(client, auth, job, "jsonl").get_data(as_text=True)
     first = jsonl.splitlines()[0]
-    assert tnews_rows[0]["text"] in first and list(json.loads(first)["scores"]) == LABELS
+    assert zh_rows[0]["text"] in first and list(json.loads(first)["scores"]) == LABELS
 
     csv_text = exported(client, auth, job, "csv").get_data(as_text=True)
     header, row = list(csv.reader(io.StringIO(csv_text)))[:2]
     assert header[-5:] == [f"score:{name}" for name in LABELS]
-    assert row[:3] == ["新-0", tnews_rows[0]["text"], tnews_rows[0]["label"]]
+    assert row[:3] == ["新-0", zh_rows[0]["text"], zh_rows[0]["label"]]
 
 
-def test_csv_with_bom_opens_as_utf8_in_excel(client, auth, db, add_adapter, make_label_set, tnews_rows):
-    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, tnews_rows[:2])
+def test_csv_with_bom_opens_as_utf8_in_excel(client, auth, db, add_adapter, make_label_set, zh_rows):
+    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, zh_rows[:2])
     plain = exported(client, auth, job, "csv").get_data()
     with_bom = exported(client, auth, job, "csv", bom="true")
     assert not plain.startswith(b"\xef\xbb\xbf")
     assert with_bom.get_data() == b"\xef\xbb\xbf" + plain and with_bom.mimetype == "text/csv"
     assert exported(client, auth, job, "label_studio_csv", bom="1").get_data().startswith(b"\xef\xbb\xbf")
     # Excel on a Chinese Windows reads a CSV without BOM as GBK: the BOM is what makes it UTF-8
-    assert tnews_rows[0]["text"] in with_bom.get_data().decode("utf-8-sig")
+    assert zh_rows[0]["text"] in with_bom.get_data().decode("utf-8-sig")
 
 
-def test_label_studio_export_is_tasks_with_predictions(client, auth, db, add_adapter, make_label_set, tnews_rows):
-    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, tnews_rows[:2])
+def test_label_studio_export_is_tasks_with_predictions(client, auth, db, add_adapter, make_label_set, zh_rows):
+    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, zh_rows[:2])
     tasks = exported(client, auth, job, "label_studio", label_field="category", to_name="news").get_json()
-    assert tasks[0] == {"data": {"text": tnews_rows[0]["text"], "item_id": "新-0"}, "predictions": [
+    assert tasks[0] == {"data": {"text": zh_rows[0]["text"], "item_id": "新-0"}, "predictions": [
         {"result": [{"from_name": "category", "to_name": "news", "type": "choices",
-                     "value": {"choices": [tnews_rows[0]["label"]]}}], "score": 0.9, "model_version": "reftag-v3"}]}
+                     "value": {"choices": [zh_rows[0]["label"]]}}], "score": 0.9, "model_version": "reftag-v3"}]}
 
 
-def test_argilla_export_has_score_lists_for_multi_label(client, auth, db, add_adapter, make_label_set, tnews_rows):
-    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, tnews_rows[:1], multi_label=True)
+def test_argilla_export_has_score_lists_for_multi_label(client, auth, db, add_adapter, make_label_set, zh_rows):
+    _, job = tagged_job(client, auth, db, add_adapter, make_label_set, zh_rows[:1], multi_label=True)
     [record] = exported(client, auth, job, "argilla", label_field="topics").get_json()
-    labels = [tnews_rows[0]["label"], LABELS[(LABELS.index(tnews_rows[0]["label"]) + 1) % 5]]
-    assert record["id"] == "新-0" and record["fields"] == {"text": tnews_rows[0]["text"]}
+    labels = [zh_rows[0]["label"], LABELS[(LABELS.index(zh_rows[0]["label"]) + 1) % 5]]
+    assert record["id"] == "新-0" and record["fields"] == {"text": zh_rows[0]["text"]}
     assert record["suggestions"] == {"topics": {"value": labels, "score": [0.9, 0.9], "agent": "reftag-v3"}}
     assert record["responses"] == {}
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from api import schemas
+from api.v1 import schemas
 
 HOSTILE_VALUES = [
     None, True, 0, -1, 2**31, 2**80, -(2**80), 1.5, 1e308, "", " ", "\x00", "a\x00b", "\ud800", "x" * 30_000,

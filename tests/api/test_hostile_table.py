@@ -17,7 +17,7 @@ import json
 import pytest
 from sqlalchemy import func, inspect, select
 
-from store import work
+from store import jobs, results
 from store.models import Example, Job, JobItem, LabelSet
 
 JSON = "application/json"
@@ -110,9 +110,9 @@ def test_sql_and_html_in_item_ids_and_meta_are_stored_and_echoed_inertly(client,
     hostile = ["'); DROP TABLE results; --", "<script>alert(1)</script>", "\" OR 1=1 --", "a\tb,c\nd"]
     items = [{"id": text, "text": f"text {i}", "meta": {"note": text}} for i, text in enumerate(hostile)]
     job = client.post("/v1/jobs", headers=auth, json={"label_set_id": label_set_id, "items": items}).get_json()
-    chunk = work.claim_chunk(job["id"], 0)
-    work.write_chunk_results(job["id"], 0, [
-        work.ResultRow(p, item_id, ["billing"], {"billing": 0.9, "delivery": 0.05, "other": 0.05}, False, 1)
+    chunk = jobs.claim_chunk(job["id"], 0)
+    jobs.write_chunk_results(job["id"], 0, [
+        results.ResultRow(p, item_id, ["billing"], {"billing": 0.9, "delivery": 0.05, "other": 0.05}, False, 1)
         for p, item_id in zip(chunk.positions, chunk.item_ids)])
 
     page = client.get(f"/v1/jobs/{job['id']}/results", headers=auth)

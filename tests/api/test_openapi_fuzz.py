@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from store import work
+from store import jobs, results
 
 # Requests in all, shared evenly by the operations that take input (an operation without any has
 # one possible request); each share split between schema-valid requests with random ids, with the
@@ -49,9 +49,9 @@ def world(make_app, auth, make_label_set, add_adapter):
     assert added.status_code == 201
     tag = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [
         {"id": "a", "text": "refund please"}, {"id": "b", "text": "where is my parcel"}]}).get_json()
-    chunk = work.claim_chunk(tag["id"], 0)
-    work.write_chunk_results(tag["id"], 0, [
-        work.ResultRow(position, item_id, ["billing"], {"billing": 0.8, "delivery": 0.15, "other": 0.05}, False, 1)
+    chunk = jobs.claim_chunk(tag["id"], 0)
+    jobs.write_chunk_results(tag["id"], 0, [
+        results.ResultRow(position, item_id, ["billing"], {"billing": 0.8, "delivery": 0.15, "other": 0.05}, False, 1)
         for position, item_id in zip(chunk.positions, chunk.item_ids)])
     train = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
     return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,

@@ -1,4 +1,6 @@
 """POST /v1/label-sets/{id}/train: enough examples, a valid config, one train job at a time."""
+import pytest
+
 from store.models import Job
 
 
@@ -111,12 +113,56 @@ def test_concurrent_train_requests_start_one_job(app, auth, make_label_set, coun
     assert count_rows(Job) == 1 and clean_redis.queue_length("train") == 1
 
 
-def test_every_training_option_of_reft_core_is_accepted_by_the_api():
-    # The web tier validates training config without importing torch, so the two lists of
-    # options are written twice; this keeps them from drifting apart.
-    from dataclasses import fields
+def json_schema_of(spec) -> list[dict]:
+    """What the API's schema must say of a reft_core option: its type with the same bounds."""
+    bounds = {k: v for k, v in (("minimum", spec.ge), ("exclusiveMinimum", spec.gt), ("maximum", spec.le),
+                                ("pattern", spec.pattern)) if v is not None}
+    if spec.choices is not None:
+        return [{"enum": list(spec.choices), "type": "string"}]
+    if spec.kind == "layers":
+        return [{"const": "auto", "type": "string"},
+                {"type": "array", "items": {"type": "integer", **bounds}, "minItems": 1, "maxItems": spec.max_items}]
+    return [{"type": {"int": "integer", "float": "number", "str": "string"}[spec.kind], **bounds}]
 
-    from api.schemas import TrainConfig as ApiTrainConfig
+
+def test_the_api_training_options_are_reft_cores_with_the_same_bounds():
+    from api.v1.schemas import TrainConfig as ApiTrainConfig
     from reft_core.config import TrainConfig as CoreTrainConfig
 
-    assert set(ApiTrainConfig.model_fields) == {f.name for f in fields(CoreTrainConfig)}
+    schema = ApiTrainConfig.model_json_schema()["properties"]
+    options = CoreTrainConfig.options()
+    assert set(schema) == set(options)
+    for name, (spec, default) in options.items():
+        assert schema[name]["anyOf"] == [*json_schema_of(spec), {"type": "null"}], name
+        assert repr(default) in schema[name]["description"], name
+
+
+@pytest.mark.parametrize("name", ["rank", "epochs", "lr", "dropout", "batch_size", "max_length", "eval_fraction",
+                                  "seed", "patience"])
+def test_a_value_just_past_a_bound_is_refused_by_the_api_and_by_reft_core_alike(client, auth, name):
+    from reft_core.config import ReftConfigError
+    from reft_core.config import TrainConfig as CoreTrainConfig
+
+    spec, _ = CoreTrainConfig.options()[name]
+    step = 1 if spec.kind == "int" else 1e-6
+    edges = [(spec.le, True), (spec.le + step, False)]
+    edges += [(spec.ge, True), (spec.ge - step, False)] if spec.ge is not None else [(spec.gt, False)]
+    for value, ok in edges:
+        value = int(value) if spec.kind == "int" else float(value)
+        response = client.post("/v1/label-sets", headers=auth, json={
+            "name": f"{name}-{value}", "labels": [{"name": "a"}, {"name": "b"}], "config": {name: value}})
+        assert (response.status_code == 201) == ok, (name, value, response.get_json())
+        if not ok:
+            assert [d["pointer"] for d in response.get_json()["error"]["details"]] == [f"/config/{name}"]
+            with pytest.raises(ReftConfigError):
+                CoreTrainConfig.from_dict({name: value})
+        else:
+            CoreTrainConfig.from_dict({name: value})
+
+
+def test_a_rule_beyond_types_is_checked_at_the_edge_by_reft_core(client, auth):
+    # Distinct layers and at least one position: reft_core's own rules, before any job exists.
+    response = client.post("/v1/label-sets", headers=auth, json={
+        "name": "rules", "labels": [{"name": "a"}, {"name": "b"}], "config": {"layers": [2, 2], "positions": "f0+l0"}})
+    assert response.status_code == 422
+    assert {d["pointer"] for d in response.get_json()["error"]["details"]} == {"/config/layers", "/config/positions"}

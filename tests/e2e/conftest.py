@@ -264,11 +264,14 @@ class Stack:
 # --- data -----------------------------------------------------------------------------------------
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
 class LabelledData:
-    """One of ../shared/data/* (read in place, never copied into the repo)."""
+    """One of tests/fixtures/* (texts written for these tests; tests/fixtures/README.md)."""
 
     def __init__(self, name: str) -> None:
-        folder = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / name
+        folder = FIXTURES / name
         self.label_names: list[str] = json.loads((folder / "labels.json").read_text())
         self.train = self._read(folder / "train.jsonl")
         self.test = self._read(folder / "test.jsonl")
@@ -286,10 +289,21 @@ class LabelledData:
                 by_label[row["label"]].append(row)
         return [row for group in zip(*by_label.values()) for row in group]
 
+    def test_rows(self, n: int) -> list[dict]:
+        """`n` test rows: the test split, repeated as often as it takes (a job may hold a text twice)."""
+        return [self.test[i % len(self.test)] for i in range(n)]
+
 
 @pytest.fixture(scope="session")
-def ag_news() -> LabelledData:
-    return LabelledData("ag_news")
+def news_en() -> LabelledData:
+    """English news in four topics (World, Sports, Business, Sci/Tech)."""
+    return LabelledData("news_en")
+
+
+@pytest.fixture(scope="session")
+def news_zh() -> LabelledData:
+    """Chinese news titles in eight topics, labelled with TNEWS-style codes (news_sports, …)."""
+    return LabelledData("news_zh")
 
 
 
@@ -393,18 +407,18 @@ def make_stack(new_database, tmp_path_factory):
 
 class TaggingUnderWay:
     """A private stack (small chunks, short leases, a fast reconciler, so recovery takes
-    seconds) with a tag job of `n_items` AG News texts that is about 30 % done."""
+    seconds) with a tag job of `n_items` English news texts that is about 30 % done."""
 
-    def __init__(self, make_stack, ag_news: LabelledData, n_items: int, id_prefix: str) -> None:
+    def __init__(self, make_stack, news: LabelledData, n_items: int, id_prefix: str) -> None:
         self.stack = make_stack(REFTAG_CHUNK_SIZE="24", REFTAG_CHUNK_LEASE_SECONDS="3", REFTAG_RECONCILE_INTERVAL="1")
         self.stack.start_worker("train,predict")  # also runs the reconciler, which routes to `predict`
         self.tagger = self.stack.start_worker("tag")
         self.stack.start_beat()
         self.stack.start_web()
-        label_set_id, _ = self.stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
+        label_set_id, _ = self.stack.create_trained_label_set(news, per_label=12, config={"epochs": 2})
         self.stack.wait_ready(self.tagger)
 
-        self.items = [{"id": f"{id_prefix}-{i}", "text": r["text"]} for i, r in enumerate(ag_news.test[:n_items])]
+        self.items = [{"id": f"{id_prefix}-{i}", "text": r["text"]} for i, r in enumerate(news.test_rows(n_items))]
         client = self.stack.client()
         submitted = client.post(f"{self.stack.base_url}/v1/jobs", json={"label_set_id": label_set_id, "items": self.items})
         assert submitted.status_code == 202, submitted.text
@@ -417,6 +431,6 @@ class TaggingUnderWay:
 
 
 @pytest.fixture
-def tagging_under_way(make_stack, ag_news):
+def tagging_under_way(make_stack, news_en):
     """`tagging_under_way(n_items, id_prefix)` → a TaggingUnderWay, ready to be broken."""
-    return lambda n_items, id_prefix: TaggingUnderWay(make_stack, ag_news, n_items, id_prefix)
+    return lambda n_items, id_prefix: TaggingUnderWay(make_stack, news_en, n_items, id_prefix)

@@ -1,5 +1,5 @@
 """An adapter version exists whole or not at all: a worker SIGKILLed inside the transaction that
-stores it (held there by the test-only failpoint in `store.work.store_adapter`, after every row
+stores it (held there by the test-only failpoint in `store.jobs.complete_train_job`, after every row
 is written and before the commit) leaves no version and no finished job, and the retried job
 stores exactly one version, whose bytes match their checksum. On SQLite and PostgreSQL.
 (The whole stack doing the same with a real train worker: test_worker_loss.py, slow.)"""
@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from store import work
+from store import adapters, jobs
 from store.db import session_scope
 from store.migrate import upgrade
-from store.models import Adapter, Job, Label, LabelSet, Tenant
+from store.models import utcnow, Adapter, Job, Label, LabelSet, Tenant
 
 from tests.e2e.conftest import REPO, wait_for
 
@@ -44,8 +44,8 @@ def test_a_worker_killed_while_storing_an_adapter_leaves_no_version_and_the_retr
 
     marker = tmp_path / "storing"
     doomed = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from store import work; work.lease_train_job(sys.argv[1]); "
-         "work.store_adapter(sys.argv[1], bytes(range(256)) * 200, sys.argv[2], {'macro_f1': 0.8}, 10)",
+        [sys.executable, "-c", "import sys; from store import jobs; jobs.lease_train_job(sys.argv[1]); "
+         "jobs.complete_train_job(sys.argv[1], bytes(range(256)) * 200, sys.argv[2], {'macro_f1': 0.8}, 10)",
          job_id, CONFIG],
         cwd=REPO, env={**os.environ, "REFTAG_FAILPOINT": f"store_adapter:{marker}"})
     try:
@@ -62,16 +62,16 @@ def test_a_worker_killed_while_storing_an_adapter_leaves_no_version_and_the_retr
 
     # The lease runs out; the reconciler hands the job to another worker, which stores it.
     with session_scope() as s:
-        s.get(Job, job_id).lease_expires_at = work.utcnow() - timedelta(seconds=1)
-    assert work.reconcile().train_jobs == [job_id]
-    retry = work.lease_train_job(job_id)
+        s.get(Job, job_id).lease_expires_at = utcnow() - timedelta(seconds=1)
+    assert jobs.reconcile().train_jobs == [job_id]
+    retry = jobs.lease_train_job(job_id)
     assert retry.attempt == 2
-    stored = work.store_adapter(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10)
+    stored = jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10)
     assert (stored.version, stored.is_active) == (1, True)
-    assert work.store_adapter(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10) == stored  # a third run: no new row
+    assert jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10) == stored  # a third run: no new row
 
     with session_scope(readonly=True) as s:
         [row] = s.scalars(select(Adapter).where(Adapter.label_set_id == label_set_id)).all()
-        assert row.weights == WEIGHTS and row.checksum == work.adapter_checksum(WEIGHTS, CONFIG)
+        assert row.weights == WEIGHTS and row.checksum == adapters.adapter_checksum(WEIGHTS, CONFIG)
         assert s.get(Job, job_id).status == "succeeded"
-    assert work.adapter_bytes(work.adapter_ref(label_set_id)) == (WEIGHTS, CONFIG, row.checksum)
+    assert adapters.adapter_bytes(adapters.adapter_ref(label_set_id)) == (WEIGHTS, CONFIG, row.checksum)

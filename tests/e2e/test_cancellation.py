@@ -6,16 +6,16 @@ import time
 N_ITEMS = 960
 
 
-def test_cancelled_tag_job_stops_and_keeps_its_results(make_stack, ag_news):
+def test_cancelled_tag_job_stops_and_keeps_its_results(make_stack, news_en):
     stack = make_stack(REFTAG_CHUNK_SIZE="24")
     stack.start_worker("train,predict")
     tagger = stack.start_worker("tag")
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
     stack.wait_ready(tagger)
 
     client, base = stack.client(), stack.base_url
-    items = [{"id": f"c-{i}", "text": r["text"]} for i, r in enumerate(ag_news.test[:N_ITEMS])]
+    items = [{"id": f"c-{i}", "text": r["text"]} for i, r in enumerate(news_en.test_rows(N_ITEMS))]
     job_id = client.post(f"{base}/v1/jobs", json={"label_set_id": label_set_id, "items": items}).json()["id"]
     deadline = time.monotonic() + 120
     while client.get(f"{base}/v1/jobs/{job_id}").json()["progress"]["done"] < N_ITEMS * 0.2:

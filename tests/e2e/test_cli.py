@@ -1,5 +1,5 @@
 """The `reftag` console script, run as a user runs it (a subprocess, URL and key from the
-environment, its own config file) against the running stack, on Chinese news (TNEWS) with
+environment, its own config file) against the running stack, on Chinese news titles with
 Chinese label names: create → examples add → train --wait → tag --wait -o → jobs; and the
 one-line errors for bad input."""
 from __future__ import annotations
@@ -16,21 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LabelledData
 
 REFTAG = Path(sys.executable).parent / "reftag"
-# Four TNEWS categories under Chinese names (the data set names them news_*).
+# Four of the fixture's categories under Chinese names (the fixture names them news_*).
 LABELS = {"news_sports": "体育", "news_finance": "财经", "news_car": "汽车", "news_edu": "教育"}
 TRAIN_PER_LABEL = 16
 N_TAG = 60
 BOX = set("┏┓┗┛┃│┳┻╇┡┩└┘┌┐┬┴┼╋")
 
 sqlite_only = pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)  # the CLI does not care
-
-
-@pytest.fixture(scope="module")
-def tnews() -> LabelledData:
-    return LabelledData("tnews")
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +82,10 @@ def one_line_error(process: subprocess.CompletedProcess) -> str:
 
 
 @sqlite_only
-def test_cli_session_from_label_set_to_results_in_chinese(run, tnews):
+def test_cli_session_from_label_set_to_results_in_chinese(run, news_zh):
     home: Path = run.home
     name = f"新闻分类-{secrets.token_hex(3)}"
-    train_rows = [r for r in tnews.train if r["label"] in LABELS]
+    train_rows = [r for r in news_zh.train if r["label"] in LABELS]
     examples = []
     for label in LABELS:
         examples += [r for r in train_rows if r["label"] == label][:TRAIN_PER_LABEL]
@@ -103,7 +97,7 @@ def test_cli_session_from_label_set_to_results_in_chinese(run, tnews):
         writer = csv.writer(f)
         writer.writerow(["text", "label"])
         writer.writerows([[r["text"], LABELS[r["label"]]] for r in extra + examples[:2]])  # 2 already sent
-    to_tag = [r for r in tnews.test if r["label"] in LABELS][:N_TAG]
+    to_tag = [r for r in news_zh.test if r["label"] in LABELS][:N_TAG]
     (home / "news.jsonl").write_text(
         "".join(json.dumps({"id": f"新闻-{i}", "text": r["text"]}, ensure_ascii=False) + "\n"
                 for i, r in enumerate(to_tag)), encoding="utf-8")

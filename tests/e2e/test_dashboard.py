@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's `chromium`, driven by playwright) against
-the real stack: data is made through the API (a Chinese TNEWS label set and an English SST-2
-one, a trained adapter, a tag job), then the test signs in and checks what a person sees on
+the real stack: data is made through the API (a Chinese news label set and an English one, a
+trained adapter, a tag job), then the test signs in and checks what a person sees on
 every page, in English and in 简体中文, and that another tenant gets the not-found page.
 Screenshots of each page go to tests/artifacts/ (git-ignored): look at them."""
 from __future__ import annotations
@@ -19,15 +19,13 @@ from tests.e2e.conftest import BIN, REPO, LabelledData
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "tests" / "artifacts"
-# TNEWS's label codes, named as a Chinese team would name them.
-TNEWS_NAMES = {
-    "news_story": "民生故事", "news_culture": "文化", "news_entertainment": "娱乐", "news_sports": "体育",
-    "news_finance": "财经", "news_house": "房产", "news_car": "汽车", "news_edu": "教育", "news_tech": "科技",
-    "news_military": "军事", "news_travel": "旅游", "news_world": "国际", "news_stock": "股票",
-    "news_agriculture": "农业", "news_game": "电竞游戏",
+# The Chinese fixture's label codes, named as a Chinese team would name them.
+ZH_NAMES = {
+    "news_sports": "体育", "news_finance": "财经", "news_tech": "科技", "news_car": "汽车", "news_edu": "教育",
+    "news_entertainment": "娱乐", "news_travel": "旅游", "news_agriculture": "农业",
 }
-TNEWS_PER_LABEL = 20
-SST2_PER_LABEL = 60
+ZH_PER_LABEL = 20
+EN_PER_LABEL = 30
 N_TAG = 600
 TRY_TEXTS = ["国足客场两球击败对手，晋级世界杯预选赛下一阶段", "央行宣布下调存款准备金率0.5个百分点"]
 
@@ -50,19 +48,9 @@ def sync_playwright():
     return start()
 
 
-@pytest.fixture(scope="module")
-def tnews() -> LabelledData:
-    return LabelledData("tnews")
-
-
-@pytest.fixture(scope="module")
-def sst2() -> LabelledData:
-    return LabelledData("sst2")
-
-
 def examples(data: LabelledData, per_label: int, name=lambda code: code) -> list[dict]:
-    """`per_label` training rows of each label with distinct texts (TNEWS repeats some titles,
-    which a label set counts once), labels renamed by `name`."""
+    """`per_label` training rows of each label with distinct texts (a label set counts a repeated
+    text once), labels renamed by `name`."""
     taken: dict[str, list[dict]] = {code: [] for code in data.label_names}
     seen: set[str] = set()
     for row in data.train:
@@ -139,7 +127,7 @@ def test_without_a_browser_the_test_fails_in_ci_and_skips_loudly_elsewhere(monke
 
 
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
-def test_dashboard_in_chromium(stack, tnews, sst2):
+def test_dashboard_in_chromium(stack, news_zh, news_en):
     playwright = sync_playwright()  # skip (or fail in CI) before spending time on data
     from playwright.sync_api import expect
     base = stack.base_url
@@ -147,18 +135,18 @@ def test_dashboard_in_chromium(stack, tnews, sst2):
     t0 = time.monotonic()
 
     # --- data, through the API -----------------------------------------------------------------
-    zh_labels = [{"name": TNEWS_NAMES[code], "description": code} for code in tnews.label_names]
-    zh_examples = examples(tnews, TNEWS_PER_LABEL, TNEWS_NAMES.get)
+    zh_labels = [{"name": ZH_NAMES[code], "description": code} for code in news_zh.label_names]
+    zh_examples = examples(news_zh, ZH_PER_LABEL, ZH_NAMES.get)
     zh_id = create_label_set(stack, f"新闻标题分类-{secrets.token_hex(2)}", zh_labels, zh_examples)
-    en_id = create_label_set(
-        stack, f"Movie review sentiment {secrets.token_hex(2)}",
-        [{"name": "negative", "description": "the reviewer disliked the film"},
-         {"name": "positive", "description": "the reviewer liked the film"}],
-        examples(sst2, SST2_PER_LABEL))
+    en_examples = examples(news_en, EN_PER_LABEL)
+    en_id = create_label_set(stack, f"News topics {secrets.token_hex(2)}",
+                             [{"name": name, "description": f"news about {name}"} for name in news_en.label_names],
+                             en_examples)
     trained = stack.wait_for_job(stack.start_training(zh_id, {"epochs": 2, "batch_size": 16}))
     assert trained["status"] == "succeeded", trained
     timings = {"data and training": time.monotonic() - t0}
-    zh_names = set(TNEWS_NAMES.values())
+    zh_names = set(ZH_NAMES.values())
+    n_labels = len(news_zh.label_names)
 
     with playwright as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM))
@@ -173,7 +161,7 @@ def test_dashboard_in_chromium(stack, tnews, sst2):
         # The English set trains next on the stack's one worker, so the tag job below waits behind
         # it: the job page opens before the job is done and has to follow it live.
         en_train = stack.start_training(en_id, {"epochs": 2})
-        items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(tnews.test[:N_TAG])]
+        items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(news_zh.test_rows(N_TAG))]
         submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
@@ -193,7 +181,7 @@ def test_dashboard_in_chromium(stack, tnews, sst2):
         assert rows.count() == 50
         first = rows.nth(0)
         assert first.locator("td").nth(1).inner_text() == "tn-0"
-        assert first.locator("td").nth(2).inner_text() == tnews.test[0]["text"]  # Chinese text, as sent
+        assert first.locator("td").nth(2).inner_text() == news_zh.test[0]["text"]  # Chinese text, as sent
         assert first.locator(".chip.predicted").inner_text() in zh_names
         assert re.fullmatch(r"0\.\d{3}|1\.000", first.locator("td").nth(4).locator(".num").inner_text())
         assert lead.page.inner_text(".page-of") == f"Page 1 of {N_TAG // 50}"
@@ -207,30 +195,30 @@ def test_dashboard_in_chromium(stack, tnews, sst2):
         export = lead.page.request.get(base + lead.page.get_attribute("#export-csv", "href"))
         assert export.status == 200
         csv_text = export.body().decode("utf-8-sig")
-        assert "tn-0" in csv_text and tnews.test[0]["text"] in csv_text and "体育" in csv_text
+        assert "tn-0" in csv_text and news_zh.test[0]["text"] in csv_text and "体育" in csv_text
 
         # --- label sets, one label set, its adapter ---------------------------------------------
         lead.open("/ui/")
         zh_row = lead.page.locator(f"tr.label-set-row[data-id={zh_id}]")
         en_row = lead.page.locator(f"tr.label-set-row[data-id={en_id}]")
         assert zh_row.locator(".example-count").inner_text() == f"{len(zh_examples)}"
-        assert en_row.locator(".example-count").inner_text() == f"{2 * SST2_PER_LABEL}"
-        assert "v1" in zh_row.inner_text() and "民生故事" in zh_row.inner_text()
+        assert en_row.locator(".example-count").inner_text() == f"{len(en_examples)}"
+        assert "v1" in zh_row.inner_text() and ZH_NAMES[news_zh.label_names[0]] in zh_row.inner_text()
         lead.shot("04-label-sets")
 
         lead.page.click(f"tr.label-set-row[data-id={zh_id}] a.strong")
         expect(lead.page.locator("#labels")).to_be_visible()
         label_rows = lead.page.locator("#labels tr.label-row")
         assert [label_rows.nth(i).locator(".label-name").inner_text() for i in range(label_rows.count())] == \
-            [TNEWS_NAMES[code] for code in tnews.label_names]  # the set's own order
-        assert {label_rows.nth(i).locator(".label-count").inner_text() for i in range(15)} == {str(TNEWS_PER_LABEL)}
+            [ZH_NAMES[code] for code in news_zh.label_names]  # the set's own order
+        assert {label_rows.nth(i).locator(".label-count").inner_text() for i in range(n_labels)} == {str(ZH_PER_LABEL)}
         assert lead.page.locator("#adapters .adapter-row").count() == 1
         lead.shot("05-label-set")
 
         lead.page.click("#adapters a.version-link")
         expect(lead.page.locator(".heatmap")).to_be_visible()
-        assert lead.page.locator(".heatmap .cell").count() == 15 * 15
-        assert lead.page.locator(".heatmap .cell.diagonal").count() == 15
+        assert lead.page.locator(".heatmap .cell").count() == n_labels * n_labels
+        assert lead.page.locator(".heatmap .cell.diagonal").count() == n_labels
         held_out = sum(int(c) for c in lead.page.locator(".heatmap .cell text").all_text_contents())
         assert held_out == trained["metrics"]["n_eval"]
         points = lead.page.get_attribute(".loss-line", "d").count("L") + 1

@@ -17,15 +17,15 @@ N_JOBS, ITEMS_PER_JOB, CHUNK_SIZE = 4, 64, 8
 EXAMPLE_UPLOADS, EXAMPLES_PER_UPLOAD = 8, 25
 
 
-def test_concurrent_writers_lose_no_write_and_fail_no_job(make_stack, ag_news):
+def test_concurrent_writers_lose_no_write_and_fail_no_job(make_stack, news_en):
     stack = make_stack(REFTAG_CHUNK_SIZE=str(CHUNK_SIZE))
     workers = [stack.start_worker("train,tag,predict"), stack.start_worker("tag")]
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(ag_news, per_label=8, config={"epochs": 1})
-    other_set = stack.create_label_set(ag_news, per_label=4)
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1})
+    other_set = stack.create_label_set(news_en, per_label=4)
     for worker in workers:
         stack.wait_ready(worker)
-    base, texts = stack.base_url, [r["text"][:100] for r in ag_news.test]
+    base, texts = stack.base_url, [r["text"][:100] for r in news_en.test]
     done = threading.Event()
     errors: list[str] = []
 
@@ -36,7 +36,7 @@ def test_concurrent_writers_lose_no_write_and_fail_no_job(make_stack, ag_news):
         return answer.json()["id"]
 
     def upload(n: int) -> int:
-        rows = [{"text": f"busy upload {n}-{i} {secrets.token_hex(4)}", "label": ag_news.label_names[i % 4]}
+        rows = [{"text": f"busy upload {n}-{i} {secrets.token_hex(4)}", "label": news_en.label_names[i % 4]}
                 for i in range(EXAMPLES_PER_UPLOAD)]
         answer = stack.client().post(f"{base}/v1/label-sets/{other_set}/examples", json={"examples": rows}, timeout=60)
         assert answer.status_code == 201 and answer.json()["added"] == EXAMPLES_PER_UPLOAD, answer.text
@@ -79,6 +79,6 @@ def test_concurrent_writers_lose_no_write_and_fail_no_job(make_stack, ag_news):
             assert len(chunks) == N_JOBS * ITEMS_PER_JOB // CHUNK_SIZE
             assert {(attempts, error) for attempts, error in chunks} == {(1, None)}  # no chunk needed a retry
             stored = s.scalar(select(func.count()).select_from(Example).where(Example.label_set_id == other_set))
-            assert stored == uploaded + 4 * len(ag_news.label_names) == EXAMPLE_UPLOADS * EXAMPLES_PER_UPLOAD + 16
+            assert stored == uploaded + 4 * len(news_en.label_names) == EXAMPLE_UPLOADS * EXAMPLES_PER_UPLOAD + 16
     finally:
         engine.dispose()

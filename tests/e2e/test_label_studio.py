@@ -17,12 +17,12 @@ def label_config(label_names: list[str]) -> str:
 
 
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
-def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, ag_news):
-    label_set_id, trained = stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
+def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, news_en):
+    label_set_id, trained = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
     backend = f"{stack.base_url}/ls/{label_set_id}"
     session = requests.Session()
     session.auth = ("label-studio", stack.api_key)  # Label Studio's "Basic auth" option
-    config = label_config(ag_news.label_names)
+    config = label_config(news_en.label_names)
 
     assert session.get(f"{backend}/health", timeout=10).json()["status"] == "UP"
     setup = session.post(f"{backend}/setup", timeout=10, json={
@@ -30,7 +30,7 @@ def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, ag_news):
         "access_token": "token", "extra_params": None})
     assert setup.status_code == 200 and setup.json() == {"model_version": f"reftag-v{trained['adapter_version']}"}
 
-    rows = ag_news.test[:N_TASKS]
+    rows = news_en.test_rows(N_TASKS)
     tasks = [{"id": 5000 + i, "data": {"headline": r["text"]}, "meta": {}, "project": 7, "annotations": [],
               "predictions": [], "is_labeled": False} for i, r in enumerate(rows)]
     body = {"tasks": tasks, "project": "7.1714641164", "label_config": config,
@@ -43,7 +43,7 @@ def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, ag_news):
     assert len(results) == N_TASKS
     chosen = [r["result"][0]["value"]["choices"] for r in results]
     assert all(r["result"][0]["from_name"] == "topic" and r["result"][0]["to_name"] == "news" for r in results)
-    assert all(len(c) == 1 and c[0] in ag_news.label_names for c in chosen)
+    assert all(len(c) == 1 and c[0] in news_en.label_names for c in chosen)
     accuracy = sum(c == [row["label"]] for c, row in zip(chosen, rows)) / N_TASKS
     print(f"Label Studio /predict: {N_TASKS} tasks in {predict_s:.2f}s ({N_TASKS / predict_s:.0f} tasks/s), "
           f"accuracy {accuracy:.3f}")
@@ -65,4 +65,4 @@ def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, ag_news):
         "task": tasks[0], "project": {"id": 7, "label_config": config}})
     assert annotated.status_code == 201 and annotated.json()["detail"]["added"] == 1
     label_set = stack.client().get(f"{stack.base_url}/v1/label-sets/{label_set_id}", timeout=10).json()
-    assert label_set["example_count"] == 12 * len(ag_news.label_names) + 1
+    assert label_set["example_count"] == 12 * len(news_en.label_names) + 1

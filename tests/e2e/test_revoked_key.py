@@ -6,7 +6,7 @@ import subprocess
 
 import requests
 
-from store.catalog import key_prefix
+from store.tenants import key_prefix
 from tests.e2e.conftest import BIN, REPO
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from store.models import Adapter, Chunk
-from store.work import adapter_checksum
+from store.adapters import adapter_checksum
 from tests.e2e.conftest import wait_for
 
 N_ITEMS = 240
@@ -119,7 +119,7 @@ def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results
 def test_a_train_worker_killed_while_storing_its_adapter_leaves_one_whole_version(make_stack, ag_news, tmp_path):
     stack = make_stack(REFTAG_TRAIN_LEASE_SECONDS="5", REFTAG_RECONCILE_INTERVAL="1")
     storing = tmp_path / "storing"
-    doomed = stack.start_worker("train", REFTAG_FAILPOINT=f"store_adapter:{storing}")  # test-only pause, see store.work
+    doomed = stack.start_worker("train", REFTAG_FAILPOINT=f"store_adapter:{storing}")  # test-only pause, see store.jobs
     stack.start_worker("tag,predict")
     stack.start_beat()
     stack.start_web()

@@ -1,9 +1,11 @@
 """A real SQLite database per test, with rows made directly through the models: these tests
-pin down store/work.py, the worker side of the database, without the API in front of it."""
+pin down the workers' side of store/ (leases, chunks, adapters), without the API in front of it."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,14 @@ def rows(work_db):
     from store.db import session_scope
 
     return Rows(session_scope)
+
+
+def run_as_worker(task: Any, *args: Any) -> Any:
+    """Run a task's body with the request a worker gives it (not "called directly"), so that
+    what it does with Celery — `Task.retry` sending its message again — happens as in a worker."""
+    task.push_request(id=str(uuid.uuid4()), args=list(args), kwargs={}, called_directly=False, retries=0,
+                      delivery_info={})
+    try:
+        return task.run(*args)
+    finally:
+        task.pop_request()

@@ -4,12 +4,15 @@ worker would, until none is left. Only the model is replaced, where a test needs
 from __future__ import annotations
 
 import pytest
+from celery.exceptions import Retry
 from sqlalchemy import select
 
-from store import work
+from store import adapters, jobs
 from store.db import session_scope
 from store.models import Adapter, Chunk, Job, Result
 from workers import model_cache, tasks
+
+from tests.workers.conftest import run_as_worker
 
 
 def deliver_until_quiet(redis, first: list, limit: int = 20) -> int:
@@ -20,9 +23,9 @@ def deliver_until_quiet(redis, first: list, limit: int = 20) -> int:
         runs += 1
         assert runs <= limit, "the chunk is being retried forever"
         try:
-            tasks.tag_chunk(*pending.pop(0))
-        except RuntimeError:
-            pass  # the worker logs it; the message was already sent again
+            run_as_worker(tasks.tag_chunk, *pending.pop(0))
+        except Retry:
+            pass  # the worker logs it; Task.retry has sent the message again
         pending += [message["args"] for message in redis.queued_tasks("tag")]
         redis.client().delete("tag")
     return runs
@@ -42,7 +45,7 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
         def predict(self, adapter, texts):
             raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(work, "adapter_ref", lambda *a, **k: work.AdapterRef("ls", 1, "0" * 64))
+    monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
     monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
     monkeypatch.setattr(model_cache, "tagger", OutOfMemory)
 
@@ -62,8 +65,8 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
 def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows, clean_redis):
     label_set_id = rows.label_set()
     train_job = rows.train_job(label_set_id)
-    work.lease_train_job(train_job)
-    work.store_adapter(train_job, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
+    jobs.lease_train_job(train_job)
+    jobs.complete_train_job(train_job, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
     with session_scope() as s:  # a torn write or a bad disk: the bytes change, the checksum does not
         s.scalar(select(Adapter).where(Adapter.label_set_id == label_set_id)).weights = b"weightz"
     model_cache.clear()
@@ -76,4 +79,4 @@ def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows
         job = s.get(Job, job_id)
         assert (job.status, job.error["code"]) == ("failed", "all_items_failed")
     with pytest.raises(model_cache.AdapterIntegrityError):
-        model_cache.adapter(work.adapter_ref(label_set_id))
+        model_cache.adapter(adapters.adapter_ref(label_set_id))

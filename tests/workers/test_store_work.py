@@ -1,4 +1,4 @@
-"""store/work.py: leases, idempotent writes, adapters stored once, the reconciler."""
+"""store/jobs.py and store/adapters.py: leases, idempotent writes, adapters stored once, the reconciler."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -6,19 +6,20 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from store import work
+from service.settings import get_settings
+from store import adapters, jobs, results
 from store.db import session_scope
 from store.models import Adapter, Chunk, Job, Result
-
+from workers import train_lease
 
 
 def ago(seconds: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(seconds=seconds)
 
 
-def result_rows(chunk: work.ChunkWork) -> list[work.ResultRow]:
+def result_rows(chunk: jobs.ChunkWork) -> list[results.ResultRow]:
     return [
-        work.ResultRow(p, i, ["World"], {"World": 0.9, "Sports": 0.1}, False, chunk.adapter_version)
+        results.ResultRow(p, i, ["World"], {"World": 0.9, "Sports": 0.1}, False, chunk.adapter_version)
         for p, i in zip(chunk.positions, chunk.item_ids)
     ]
 
@@ -43,11 +44,11 @@ def count_results(job_id: str) -> int:
 
 def test_chunk_written_twice_writes_once_and_counts_once(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=10, chunk_size=4)
-    chunk = work.claim_chunk(job_id, 0)
+    chunk = jobs.claim_chunk(job_id, 0)
     assert chunk.positions == [0, 1, 2, 3] and chunk.item_ids == ["item-0", "item-1", "item-2", "item-3"]
 
-    assert work.write_chunk_results(job_id, 0, result_rows(chunk)) == 4
-    assert work.write_chunk_results(job_id, 0, result_rows(chunk)) == 0
+    assert jobs.write_chunk_results(job_id, 0, result_rows(chunk)) == 4
+    assert jobs.write_chunk_results(job_id, 0, result_rows(chunk)) == 0
 
     assert count_results(job_id) == 4
     assert job(job_id).done == 4
@@ -56,9 +57,9 @@ def test_chunk_written_twice_writes_once_and_counts_once(rows):
 
 def test_a_partly_written_chunk_writes_only_the_missing_rows(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    chunk = work.claim_chunk(job_id, 0)
-    assert work.write_chunk_results(job_id, 0, result_rows(chunk)[:2]) == 2
-    assert work.write_chunk_results(job_id, 0, result_rows(chunk)) == 2
+    chunk = jobs.claim_chunk(job_id, 0)
+    assert jobs.write_chunk_results(job_id, 0, result_rows(chunk)[:2]) == 2
+    assert jobs.write_chunk_results(job_id, 0, result_rows(chunk)) == 2
     assert count_results(job_id) == 4 and job(job_id).done == 4
 
 
@@ -66,8 +67,8 @@ def test_job_succeeds_when_its_last_chunk_is_written(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=10, chunk_size=4)
     for index in range(3):
         assert job(job_id).status in ("queued", "running")
-        chunk = work.claim_chunk(job_id, index)
-        work.write_chunk_results(job_id, index, result_rows(chunk))
+        chunk = jobs.claim_chunk(job_id, index)
+        jobs.write_chunk_results(job_id, index, result_rows(chunk))
     finished = job(job_id)
     assert finished.status == "succeeded"
     assert (finished.done, finished.failed, finished.total) == (10, 0, 10)
@@ -77,22 +78,22 @@ def test_job_succeeds_when_its_last_chunk_is_written(rows):
 def test_claim_is_a_no_op_for_a_done_chunk_a_leased_chunk_or_a_cancelled_job(rows):
     ls = rows.label_set()
     job_id = rows.tag_job(ls, n_items=8, chunk_size=4)
-    chunk = work.claim_chunk(job_id, 0)
-    assert work.claim_chunk(job_id, 0) is None  # another worker holds the lease
-    work.write_chunk_results(job_id, 0, result_rows(chunk))
-    assert work.claim_chunk(job_id, 0) is None  # done
+    chunk = jobs.claim_chunk(job_id, 0)
+    assert jobs.claim_chunk(job_id, 0) is None  # another worker holds the lease
+    jobs.write_chunk_results(job_id, 0, result_rows(chunk))
+    assert jobs.claim_chunk(job_id, 0) is None  # done
 
     cancelled = rows.tag_job(ls, n_items=4, chunk_size=4, status="cancelled")
-    assert work.claim_chunk(cancelled, 0) is None
+    assert jobs.claim_chunk(cancelled, 0) is None
     assert chunk_row(cancelled, 0).attempts == 0
 
 
 def test_chunk_with_an_expired_lease_can_be_claimed_again(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    work.claim_chunk(job_id, 0)
+    jobs.claim_chunk(job_id, 0)
     with session_scope() as s:
         s.get(Chunk, (job_id, 0)).lease_expires_at = ago(1)
-    again = work.claim_chunk(job_id, 0)
+    again = jobs.claim_chunk(job_id, 0)
     assert again is not None and again.attempt == 2
 
 
@@ -100,9 +101,9 @@ def test_chunk_past_max_attempts_fails_its_items_with_the_error(rows, monkeypatc
     monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "2")
     job_id = rows.tag_job(rows.label_set(), n_items=6, chunk_size=4)
     for _ in range(2):
-        assert work.claim_chunk(job_id, 0) is not None
-        work.release_chunk(job_id, 0, "RuntimeError: boom")
-    assert work.claim_chunk(job_id, 0) is None
+        assert jobs.claim_chunk(job_id, 0) is not None
+        jobs.release_chunk(job_id, 0, "RuntimeError: boom")
+    assert jobs.claim_chunk(job_id, 0) is None
 
     failed = chunk_row(job_id, 0)
     assert failed.status == "failed" and "boom" in failed.error
@@ -112,16 +113,16 @@ def test_chunk_past_max_attempts_fails_its_items_with_the_error(rows, monkeypatc
         assert all("gave up after 2 attempts" in r.error and "boom" in r.error for r in results)
     assert (job(job_id).failed, job(job_id).done) == (4, 0)
 
-    other = work.claim_chunk(job_id, 1)
-    work.write_chunk_results(job_id, 1, result_rows(other))
+    other = jobs.claim_chunk(job_id, 1)
+    jobs.write_chunk_results(job_id, 1, result_rows(other))
     finished = job(job_id)
     assert finished.status == "succeeded" and (finished.done, finished.failed) == (2, 4)
 
 
 def test_a_job_whose_every_item_failed_is_failed(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=3, chunk_size=4)
-    work.claim_chunk(job_id, 0)
-    assert work.fail_chunk(job_id, 0, "label set has no version 1") == 3
+    jobs.claim_chunk(job_id, 0)
+    assert jobs.fail_chunk(job_id, 0, "label set has no version 1") == 3
     assert job(job_id).status == "failed"
     assert job(job_id).error["code"] == "all_items_failed"
 
@@ -132,29 +133,29 @@ def test_a_job_whose_every_item_failed_is_failed(rows):
 def train(rows, label_set_id=None, **fields):
     ls = label_set_id or rows.label_set(labels=("World", "Sports", "Business"))
     job_id = rows.train_job(ls, **fields)
-    return ls, job_id, work.lease_train_job(job_id)
+    return ls, job_id, jobs.lease_train_job(job_id)
 
 
 def test_lease_reads_examples_and_merges_config(rows):
     ls = rows.label_set(labels=("World", "Sports"), examples=2)
     job_id = rows.train_job(ls, config={"epochs": 2})
-    leased = work.lease_train_job(job_id)
+    leased = jobs.lease_train_job(job_id)
     assert leased.label_names == ["World", "Sports"]
     assert sorted(leased.labels) == ["Sports", "Sports", "World", "World"]
     assert len(leased.texts) == 4 and leased.config == {"epochs": 2} and leased.attempt == 1
     assert job(job_id).status == "running" and job(job_id).started_at is not None
-    assert work.lease_train_job(job_id) is None  # its lease is live
+    assert jobs.lease_train_job(job_id) is None  # its lease is live
 
 
 def test_adapter_is_stored_once_per_train_job(rows):
     ls, job_id, leased = train(rows)
-    first = work.store_adapter(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.8}, 100)
-    again = work.store_adapter(job_id, b"other weights", '{"rank": 4}', {"macro_f1": 0.9}, 100)
-    assert first == again == work.StoredAdapter(version=1, is_active=True, note=None)
+    first = jobs.complete_train_job(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.8}, 100)
+    again = jobs.complete_train_job(job_id, b"other weights", '{"rank": 4}', {"macro_f1": 0.9}, 100)
+    assert first == again == adapters.StoredAdapter(version=1, is_active=True, note=None)
     with session_scope() as s:
-        adapters = s.scalars(select(Adapter).where(Adapter.label_set_id == ls)).all()
-    assert len(adapters) == 1
-    assert adapters[0].checksum == work.adapter_checksum(b"weights", '{"rank": 4}')
+        stored = s.scalars(select(Adapter).where(Adapter.label_set_id == ls)).all()
+    assert len(stored) == 1
+    assert stored[0].checksum == adapters.adapter_checksum(b"weights", '{"rank": 4}')
     done = job(job_id)
     assert done.status == "succeeded" and done.adapter_version == 1 and done.metrics["macro_f1"] == 0.8
     assert done.finished_at is not None and done.lease_expires_at is None
@@ -162,17 +163,17 @@ def test_adapter_is_stored_once_per_train_job(rows):
 
 def test_a_better_adapter_is_activated_and_a_worse_one_kept_inactive_with_a_note(rows):
     ls, job1, _ = train(rows)
-    assert work.store_adapter(job1, b"w1", "{}", {"macro_f1": 0.80}, 1).is_active
+    assert jobs.complete_train_job(job1, b"w1", "{}", {"macro_f1": 0.80}, 1).is_active
 
     _, job2, _ = train(rows, ls)
-    worse = work.store_adapter(job2, b"w2", "{}", {"macro_f1": 0.70}, 1)
+    worse = jobs.complete_train_job(job2, b"w2", "{}", {"macro_f1": 0.70}, 1)
     assert (worse.version, worse.is_active) == (2, False)
     assert "0.7000" in worse.note and "version 1" in worse.note
 
     _, job3, _ = train(rows, ls)
-    equal = work.store_adapter(job3, b"w3", "{}", {"macro_f1": 0.80}, 1)
+    equal = jobs.complete_train_job(job3, b"w3", "{}", {"macro_f1": 0.80}, 1)
     assert (equal.version, equal.is_active) == (3, True)
-    assert work.adapter_ref(ls).version == 3
+    assert adapters.adapter_ref(ls).version == 3
     with session_scope() as s:
         active = s.scalars(select(Adapter.version).where(Adapter.label_set_id == ls, Adapter.is_active)).all()
     assert active == [3]
@@ -181,27 +182,27 @@ def test_a_better_adapter_is_activated_and_a_worse_one_kept_inactive_with_a_note
 def test_multi_label_sets_compare_micro_f1(rows):
     ls = rows.label_set(multi_label=True)
     _, job1, _ = train(rows, ls)
-    work.store_adapter(job1, b"w1", "{}", {"micro_f1": 0.5, "macro_f1": 0.9}, 1)
+    jobs.complete_train_job(job1, b"w1", "{}", {"micro_f1": 0.5, "macro_f1": 0.9}, 1)
     _, job2, _ = train(rows, ls)
-    assert work.store_adapter(job2, b"w2", "{}", {"micro_f1": 0.6, "macro_f1": 0.1}, 1).is_active
+    assert jobs.complete_train_job(job2, b"w2", "{}", {"micro_f1": 0.6, "macro_f1": 0.1}, 1).is_active
 
 
 def test_a_cancelled_train_job_stores_nothing(rows):
     ls, job_id, _ = train(rows)
     with session_scope() as s:
         s.get(Job, job_id).status = "cancelled"
-    assert work.store_adapter(job_id, b"w", "{}", {"macro_f1": 1.0}, 1) is None
-    with pytest.raises(work.LeaseLost):
-        work.renew_train_lease(job_id, 1)
+    assert jobs.complete_train_job(job_id, b"w", "{}", {"macro_f1": 1.0}, 1) is None
+    with pytest.raises(jobs.LeaseLost):
+        jobs.renew_train_lease(job_id, 1)
 
 
 def test_train_job_past_max_attempts_fails(rows, monkeypatch):
     monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "2")
     ls, job_id, leased = train(rows)
-    work.release_train_job(job_id, leased.attempt, "RuntimeError: out of memory")
-    assert work.lease_train_job(job_id).attempt == 2
-    work.release_train_job(job_id, 2, "RuntimeError: out of memory")
-    assert work.lease_train_job(job_id) is None
+    jobs.release_train_job(job_id, leased.attempt, "RuntimeError: out of memory")
+    assert jobs.lease_train_job(job_id).attempt == 2
+    jobs.release_train_job(job_id, 2, "RuntimeError: out of memory")
+    assert jobs.lease_train_job(job_id) is None
     failed = job(job_id)
     assert failed.status == "failed" and failed.error["code"] == "too_many_attempts"
     assert "out of memory" in failed.error["message"] and failed.finished_at is not None
@@ -211,15 +212,15 @@ def test_a_superseded_attempt_loses_its_lease(rows):
     ls, job_id, leased = train(rows)
     with session_scope() as s:
         s.get(Job, job_id).lease_expires_at = ago(1)
-    assert work.lease_train_job(job_id).attempt == 2
-    with pytest.raises(work.LeaseLost):
-        work.renew_train_lease(job_id, leased.attempt)
-    work.renew_train_lease(job_id, 2)
+    assert jobs.lease_train_job(job_id).attempt == 2
+    with pytest.raises(jobs.LeaseLost):
+        jobs.renew_train_lease(job_id, leased.attempt)
+    jobs.renew_train_lease(job_id, 2)
 
 
 def test_progress_reaches_the_job_at_most_once_a_second(rows):
     ls, job_id, leased = train(rows)
-    progress = work.TrainProgress(job_id, leased.attempt, interval=3600)
+    progress = train_lease.TrainProgress(job_id, leased.attempt, interval=3600)
     progress({"step": 1, "total_steps": 3, "epoch": 1, "epochs": 1, "loss": 1.5, "eta_seconds": 2})
     progress({"step": 2, "total_steps": 3, "epoch": 1, "epochs": 1, "loss": 1.0, "eta_seconds": 1})
     detail = job(job_id).detail
@@ -235,21 +236,21 @@ def test_progress_reaches_the_job_at_most_once_a_second(rows):
 def test_reconcile_finds_expired_leases(rows):
     ls = rows.label_set()
     tag = rows.tag_job(ls, n_items=8, chunk_size=4)
-    work.claim_chunk(tag, 0)
-    work.claim_chunk(tag, 1)
+    jobs.claim_chunk(tag, 0)
+    jobs.claim_chunk(tag, 1)
     _, training, _ = train(rows, ls)
-    assert work.reconcile().chunks == []  # every lease is live
+    assert jobs.reconcile().chunks == []  # every lease is live
 
     with session_scope() as s:
         s.get(Chunk, (tag, 1)).lease_expires_at = ago(1)
         s.get(Job, training).lease_expires_at = ago(1)
-    found = work.reconcile()
+    found = jobs.reconcile()
     assert found.chunks == [(tag, 1)] and found.train_jobs == [training]
-    assert work.reconcile().chunks == []  # not again until the new pick-up deadline passes
+    assert jobs.reconcile().chunks == []  # not again until the new pick-up deadline passes
 
-    again = work.claim_chunk(tag, 1)
+    again = jobs.claim_chunk(tag, 1)
     assert again is not None and again.attempt == 2
-    assert work.lease_train_job(training).attempt == 2
+    assert jobs.lease_train_job(training).attempt == 2
 
 
 def test_reconcile_enqueues_queued_work_that_no_worker_picked_up(rows, monkeypatch):
@@ -258,12 +259,12 @@ def test_reconcile_enqueues_queued_work_that_no_worker_picked_up(rows, monkeypat
     old = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(3600))
     old_train = rows.train_job(ls, created_at=ago(3600))
     rows.train_job(ls)
-    found = work.reconcile()
+    found = jobs.reconcile()
     assert found.chunks == [(old, 0)] and found.train_jobs == [old_train]
     assert fresh not in [job_id for job_id, _ in found.chunks]
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    assert set(work.reconcile(now=later).chunks) == {(old, 0), (fresh, 0)}
+    assert set(jobs.reconcile(now=later).chunks) == {(old, 0), (fresh, 0)}
 
 
 def test_queued_work_waits_its_turn_while_workers_are_busy(rows, monkeypatch):
@@ -273,14 +274,14 @@ def test_queued_work_waits_its_turn_while_workers_are_busy(rows, monkeypatch):
     busy = rows.tag_job(ls, n_items=8, chunk_size=4)
     # Waiting longer than a lease (120 s for chunks, 60 s for training), not yet BUSY_PATIENCE of them.
     waiting = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(150))
-    work.claim_chunk(busy, 0)
+    jobs.claim_chunk(busy, 0)
     training = rows.train_job(ls)
-    work.lease_train_job(training)
+    jobs.lease_train_job(training)
     queued_train = rows.train_job(ls, created_at=ago(150))
-    assert work.reconcile() == work.Reconciled()  # the queues are moving: those messages are in them
+    assert jobs.reconcile() == jobs.Reconciled()  # the queues are moving: those messages are in them
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)  # every lease has run out
-    found = work.reconcile(now=later)
+    found = jobs.reconcile(now=later)
     assert set(found.chunks) == {(busy, 0), (busy, 1), (waiting, 0)}
     assert set(found.train_jobs) == {training, queued_train}
 
@@ -288,22 +289,22 @@ def test_queued_work_waits_its_turn_while_workers_are_busy(rows, monkeypatch):
 def test_while_workers_stay_busy_lost_messages_are_resent_after_a_longer_wait(rows):
     ls = rows.label_set()
     busy = rows.tag_job(ls, n_items=4, chunk_size=4)
-    work.claim_chunk(busy, 0)
-    lease = work.get_settings().chunk_lease_seconds
-    lost = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(lease * (work.BUSY_PATIENCE + 1)))
-    assert work.reconcile().chunks == [(lost, 0)]
+    jobs.claim_chunk(busy, 0)
+    lease = get_settings().chunk_lease_seconds
+    lost = rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(lease * (jobs.BUSY_PATIENCE + 1)))
+    assert jobs.reconcile().chunks == [(lost, 0)]
 
 
 def test_reconcile_skips_cancelled_and_finished_jobs(rows):
     ls = rows.label_set()
     rows.tag_job(ls, n_items=4, chunk_size=4, created_at=ago(3600), status="cancelled")
     rows.train_job(ls, created_at=ago(3600), status="succeeded")
-    found = work.reconcile()
+    found = jobs.reconcile()
     assert found.chunks == [] and found.train_jobs == []
 
 
 def test_a_released_chunk_is_reconciled_at_once(rows):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    work.claim_chunk(job_id, 0)
-    work.release_chunk(job_id, 0, "OperationalError: gone away")
-    assert work.reconcile().chunks == [(job_id, 0)]
+    jobs.claim_chunk(job_id, 0)
+    jobs.release_chunk(job_id, 0, "OperationalError: gone away")
+    assert jobs.reconcile().chunks == [(job_id, 0)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from store import work
+from store import adapters, jobs
 from store.db import session_scope
 from store.models import Adapter
 from workers import model_cache
@@ -12,9 +12,9 @@ from workers import model_cache
 def test_a_corrupt_adapter_is_refused_before_it_is_loaded(rows):
     ls = rows.label_set()
     job_id = rows.train_job(ls)
-    work.lease_train_job(job_id)
-    work.store_adapter(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
-    ref = work.adapter_ref(ls)
+    jobs.lease_train_job(job_id)
+    jobs.complete_train_job(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
+    ref = adapters.adapter_ref(ls)
     with session_scope() as s:
         s.get(Adapter, 1).weights = b"weightz"
     model_cache.clear()
@@ -25,10 +25,10 @@ def test_a_corrupt_adapter_is_refused_before_it_is_loaded(rows):
 def test_an_adapter_of_another_tenant_is_not_found(rows):
     ls = rows.label_set()
     job_id = rows.train_job(ls)
-    work.lease_train_job(job_id)
-    work.store_adapter(job_id, b"w", "{}", {"macro_f1": 0.9}, 1)
-    assert work.adapter_ref(ls).version == 1
-    with pytest.raises(work.AdapterNotFound):
-        work.adapter_ref(ls, tenant_id="tn_someone_else")
-    with pytest.raises(work.AdapterNotFound):
-        work.adapter_ref(ls, version=7)
+    jobs.lease_train_job(job_id)
+    jobs.complete_train_job(job_id, b"w", "{}", {"macro_f1": 0.9}, 1)
+    assert adapters.adapter_ref(ls).version == 1
+    with pytest.raises(adapters.AdapterNotFound):
+        adapters.adapter_ref(ls, tenant_id="tn_someone_else")
+    with pytest.raises(adapters.AdapterNotFound):
+        adapters.adapter_ref(ls, version=7)

@@ -3,23 +3,27 @@ test needs it to fail."""
 from __future__ import annotations
 
 import pytest
+from celery.exceptions import Retry
 
-from store import work
+from store import adapters, jobs
 from store.db import session_scope
 from store.models import Chunk, Job
 from workers import model_cache, tasks
 
+from tests.workers.conftest import run_as_worker
+
 
 def test_a_chunk_that_hits_an_error_is_released_and_sent_again(rows, clean_redis, monkeypatch):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    monkeypatch.setattr(work, "adapter_ref", lambda *a, **k: work.AdapterRef("ls", 1, "0" * 64))
+    monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
 
     def out_of_memory(ref):
         raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(model_cache, "adapter", out_of_memory)
-    with pytest.raises(RuntimeError):
-        tasks.tag_chunk(job_id, 0)
+    with pytest.raises(Retry) as retry:
+        run_as_worker(tasks.tag_chunk, job_id, 0)
+    assert "out of memory" in str(retry.value.exc) and retry.value.when == tasks.RETRY_DELAY_SECONDS
 
     with session_scope() as s:
         chunk = s.get(Chunk, (job_id, 0))
@@ -38,7 +42,7 @@ def test_a_chunk_without_its_adapter_fails_its_items_at_once(rows, clean_redis):
 
 def test_reconcile_sends_what_it_finds(rows, clean_redis):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    work.claim_chunk(job_id, 0)
-    work.release_chunk(job_id, 0, "OperationalError: database is locked")
+    jobs.claim_chunk(job_id, 0)
+    jobs.release_chunk(job_id, 0, "OperationalError: database is locked")
     assert tasks.reconcile() == {"chunks": 1, "train_jobs": 0}
     assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": [job_id, 0]}]

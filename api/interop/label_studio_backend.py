@@ -1,0 +1,256 @@
+"""Label Studio's ML backend contract, served for one label set at `/ls/<label_set_id>/`.
+
+Connect it in Label Studio (project → Settings → Model → Connect Model) with the URL
+`<reftag>/ls/<label_set_id>` and "Basic auth" whose password is an API key (any user name).
+Label Studio then calls:
+
+- `GET /health` (and `GET /`): is the backend up;
+- `POST /setup` `{project, schema, ...}` → `{"model_version"}`, on connecting and before predicting;
+- `POST /predict` `{tasks, project, label_config, params}` → `{"results": [prediction per task]}`;
+- `POST /webhook` `{action, annotation, task, project}`: `ANNOTATION_CREATED`/`_UPDATED` store the
+  annotation as an example, `START_TRAINING` starts a train job; other actions are ignored;
+- `POST /train` `{annotations: [task...], project, label_config}`: what Label Studio versions
+  without training webhooks send for "Start Training".
+
+The request and answer shapes are Label Studio's, not reftag's (so they are declared here, not
+in the v1 schemas); reading its payloads and writing its predictions are the text functions of
+`label_studio.py`. Errors keep reftag's error format, which Label Studio shows as the message.
+`/predict` never loads a model in the web tier: tasks go to the `predict` queue in batches of
+`max_predict_items` (grouped by length, so each is about one model batch), all sent at once,
+with the adapter version pinned for the whole request; each batch has `predict_timeout`
+seconds, so a long list takes as long as the work, and a stalled worker is a 504 in seconds.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from flask import Blueprint, g
+from pydantic import BaseModel, ConfigDict, Field
+
+from store import adapters, jobs, label_sets
+from store.errors import StoreError
+
+from .. import auth, broker
+from ..db import read_transaction, transaction
+from ..errors import ApiError, invalid
+from ..openapi import operation
+from ..requests import RequestModel, parse_body, settings, too_many, validate
+from ..v1.schemas import ExamplesUpload, job_json
+from . import label_studio
+from .document import ReadOptions, model_version
+from .label_studio import LabelConfig, annotation_choices, check_choices, label_config, task_texts
+
+bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
+bp.before_request(auth.require_tenant_bearer_or_basic)
+
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+LS_ERRORS = (400, 401, 404, 409, 413, 422)
+
+
+# --- Label Studio's request shapes ------------------------------------------------------------
+
+
+class LabelStudioBody(RequestModel):
+    # Label Studio adds fields from version to version; reftag reads only the ones it names.
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=True)
+
+
+class PredictBody(LabelStudioBody):
+    """What Label Studio sends to /predict."""
+
+    tasks: list[dict[str, Any]]
+    label_config: str
+    project: str | int | None = None
+    params: dict[str, Any] | None = None
+
+
+class SetupBody(LabelStudioBody):
+    """What Label Studio sends to /setup (`schema` is the project's labeling config)."""
+
+    labeling_config: str | None = Field(None, alias="schema")
+    project: str | int | None = None
+
+
+class WebhookBody(LabelStudioBody):
+    """A Label Studio webhook: `{"action", "project", ...}` plus the action's objects (a list of
+    them for bulk actions such as ANNOTATIONS_CREATED)."""
+
+    action: str
+    project: dict[str, Any] | None = None
+    annotation: dict[str, Any] | list[Any] | None = None
+    task: dict[str, Any] | list[Any] | None = None
+
+
+class TrainBody(LabelStudioBody):
+    """What Label Studio sends to /train: every annotated task, as its JSON export writes them."""
+
+    annotations: list[Any]
+    label_config: str
+
+
+class PredictionOut(BaseModel):
+    result: list[dict[str, Any]]
+    score: float
+    model_version: str
+
+
+class PredictOut(BaseModel):
+    results: list[PredictionOut]
+
+
+class SetupOut(BaseModel):
+    model_version: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_class: str
+    model_version: str
+
+
+class WebhookOut(BaseModel):
+    status: str
+    action: str
+    detail: dict[str, Any]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def active_model_version(session: Any, label_set_id: str) -> str:
+    label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
+    active = adapters.active_adapter(session, label_set.id)
+    return model_version(active.version if active else None)
+
+
+@contextmanager
+def pointing_into_payload(where: dict[str, str]) -> Iterator[None]:
+    """Errors about the example made from a Label Studio payload point into that payload
+    (`where`: example pointer → payload pointer) instead of at an upload's rows."""
+    try:
+        yield
+    except (ApiError, StoreError) as e:
+        for ours, theirs in where.items():
+            e.message = e.message.replace(ours + ":", theirs + ":")
+        e.details = [{**d, "pointer": where.get(d["pointer"], d["pointer"])} if "pointer" in d else d
+                     for d in e.details]
+        raise
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@bp.get("/health")
+@operation("Label Studio: health", tag="label studio", responses={200: HealthOut}, errors=(401, 404), public=True)
+def health(label_set_id: str):
+    """Auth: the API key as the Basic auth password, or as a Bearer token."""
+    with read_transaction() as session:
+        return {"status": "UP", "model_class": "reftag", "model_version": active_model_version(session, label_set_id)}
+
+
+@bp.post("/setup")
+@operation("Label Studio: set up a project", tag="label studio", responses={200: SetupOut}, errors=LS_ERRORS,
+           public=True)
+def setup(label_set_id: str):
+    """Checks the project's labeling config against the label set (same choices as labels) and
+    answers the active adapter's version."""
+    body = parse_body(SetupBody)
+    config = label_config(body.labeling_config, "/schema")
+    with read_transaction() as session:
+        label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
+        check_choices(config, [label.name for label in label_set.labels], "/schema")
+        return {"model_version": active_model_version(session, label_set_id)}
+
+
+@bp.post("/predict")
+@operation("Label Studio: predict tasks", tag="label studio", responses={200: PredictOut},
+           errors=(*LS_ERRORS, 502, 503, 504), public=True)
+def predict(label_set_id: str):
+    """One prediction per task, in order: `{"result": [{from_name, to_name, "type": "choices",
+    "value": {"choices"}}], "score", "model_version"}`, by the active adapter."""
+    body = parse_body(PredictBody)
+    config = label_config(body.label_config, "/label_config")
+    if len(body.tasks) > settings().max_job_items:
+        raise too_many("tasks", len(body.tasks), settings().max_job_items, "/tasks", "REFTAG_MAX_JOB_ITEMS")
+    # The model reads the first max_length tokens only; a longer text would be cut anyway.
+    texts = [text[: settings().max_text_chars] for text in task_texts(body.tasks, config.data_key)]
+    with read_transaction() as session:
+        version = adapters.resolve_adapter(session, g.tenant_id, label_set_id, None).version
+    asked = [i for i, text in enumerate(texts) if text.strip()]  # an empty text gets an empty answer
+    answers = broker.predict_many(g.tenant_id, label_set_id, version, [texts[i] for i in asked],
+                                  settings().max_predict_items, settings().predict_timeout)
+    by_task: dict[int, dict[str, Any]] = dict(zip(asked, answers))
+    nothing = {"labels": [], "scores": {}, "adapter_version": version}
+    return {"results": [label_studio.prediction(by_task.get(i, nothing), config.from_name, config.to_name)
+                        for i in range(len(texts))]}
+
+
+@bp.post("/webhook")
+@operation("Label Studio: webhook", tag="label studio", responses={200: WebhookOut, 201: WebhookOut},
+           errors=(*LS_ERRORS, 503), public=True)
+def webhook(label_set_id: str):
+    """`ANNOTATION_CREATED` / `ANNOTATION_UPDATED`: the annotation's choices become the example of
+    the task's text (sent again, it is a duplicate; updated, the example takes the new labels).
+    `START_TRAINING`: a train job, as `POST /v1/label-sets/{id}/train`. Other actions: 200, ignored."""
+    body = parse_body(WebhookBody)
+    if body.action == "START_TRAINING":
+        return {"status": "ok", "action": body.action, "detail": {"train_job": start_training(label_set_id)}}, 201
+    if body.action not in ANNOTATION_EVENTS:  # Label Studio sends its ML backend every action
+        return {"status": "ignored", "action": body.action, "detail": {}}
+    if not isinstance(body.annotation, dict) or not isinstance(body.task, dict):
+        raise invalid([{"pointer": "/task" if isinstance(body.annotation, dict) else "/annotation",
+                        "message": f"{body.action} needs the annotation and its task as objects "
+                                   "(Label Studio 1.4 and later send both)"}])
+    if body.annotation.get("was_cancelled"):
+        return {"status": "ignored", "action": body.action, "detail": {"reason": "the task was skipped"}}
+    config = label_config((body.project or {}).get("label_config"), "/project/label_config")
+    stored = store_annotation(label_set_id, body.annotation, body.task, config, body.action == "ANNOTATION_UPDATED")
+    if not stored["labels"]:
+        return {"status": "ignored", "action": body.action, "detail": stored}
+    return {"status": "ok", "action": body.action, "detail": stored}, 201
+
+
+@bp.post("/train")
+@operation("Label Studio: train on annotated tasks", tag="label studio", responses={201: WebhookOut},
+           errors=(*LS_ERRORS, 503), public=True)
+def train(label_set_id: str):
+    """Stores the annotated tasks as examples (rows with no annotation are skipped), then
+    starts a train job."""
+    body = parse_body(TrainBody)
+    config = label_config(body.label_config, "/label_config")
+    upload = label_studio.tasks_as_examples(body.annotations, ReadOptions(config.data_key, config.from_name))
+    with upload.errors_at_source_rows():
+        examples = validate(ExamplesUpload, upload.document)
+        with transaction() as session:
+            added = label_sets.add_examples(session, g.tenant_id, label_set_id, examples.pairs())
+    return {"status": "ok", "action": "TRAIN",
+            "detail": {"added": added.added, "duplicates": added.duplicates, "skipped": upload.skipped,
+                       "train_job": start_training(label_set_id)}}, 201
+
+
+def start_training(label_set_id: str) -> dict[str, Any]:
+    with transaction() as session:
+        job = jobs.create_train_job(session, g.tenant_id, label_set_id, {}, settings().min_examples_per_label)
+    broker.submit_train(job.id)
+    return job_json(job)
+
+
+def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[str, Any], config: LabelConfig,
+                     relabel: bool) -> dict[str, Any]:
+    """The annotation's choices as the example of the task's text, checked as any upload's
+    examples are. Sent again it is a duplicate; `relabel` (an update) gives the stored example
+    the new choices. An annotation that chooses nothing stores nothing."""
+    [text] = task_texts([task], config.data_key, at="/task")
+    labels, choice_pointers = annotation_choices(annotation, config.from_name)
+    if not labels:
+        return {"labels": [], "reason": f"the annotation chooses nothing in <Choices name={config.from_name!r}>"}
+    where = {"/examples/0/text": f"/task/data/{config.data_key}", "/examples/0/label": choice_pointers[0],
+             **{f"/examples/0/labels/{j}": pointer for j, pointer in enumerate(choice_pointers)}}
+    with pointing_into_payload(where):
+        example = validate(ExamplesUpload, {"examples": [{"text": text, "labels": labels}]})
+        with transaction() as session:
+            added = label_sets.add_examples(session, g.tenant_id, label_set_id, example.pairs())
+            relabelled = relabel and label_sets.relabel_example(session, g.tenant_id, label_set_id, text, labels)
+    return {"added": added.added, "duplicates": added.duplicates, "relabelled": relabelled, "labels": labels}

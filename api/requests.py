@@ -1,0 +1,166 @@
+"""Reading a request: its JSON body, its query, and the field types and limits every schema
+shares. Pydantic checks shape and types (strictly: "5" is not an int). Limits that come from
+settings (items per job, characters per text) are checked by each request's `check(settings)`,
+which reports every problem with a JSON pointer."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Iterator
+
+from flask import current_app, request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from service.settings import Settings
+
+from .errors import ApiError, invalid, json_pointer, validation_error
+
+MAX_META_BYTES = 16_384
+MAX_JSON_DEPTH = 32
+MAX_INT32 = 2**31 - 1
+
+
+# --- strings that are safe to store -----------------------------------------------------------
+
+
+def storable(value: str) -> str:
+    """Refuse what a database cannot hold or would silently mangle: NUL characters and lone
+    surrogates (JSON `\\ud800` escapes that are not valid Unicode)."""
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain NUL (\\u0000) characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_unicode", "is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("empty_text", "must not be empty or only whitespace")
+    return value
+
+
+# The documented form of `not_blank` (JSON Schema search semantics: some non-space character).
+NOT_BLANK = {"minLength": 1, "pattern": r"\S"}
+StoredStr = Annotated[str, AfterValidator(storable)]
+Name = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK), AfterValidator(storable),
+                 AfterValidator(not_blank)]
+Text = Annotated[str, Field(json_schema_extra=NOT_BLANK), AfterValidator(storable), AfterValidator(not_blank)]
+ItemId = (Annotated[StoredStr, Field(min_length=1, max_length=200)]
+          | Annotated[int, Field(ge=0, le=2**63 - 1)])
+
+
+def json_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((json_depth(v) for v in value), default=0)
+    return 0
+
+
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield key
+            yield from json_strings(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from json_strings(child)
+
+
+def storable_meta(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if json_depth(value) > 8:
+        raise PydanticCustomError("meta_too_deep", "meta is nested deeper than 8 levels")
+    for text in json_strings(value):
+        storable(text)
+    if len(json.dumps(value, ensure_ascii=False).encode("utf-8")) > MAX_META_BYTES:
+        raise PydanticCustomError("meta_too_large", f"meta is larger than {MAX_META_BYTES} bytes as JSON")
+    return value
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    def check(self, settings: Settings) -> None:
+        """Limits from settings; raise ApiError listing every problem."""
+
+
+def text_problems(texts: list[tuple[str, str]], settings: Settings) -> list[dict[str, Any]]:
+    return [
+        {"pointer": pointer, "message": f"text has {len(text)} characters; the limit is {settings.max_text_chars}",
+         "type": "text_too_long"}
+        for pointer, text in texts if len(text) > settings.max_text_chars
+    ]
+
+
+def too_many(what: str, count: int, limit: int, pointer: str, setting: str) -> ApiError:
+    return ApiError(413, f"too_many_{what}", f"{count} {what} in one request; the limit is {limit} ({setting})",
+                    [{"pointer": pointer, "message": f"at most {limit} {what}", "limit": limit}])
+
+
+# --- parsing a request ------------------------------------------------------------------------
+
+
+def settings() -> Settings:
+    return current_app.config["REFTAG_SETTINGS"]
+
+
+def parse_json(raw: bytes | str, allow_empty: bool = False) -> Any:
+    """A body as JSON; 400 when it is not JSON (NaN and Infinity are not JSON either)."""
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise ApiError(400, "malformed_json", "request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw, parse_constant=reject_constant)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {e}") from None
+
+
+def json_body(allow_empty: bool = False) -> Any:
+    """The request body as JSON, whatever the Content-Type says; 400 when it is not JSON."""
+    return parse_json(request.get_data(cache=True), allow_empty)
+
+
+def body_text() -> str:
+    """The request body as text (UTF-8, a byte order mark dropped); 400 when it is not UTF-8."""
+    try:
+        return request.get_data(cache=True).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, "malformed_body", f"body is not valid UTF-8: {e}") from None
+
+
+def reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def validate(model: type[RequestModel], data: Any) -> Any:
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, "malformed_json", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e) from None
+    parsed.check(settings())
+    return parsed
+
+
+def parse_body(model: type[RequestModel], allow_empty: bool = False) -> Any:
+    return validate(model, json_body(allow_empty))
+
+
+def parse_query(model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as e:
+        details = [{"pointer": json_pointer(tuple(err["loc"])), "in": "query", "message": err["msg"], "type": err["type"]}
+                   for err in e.errors(include_url=False, include_input=False)]
+        raise invalid(details) from None

@@ -1,0 +1,355 @@
+"""The dashboard at /ui/: server-rendered pages (Jinja) over the same store functions as the
+API, in English or Simplified Chinese (`api.i18n`).
+
+A person signs in by pasting an API key; the session cookie (signed with the `secret_key`
+setting, HttpOnly, SameSite=Lax) keeps the key's SHA-256, never the key, and every page
+checks that the key is still live. Pages show only that key's tenant: another tenant's id is
+the same 404 page as an id that does not exist. The two things a page does beyond reading —
+export results and try the model — call the functions the API's own routes call (`jobs.export_response`,
+`predict.tag_now`) with the session's tenant, so the rules, limits and the predict queue are
+the API's.
+"""
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
+from markupsafe import Markup, escape
+
+from service.settings import dashboard_secret_key
+from store import adapters, jobs, results, tenants
+from store import label_sets as store_label_sets
+from store.errors import NotFound, StoreError
+from store.models import JobStatus, JobType, as_utc
+
+from ..db import read_transaction
+from ..errors import ApiError, error_response, store_error_response
+from ..openapi import operation
+from ..requests import parse_body, settings
+from ..v1 import jobs as job_routes
+from ..v1 import predict as predict_routes
+from ..v1.schemas import PredictRequest, ResultsQuery, job_json
+from . import charts, i18n
+
+bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
+
+STATIC_DIR = bp.root_path + "/static/dashboard"
+RESULTS_PER_PAGE = 50
+PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_submit", "dashboard.static_file", "dashboard.home"}
+JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit"}
+PAGE = {200: "An HTML page"}
+# What a signed-in page can also answer (described, not given a schema: they are pages).
+SIGNED_OUT = {302: "Not signed in (or the key was revoked): a redirect to the sign-in form"}
+NOT_FOUND = {404: "An HTML page: no such object for this tenant"}
+
+
+def page(summary: str, responses: dict[int, Any] | None = None, signed_in: bool = True) -> Any:
+    """Dashboard routes appear in the OpenAPI document as what they are: pages, not API.
+    Sign-in is the session cookie, not a bearer key."""
+    answers = {**(responses or PAGE), **(SIGNED_OUT if signed_in else {})}
+    return operation(f"Dashboard: {summary}", tag="dashboard", public=True, responses=answers)
+
+
+def init_app(app: Flask) -> None:
+    app.secret_key = dashboard_secret_key(app.config["REFTAG_SETTINGS"])
+    app.config.update(SESSION_COOKIE_NAME="reftag_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax")
+    app.register_blueprint(bp)
+
+
+# --- every request: language, signed-in tenant, CSRF -------------------------------------------
+
+
+@bp.before_request
+def load_language_and_tenant():
+    g.lang = i18n.choose_language(request)
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    with read_transaction() as db:
+        tenant = tenants.tenant_for_key_hash(db, session.get("key_hash", ""))
+        if tenant is not None:
+            g.tenant_id, g.tenant_name = tenant.id, tenant.name
+    if tenant is None:
+        session.clear()
+        if request.endpoint in JSON_ENDPOINTS:
+            return error_response(401, "unauthorized", "sign in to the dashboard again")
+        return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
+    if request.method == "POST" and not secrets.compare_digest(
+            request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or "", session.get("csrf", "")):
+        return error_response(403, "forbidden", "the page is out of date; reload it and try again")
+    return None
+
+
+@bp.after_request
+def remember_language(response):
+    if request.args.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANGUAGE_COOKIE, request.args["lang"], max_age=365 * 24 * 3600, samesite="Lax")
+    response.vary.add("Cookie")
+    response.vary.add("Accept-Language")
+    return response
+
+
+@bp.app_template_global()
+def t(key: str, **values: Any) -> str:
+    return i18n.translate(g.get("lang", i18n.DEFAULT_LANGUAGE), key, **values)
+
+
+@bp.app_template_global()
+def lang_url(language: str) -> str:
+    """This page in another language."""
+    return url_for(request.endpoint, **{**(request.view_args or {}), **request.args.to_dict(), "lang": language})
+
+
+bp.add_app_template_global(job_json)
+bp.add_app_template_global(JobStatus, "JobStatus")
+bp.add_app_template_global(JobType, "JobType")
+
+
+@bp.app_template_global()
+def status_words() -> dict[str, str]:
+    """Each job status in the page's language (the page's script shows statuses it polls)."""
+    return {str(status): t(f"status.{status}") for status in JobStatus}
+
+
+@bp.app_template_global()
+def job_duration(job) -> float | None:
+    """Seconds from start to finish, or until now while it runs."""
+    if job.started_at is None:
+        return None
+    return ((as_utc(job.finished_at) or datetime.now(timezone.utc)) - as_utc(job.started_at)).total_seconds()
+
+
+@bp.app_template_filter("when")
+def when(moment: datetime | None, seconds: bool = True) -> Markup:
+    """A UTC time; the page's script shows it in the reader's own time zone."""
+    if moment is None:
+        return Markup("–")
+    moment = as_utc(moment)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " UTC"
+    return Markup('<time datetime="{}" data-seconds="{}">{}</time>').format(
+        moment.isoformat(), "1" if seconds else "", text)
+
+
+@bp.app_template_filter("seconds")
+def seconds_text(value: Any) -> str:
+    if not isinstance(value, (int, float)):  # None, or missing from older metrics
+        return "–"
+    minutes, secs = divmod(round(value), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{value:.1f} s"
+
+
+@bp.app_template_filter("code_spans")
+def code_spans(text: str) -> Markup:
+    """`command` in a message → <code>command</code>, everything escaped."""
+    return Markup("").join(Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+                           for i, part in enumerate(text.split("`")))
+
+
+@bp.app_template_filter("fixed")
+def fixed(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+
+
+@bp.app_template_filter("pct")
+def pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
+
+
+def render(template: str, status: int = 200, **context: Any):
+    return render_template(f"dashboard/{template}", languages=i18n.LANGUAGES, lang=g.lang,
+                           csrf_token=session.get("csrf", ""), **context), status
+
+
+@bp.errorhandler(NotFound)
+def not_found(_error: NotFound):
+    if request.endpoint in JSON_ENDPOINTS:
+        return error_response(404, "not_found", str(_error))
+    return render("not_found.html", 404)
+
+
+@bp.errorhandler(ApiError)
+@bp.errorhandler(StoreError)
+def api_error(error):
+    # The JSON endpoints answer like the API; a page never raises these itself.
+    if isinstance(error, StoreError):
+        return store_error_response(error)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+# --- sign in and out --------------------------------------------------------------------------
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no host, not `//host`) may follow a sign-in."""
+    parts = urlsplit(target or "")
+    if target and target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+        return target
+    return url_for("dashboard.label_sets")
+
+
+@bp.get("/")
+@page("the start page (redirects to /ui/)", {302: "Redirect to /ui/"}, signed_in=False)
+def home():
+    return redirect(url_for("dashboard.label_sets"))
+
+
+@bp.get("/ui/login")
+@page("sign-in form", signed_in=False)
+def login():
+    return render("login.html", next=safe_next(request.args.get("next")), error=None)
+
+
+@bp.post("/ui/login")
+@page("sign in with an API key", {302: "Signed in: a redirect to the page asked for",
+                                   401: "An HTML page: the key is missing, unknown or revoked"}, signed_in=False)
+def login_submit():
+    raw_key = (request.form.get("api_key") or "").strip()
+    with read_transaction() as db:
+        tenant = tenants.tenant_for_key_hash(db, tenants.hash_key(raw_key)) if raw_key else None
+    if tenant is None:
+        return render("login.html", 401, next=safe_next(request.form.get("next")),
+                      error=t("login.invalid" if raw_key else "login.empty"))
+    session.clear()
+    session.update(key_hash=tenants.hash_key(raw_key), csrf=secrets.token_urlsafe(24))
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.post("/ui/logout")
+@page("sign out", {302: "Signed out: a redirect to the sign-in form",
+                   403: "The form's CSRF token is missing or wrong (JSON error)"})
+def logout():
+    session.clear()
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.get("/ui/static/<path:filename>")
+@page("stylesheet and script", {200: "A static file", 404: "No such file"}, signed_in=False)
+def static_file(filename: str):
+    return send_from_directory(STATIC_DIR, filename, max_age=300)
+
+
+# --- label sets and adapters ------------------------------------------------------------------
+
+
+@bp.get("/ui/")
+@page("label sets")
+def label_sets():
+    with read_transaction() as db:
+        views = store_label_sets.list_label_sets(db, g.tenant_id)
+        running = jobs.list_jobs(db, g.tenant_id, status=JobStatus.RUNNING, limit=200)
+        return render("label_sets.html", views=views, running=len(running))
+
+
+@bp.get("/ui/label-sets/<id:label_set_id>")
+@page("one label set: labels, example counts, adapter versions, recent jobs", {**PAGE, **NOT_FOUND})
+def label_set(label_set_id: str):
+    with read_transaction() as db:
+        view = store_label_sets.get_label_set(db, g.tenant_id, label_set_id)
+        counts = store_label_sets.label_example_counts(db, view.label_set)
+        versions = adapters.list_adapters(db, g.tenant_id, label_set_id)
+        recent = jobs.list_jobs(db, g.tenant_id, label_set_id=label_set_id, limit=10)
+        return render("label_set.html", view=view, counts=counts, adapters=list(reversed(versions)), jobs=recent,
+                      label_set_names={label_set_id: view.label_set.name},
+                      min_examples=settings().min_examples_per_label)
+
+
+@bp.get("/ui/label-sets/<id:label_set_id>/adapters/<int(max=2147483647):version>")
+@page("one adapter version: held-out scores, confusion matrix, loss curve", {**PAGE, **NOT_FOUND})
+def adapter(label_set_id: str, version: int):
+    with read_transaction() as db:
+        view = store_label_sets.get_label_set(db, g.tenant_id, label_set_id)
+        row = adapters.get_adapter(db, g.tenant_id, label_set_id, version)
+        train_job = jobs.get_job(db, g.tenant_id, row.train_job_id) if row.train_job_id else None
+        metrics = row.metrics or {}
+        detail = (train_job.detail or {}) if train_job else {}
+        epochs, total_steps = detail.get("epochs"), detail.get("total_steps")
+        loss = charts.loss_chart([tuple(p) for p in detail.get("loss_history") or []],
+                                 metrics.get("loss_curve") or [], total_steps / epochs if epochs and total_steps else None)
+        heatmap = charts.confusion_heatmap(metrics.get("confusion") or [],
+                                           [label.name for label in view.label_set.labels])
+        return render("adapter.html", view=view, adapter=row, metrics=metrics, train_job=train_job, loss=loss,
+                      heatmap=heatmap)
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@bp.get("/ui/jobs")
+@page("jobs, newest first, with live progress")
+def jobs_list():
+    with read_transaction() as db:
+        listed = jobs.list_jobs(db, g.tenant_id, limit=100)
+        names = {view.label_set.id: view.label_set.name for view in store_label_sets.list_label_sets(db, g.tenant_id)}
+        return render("jobs.html", jobs=listed, label_set_names=names)
+
+
+@bp.get("/ui/jobs/<id:job_id>")
+@page("one job: live progress, and a tag job's results with scores, paged", {**PAGE, **NOT_FOUND})
+def job(job_id: str):
+    with read_transaction() as db:
+        found = jobs.get_job(db, g.tenant_id, job_id)
+        view = store_label_sets.get_label_set(db, g.tenant_id, found.label_set_id)
+        pages = max(1, math.ceil(found.total / RESULTS_PER_PAGE)) if found.type == JobType.TAG else 1
+        page_number = min(pages, max(1, request.args.get("page", 1, type=int) or 1))
+        rows: list = []
+        texts: dict[int, str] = {}
+        if found.type == JobType.TAG:
+            cursor = results.encode_cursor((page_number - 1) * RESULTS_PER_PAGE)
+            rows = results.results_page(db, g.tenant_id, job_id, cursor, RESULTS_PER_PAGE).results
+            texts = results.item_texts(db, job_id, [r.position for r in rows])
+        return render("job.html", job=found, job_data=job_json(found), view=view, results=rows, texts=texts,
+                      page_number=page_number, pages=pages)
+
+
+@bp.get("/ui/jobs/<id:job_id>/progress")
+@page("a job as JSON, polled by the job pages",
+      {200: "The job, as GET /v1/jobs/{id}", 401: "Not signed in (JSON error)", 404: "No such job (JSON error)"},
+      signed_in=False)
+def job_progress(job_id: str):
+    with read_transaction() as db:
+        return job_json(jobs.get_job(db, g.tenant_id, job_id))
+
+
+@bp.get("/ui/jobs/<id:job_id>/results.<any(csv, jsonl):format_name>")
+@page("download a job's results", {200: "CSV or JSONL, as GET /v1/jobs/{id}/results?format=", **NOT_FOUND})
+def job_export(job_id: str, format_name: str):
+    # CSV with a byte order mark: Excel, which many labeling teams open it with, needs one to
+    # read UTF-8 (Chinese) rather than the local code page.
+    return job_routes.export_response(g.tenant_id, job_id, ResultsQuery(format=format_name, bom=format_name == "csv"))
+
+
+# --- try the model ----------------------------------------------------------------------------
+
+
+@bp.get("/ui/try")
+@page("type texts and tag them with a label set's active adapter")
+def try_model():
+    with read_transaction() as db:
+        trained = [view for view in store_label_sets.list_label_sets(db, g.tenant_id) if view.active_adapter is not None]
+        chosen = request.args.get("label_set") or (trained[0].label_set.id if trained else None)
+        return render("try.html", trained=trained, chosen=chosen, max_items=settings().max_predict_items)
+
+
+@bp.post("/ui/try")
+@page("tag a few texts now (the body and answers of POST /v1/predict)",
+      {200: "As POST /v1/predict", 401: "Not signed in (JSON error)", 403: "CSRF token missing or wrong (JSON error)",
+       415: "Not a JSON body"}, signed_in=False)
+def try_submit():
+    if not request.is_json:
+        abort(415)
+    return {"results": predict_routes.tag_now(g.tenant_id, parse_body(PredictRequest))}

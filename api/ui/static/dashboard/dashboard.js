@@ -1,0 +1,193 @@
+// reftag dashboard: live job progress, sortable tables and "try the model". Vanilla JS, no
+// libraries. Every text the server did not render comes from the page's own i18n block.
+"use strict";
+
+const I18N = JSON.parse(document.getElementById("dashboard-i18n").textContent);
+const LANG = document.documentElement.lang || "en";
+const FINISHED = I18N.finished;  // the job statuses after which nothing changes
+const POLL_MS = 1000;
+
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (_, name) => (name in values ? values[name] : ""));
+}
+
+function formatCount(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+// --- times: the server writes UTC; show the reader's own clock ------------------------------------
+
+document.querySelectorAll("time[datetime]").forEach((node) => {
+  const moment = new Date(node.getAttribute("datetime"));
+  if (Number.isNaN(moment.getTime())) return;
+  const pad = (n) => String(n).padStart(2, "0");
+  let text = `${moment.getFullYear()}-${pad(moment.getMonth() + 1)}-${pad(moment.getDate())} ` +
+    `${pad(moment.getHours())}:${pad(moment.getMinutes())}`;
+  if (node.dataset.seconds) text += `:${pad(moment.getSeconds())}`;
+  node.title = node.textContent; // the UTC time, on hover
+  node.textContent = text;
+});
+
+// --- live progress ------------------------------------------------------------------------------
+
+function showProgress(block, job) {
+  const p = job.progress;
+  const percent = p.total ? (100 * p.done) / p.total : job.status === I18N.succeeded ? 100 : 0;
+  const bar = block.querySelector(".progress");
+  bar.className = "progress status-" + job.status;
+  bar.setAttribute("aria-valuenow", Math.floor(percent));
+  block.querySelector(".progress-fill").style.width = percent.toFixed(1) + "%";
+  block.querySelector(".progress-percent").textContent = Math.floor(percent) + "%";
+  block.querySelector(".progress-counts").textContent =
+    fill(I18N.done_of, { done: formatCount(p.done), total: formatCount(p.total) });
+  const failed = block.querySelector(".progress-failed");
+  failed.textContent = fill(I18N.failed_n, { n: formatCount(p.failed) });
+  failed.classList.toggle("hidden", !p.failed);
+  // The job's status badge: in the same table row, or the page heading.
+  const row = block.closest("tr");
+  const badge = (row && row.querySelector(".job-status .badge")) || document.querySelector("#job-status .badge");
+  if (badge) {
+    badge.className = "badge status-" + job.status;
+    badge.dataset.status = job.status;
+    badge.textContent = I18N.status[job.status] || job.status;
+  }
+  const loss = document.querySelector(".live-loss");
+  if (loss && job.detail && typeof job.detail.loss === "number") loss.textContent = job.detail.loss.toFixed(4);
+}
+
+function follow(block) {
+  const url = block.dataset.progressUrl;
+  const tick = async () => {
+    let job;
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.status === 401) { window.location.reload(); return; }
+      if (!response.ok) throw new Error(response.status);
+      job = await response.json();
+    } catch (e) {
+      setTimeout(tick, POLL_MS * 3); // the server restarting or busy: keep trying, more slowly
+      return;
+    }
+    showProgress(block, job);
+    if (!FINISHED.includes(job.status)) {
+      setTimeout(tick, POLL_MS);
+    } else if (block.dataset.reloadOnFinish) {
+      setTimeout(() => window.location.reload(), 400); // show the results table
+    }
+  };
+  setTimeout(tick, POLL_MS);
+}
+
+document.querySelectorAll("[data-progress-url]").forEach(follow);
+
+// --- sortable tables ------------------------------------------------------------------------------
+// Text columns sort with the page language's collation: in Chinese, Intl.Collator("zh-CN")
+// orders by pinyin; the server keeps each label set's own label order.
+
+const collator = new Intl.Collator(LANG, { numeric: true, sensitivity: "base" });
+
+function cellValue(row, index, kind) {
+  const cell = row.children[index];
+  const raw = cell.dataset.value !== undefined ? cell.dataset.value : cell.textContent.trim();
+  if (kind === "number") {
+    const n = parseFloat(raw);
+    return Number.isNaN(n) ? -Infinity : n;
+  }
+  return raw;
+}
+
+document.querySelectorAll("table.sortable").forEach((table) => {
+  table.querySelectorAll("th[data-sort]").forEach((th) => {
+    th.addEventListener("click", () => {
+      const index = Array.from(th.parentNode.children).indexOf(th);
+      const kind = th.dataset.sort;
+      const ascending = !th.classList.contains("asc");
+      table.querySelectorAll("th").forEach((other) => other.classList.remove("asc", "desc"));
+      th.classList.add(ascending ? "asc" : "desc");
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows);
+      rows.sort((a, b) => {
+        const x = cellValue(a, index, kind), y = cellValue(b, index, kind);
+        const order = kind === "number" ? x - y : collator.compare(x, y);
+        return ascending ? order : -order;
+      });
+      rows.forEach((row) => body.appendChild(row));
+    });
+  });
+});
+
+// --- try the model --------------------------------------------------------------------------------
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function scoreBar(value, strong) {
+  const wrap = element("span");
+  const bar = element("span", "score-bar" + (strong ? " strong" : ""));
+  const fillEl = element("span", "score-fill");
+  fillEl.style.width = (100 * value).toFixed(1) + "%";
+  bar.appendChild(fillEl);
+  wrap.appendChild(bar);
+  wrap.appendChild(element("span", "num", value.toFixed(3)));
+  return wrap;
+}
+
+function showPredictions(target, texts, results) {
+  target.replaceChildren();
+  results.forEach((result, i) => {
+    const box = element("div", "try-result");
+    box.appendChild(element("div", "try-text", texts[i]));
+    const labels = element("div");
+    result.labels.forEach((name) => labels.appendChild(element("span", "chip predicted try-label", name)));
+    if (result.needs_review) labels.appendChild(element("span", "badge review-badge", I18N.needs_review));
+    box.appendChild(labels);
+    const ranked = Object.entries(result.scores).sort((a, b) => b[1] - a[1]).slice(0, 5);
+    const grid = element("div", "try-scores");
+    ranked.forEach(([name, value], rank) => {
+      grid.appendChild(element("span", "", name));
+      grid.appendChild(scoreBar(value, rank === 0));
+    });
+    box.appendChild(grid);
+    target.appendChild(box);
+  });
+}
+
+const tryForm = document.getElementById("try-form");
+if (tryForm) {
+  tryForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = document.getElementById("try-submit");
+    const errorBox = document.getElementById("try-error");
+    const output = document.getElementById("try-results");
+    const texts = document.getElementById("try-texts").value.split("\n").map((s) => s.trim()).filter(Boolean)
+      .slice(0, Number(tryForm.dataset.max));
+    errorBox.classList.add("hidden");
+    if (!texts.length) return;
+    button.disabled = true;
+    button.textContent = I18N.working;
+    try {
+      const response = await fetch(tryForm.dataset.url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": window.REFTAG_CSRF },
+        body: JSON.stringify({
+          label_set_id: document.getElementById("try-label-set").value,
+          items: texts.map((text) => ({ text })),
+        }),
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+      showPredictions(output, texts, body.results);
+    } catch (e) {
+      errorBox.textContent = e.message;
+      errorBox.classList.remove("hidden");
+    } finally {
+      button.disabled = false;
+      button.textContent = I18N.submit;
+    }
+  });
+}

@@ -1,0 +1,108 @@
+"""Tag jobs (and reading any job): submit, poll, page or stream results, cancel."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request, stream_with_context
+
+from store import jobs, label_sets, results
+
+from .. import broker, db, interop
+from ..db import read_transaction, transaction
+from ..errors import ApiError
+from ..openapi import operation
+from ..requests import json_body, parse_query, settings, validate
+from .schemas import JobCreate, JobList, JobListQuery, JobOut, ResultsPageOut, ResultsQuery, job_json, result_json
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= 200 and key.isprintable()):
+        raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters",
+                       [{"pointer": "/Idempotency-Key", "in": "header"}])
+    return key
+
+
+@bp.post("")
+@operation("Submit a tag job", tag="jobs", body=JobCreate, responses={202: JobOut}, errors=(404, 409, 503),
+           headers={IDEMPOTENCY_HEADER: "same key + same body → the same job; same key + another body → 409"})
+def create_job():
+    """Items are tagged with the pinned `adapter_version`, else the set's active adapter.
+    An item without `id` gets its position ("0", "1", …). Answers 202 with the job."""
+    raw = json_body()
+    body = validate(JobCreate, raw)
+    with transaction() as session:
+        job, created = jobs.create_tag_job(
+            session, g.tenant_id, body.label_set_id, body.rows(), settings().chunk_size,
+            adapter_version=body.adapter_version, idempotency_key=idempotency_key(),
+            request_hash=jobs.request_fingerprint(raw),
+        )
+        chunks = jobs.chunk_indexes(session, job.id) if created else []
+    if not created:
+        return job_json(job), 202, {"Idempotent-Replayed": "true"}
+    broker.submit_tag(job.id, chunks)
+    return job_json(job), 202
+
+
+@bp.get("")
+@operation("List jobs, newest first", tag="jobs", query=JobListQuery, responses={200: JobList}, errors=(422,))
+def list_jobs():
+    """The tenant's train and tag jobs, newest first: `limit` of them (1-200, default 50),
+    optionally only those of one `label_set_id`, `status` or `type`."""
+    query = parse_query(JobListQuery)
+    with read_transaction() as session:
+        listed = jobs.list_jobs(session, g.tenant_id, query.label_set_id, query.status, query.type, query.limit)
+        return {"jobs": [job_json(job) for job in listed]}
+
+
+@bp.get("/<id:job_id>")
+@operation("Get a job (train or tag)", tag="jobs", responses={200: JobOut}, errors=(404,))
+def get_job(job_id: str):
+    with read_transaction() as session:
+        return job_json(jobs.get_job(session, g.tenant_id, job_id))
+
+
+@bp.get("/<id:job_id>/results")
+@operation("Read a job's results", tag="jobs", query=ResultsQuery, responses={200: ResultsPageOut},
+           response_media={interop.FORMATS[name].media_type: f"?format={name}: every result"
+                           for name in interop.RESULT_FORMATS},
+           errors=(404, 422))
+def job_results(job_id: str):
+    """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
+    until it is null (only once the job has finished and every result was returned; a
+    running job's page stops at the first item not tagged yet). `?format=` streams every
+    result, each with its text, instead: jsonl, csv, label_studio, label_studio_min,
+    label_studio_csv, doccano or argilla (docs/api.md, "Formats")."""
+    query = parse_query(ResultsQuery)
+    if query.format != "json":
+        return export_response(g.tenant_id, job_id, query)
+    with read_transaction() as session:
+        page = results.results_page(session, g.tenant_id, job_id, query.cursor, query.limit)
+        return {"results": [result_json(r) for r in page.results], "next_cursor": page.next_cursor}
+
+
+def export_response(tenant_id: str, job_id: str, query: ResultsQuery) -> Response:
+    """Every result of the tenant's job, each with its text, streamed in `query.format` (what
+    `?format=` answers here and the dashboard's download link serves)."""
+    with read_transaction() as session:
+        job = jobs.get_job(session, tenant_id, job_id)
+        label_set = label_sets.label_set_row(session, tenant_id, job.label_set_id)
+        spec = interop.ExportSpec([label.name for label in label_set.labels], label_set.multi_label,
+                                  query.text_field, query.label_field, query.to_name, query.bom)
+    rows = ({**result_json(r), "text": text}
+            for r, text in results.iter_results_with_texts(db.read_transaction, tenant_id, job_id))
+    form = interop.FORMATS[query.format]
+    return Response(stream_with_context(interop.write_results(form.name, rows, spec)),
+                    mimetype=form.media_type.split(";")[0],
+                    headers={"Content-Disposition": f'attachment; filename="{job_id}.{form.suffix}"'})
+
+
+@bp.post("/<id:job_id>/cancel")
+@operation("Cancel a job", tag="jobs", responses={202: JobOut}, errors=(404, 409))
+def cancel_job(job_id: str):
+    """Workers take no new chunks of a cancelled job; results already written stay readable.
+    409 when the job has already finished."""
+    with transaction() as session:
+        return job_json(jobs.cancel_job(session, g.tenant_id, job_id)), 202

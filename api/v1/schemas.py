@@ -1,0 +1,392 @@
+"""The v1 API's request and response schemas, declared once. Requests are validated with them;
+responses are built through them; `/openapi.json` is generated from them (see api/openapi.py).
+Field types and body parsing shared with the other parts of the web tier are in api/requests.py;
+the training options come from reft_core's own definition (`train_config_schema`)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
+
+from reft_core.config import Option
+from reft_core.config import TrainConfig as CoreTrainConfig
+from service.settings import Settings
+from store.label_sets import LabelSetView
+from store.models import Adapter, Job, JobStatus, JobType, Result, as_utc
+
+from ..errors import invalid
+from ..interop import ExampleFormat, ResultFormat
+from ..requests import (MAX_INT32, ItemId, Name, RequestModel, StoredStr, Text, storable_meta, text_problems,
+                        too_many)
+
+
+# --- training config --------------------------------------------------------------------------
+
+
+def option_type(spec: Option) -> Any:
+    """The JSON type an option takes, with its bounds and choices written into the schema (they
+    are checked by reft_core's own validator, `TrainConfig.problem`)."""
+    limits = {key: value for key, value in (("minimum", spec.ge), ("exclusiveMinimum", spec.gt),
+                                            ("maximum", spec.le), ("pattern", spec.pattern)) if value is not None}
+    if spec.choices is not None:
+        return Literal[spec.choices]  # type: ignore[valid-type]
+    if spec.kind == "layers":
+        index = Annotated[int, Field(json_schema_extra=limits)]
+        return Literal["auto"] | Annotated[list[index], Field(json_schema_extra={"minItems": 1,  # type: ignore[valid-type]
+                                                                                 "maxItems": spec.max_items})]
+    kind = {"int": int, "float": float, "str": str}[spec.kind]
+    return Annotated[kind, Field(json_schema_extra=limits)]
+
+
+def checked_by_reft_core(name: str) -> AfterValidator:
+    def check(value: Any) -> Any:
+        problem = CoreTrainConfig.problem(name, value)
+        if problem:
+            raise PydanticCustomError("invalid_option", "must be {problem}", {"problem": problem})
+        return value
+
+    return AfterValidator(check)
+
+
+class TrainConfigBase(RequestModel):
+    def overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+def train_config_schema() -> type[TrainConfigBase]:
+    """The request schema of training overrides, built from reft_core's `TrainConfig`: every
+    option optional, typed, documented with its default, and validated by reft_core."""
+    fields: dict[str, Any] = {
+        name: (Annotated[option_type(spec), checked_by_reft_core(name)] | None,  # type: ignore[valid-type]
+               Field(None, description=f"{spec.doc} (default: {default!r})"))
+        for name, (spec, default) in CoreTrainConfig.options().items()
+    }
+    return create_model("TrainConfig", __base__=TrainConfigBase,
+                        __doc__="Training overrides; every field optional (defaults in docs/internals.md).", **fields)
+
+
+TrainConfig = train_config_schema()
+
+
+# --- label sets -------------------------------------------------------------------------------
+
+
+class LabelIn(RequestModel):
+    name: Name
+    description: Annotated[StoredStr, Field(max_length=2000)] | None = None
+
+
+class LabelSetCreate(RequestModel):
+    name: Name
+    multi_label: bool = False
+    labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 2})]  # checked in check(), by name
+    config: TrainConfig | None = None
+
+    def check(self, settings: Settings) -> None:
+        if len(self.labels) < 2:
+            raise invalid([{"pointer": "/labels", "type": "too_few_labels",
+                            "message": f"a label set needs at least 2 labels, got {len(self.labels)}"}],
+                          code="too_few_labels")
+        if len(self.labels) > settings.max_labels:
+            raise invalid([{"pointer": "/labels", "type": "too_many_labels",
+                            "message": f"at most {settings.max_labels} labels (REFTAG_MAX_LABELS)"}])
+        seen: set[str] = set()
+        duplicates = []
+        for i, label in enumerate(self.labels):
+            if label.name in seen:
+                duplicates.append({"pointer": f"/labels/{i}/name", "type": "duplicate_label",
+                                   "message": f"label {label.name!r} appears more than once"})
+            seen.add(label.name)
+        if duplicates:
+            raise invalid(duplicates, code="duplicate_labels")
+
+
+class LabelOut(BaseModel):
+    name: str
+    description: str | None
+
+
+class ActiveAdapterOut(BaseModel):
+    version: int
+    metrics: dict[str, Any]
+
+
+class LabelSetOut(BaseModel):
+    id: str
+    name: str
+    multi_label: bool
+    labels: list[LabelOut]
+    config: dict[str, Any]
+    example_count: int
+    active_adapter: ActiveAdapterOut | None
+    created_at: datetime
+
+
+class LabelSetList(BaseModel):
+    label_sets: list[LabelSetOut]
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+class ExampleIn(RequestModel):
+    """One labelled text: `label` for single-label sets, `labels` for multi-label ones (either is
+    accepted for both when it makes sense). Other fields are ignored, so exports load as-is."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={"oneOf": [
+        {"required": ["label"], "properties": {"label": {"type": "string"}}},
+        {"required": ["labels"], "properties": {"labels": {"type": "array"}}},
+    ]})
+
+    text: Text
+    label: Annotated[StoredStr, Field(max_length=200)] | None = None
+    labels: list[Annotated[StoredStr, Field(max_length=200)]] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_label_or_labels(self) -> ExampleIn:
+        if (self.label is None) == (self.labels is None):
+            raise PydanticCustomError("label_required", "give exactly one of `label` or `labels`")
+        return self
+
+    def label_names(self) -> list[str]:
+        return [self.label] if self.label is not None else list(self.labels or [])
+
+
+class ExamplesUpload(RequestModel):
+    examples: Annotated[list[ExampleIn], Field(min_length=1)]
+
+    def check(self, settings: Settings) -> None:
+        if len(self.examples) > settings.max_examples_per_request:
+            raise too_many("examples", len(self.examples), settings.max_examples_per_request,
+                           "/examples", "REFTAG_MAX_EXAMPLES")
+        problems = text_problems([(f"/examples/{i}/text", e.text) for i, e in enumerate(self.examples)], settings)
+        if problems:
+            raise invalid(problems)
+
+    def pairs(self) -> list[tuple[str, list[str]]]:
+        return [(e.text, e.label_names()) for e in self.examples]
+
+
+class RejectedRow(BaseModel):
+    index: int
+    reason: str
+
+
+class ExamplesQuery(BaseModel):
+    """Query parameters of an examples upload."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: ExampleFormat | None = Field(None, description="default: from Content-Type, else json")
+    text_field: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    label_field: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    labels_from: Literal["annotations", "predictions"] = "annotations"
+
+
+class ExamplesAddedOut(BaseModel):
+    added: int
+    duplicates: int
+    rejected: list[RejectedRow]
+
+
+class TrainRequest(RequestModel):
+    config: TrainConfig | None = None
+
+
+# --- adapters ---------------------------------------------------------------------------------
+
+
+class AdapterOut(BaseModel):
+    version: int
+    active: bool
+    metrics: dict[str, Any]
+    param_count: int
+    size_bytes: int
+    checksum: str
+    train_job_id: str | None
+    note: str | None
+    created_at: datetime
+
+
+class AdapterList(BaseModel):
+    adapters: list[AdapterOut]
+    active_version: int | None
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+class JobItemIn(RequestModel):
+    id: ItemId | None = None
+    text: Text
+    meta: Annotated[dict[str, Any] | None, AfterValidator(storable_meta)] = None
+
+
+class JobCreate(RequestModel):
+    label_set_id: Annotated[StoredStr, Field(max_length=64)]
+    items: Annotated[list[JobItemIn], Field(min_length=1)]
+    adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
+
+    def item_ids(self) -> list[str]:
+        return [str(item.id) if item.id is not None else str(i) for i, item in enumerate(self.items)]
+
+    def check(self, settings: Settings) -> None:
+        if len(self.items) > settings.max_job_items:
+            raise too_many("items", len(self.items), settings.max_job_items, "/items", "REFTAG_MAX_JOB_ITEMS")
+        problems = text_problems([(f"/items/{i}/text", item.text) for i, item in enumerate(self.items)], settings)
+        first_seen: dict[str, int] = {}
+        for i, item_id in enumerate(self.item_ids()):
+            if item_id in first_seen:
+                problems.append({"pointer": f"/items/{i}/id", "type": "duplicate_item_id",
+                                 "message": f"item id {item_id!r} is also used by /items/{first_seen[item_id]}"})
+            else:
+                first_seen[item_id] = i
+        if problems:
+            only_duplicates = all(p["type"] == "duplicate_item_id" for p in problems)
+            raise invalid(problems, code="duplicate_item_ids" if only_duplicates else "invalid_request")
+
+    def rows(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        return [(item_id, item.text, item.meta) for item_id, item in zip(self.item_ids(), self.items)]
+
+
+class Progress(BaseModel):
+    total: int
+    done: int
+    failed: int
+
+
+class JobOut(BaseModel):
+    id: str
+    type: JobType
+    status: JobStatus
+    label_set_id: str
+    adapter_version: int | None
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports them")
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label_set_id: Annotated[str, Field(max_length=64)] | None = None
+    status: JobStatus | None = None
+    type: JobType | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class ResultOut(BaseModel):
+    item_id: str
+    labels: list[str]
+    scores: dict[str, float]
+    needs_review: bool
+    adapter_version: int | None
+    error: str | None = None
+
+
+class ResultsPageOut(BaseModel):
+    results: list[ResultOut]
+    next_cursor: str | None
+
+
+class ResultsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    cursor: Annotated[str, Field(max_length=64)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    format: ResultFormat = "json"
+    # Where exports in a tool's format put the text and the label (docs/api.md, "Formats").
+    text_field: Annotated[str, Field(min_length=1, max_length=200)] = "text"
+    label_field: Annotated[str, Field(min_length=1, max_length=200)] = "label"
+    to_name: Annotated[str, Field(min_length=1, max_length=200)] = "text"
+    bom: bool = Field(False, description="CSV: start with a UTF-8 byte order mark (for Excel)")
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+
+class PredictItem(RequestModel):
+    id: ItemId | None = None
+    text: Text
+
+
+class PredictRequest(RequestModel):
+    label_set_id: Annotated[StoredStr, Field(max_length=64)]
+    items: Annotated[list[PredictItem], Field(min_length=1)]
+    adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
+
+    def check(self, settings: Settings) -> None:
+        if len(self.items) > settings.max_predict_items:
+            raise too_many("items", len(self.items), settings.max_predict_items, "/items", "REFTAG_MAX_PREDICT_ITEMS")
+        problems = text_problems([(f"/items/{i}/text", item.text) for i, item in enumerate(self.items)], settings)
+        if problems:
+            raise invalid(problems)
+
+
+class PredictOut(BaseModel):
+    results: list[ResultOut]
+
+
+# --- meta -------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+# --- rows → API JSON (one function per resource) ----------------------------------------------
+
+
+def label_set_json(view: LabelSetView) -> dict[str, Any]:
+    ls, active = view.label_set, view.active_adapter
+    return LabelSetOut(
+        id=ls.id, name=ls.name, multi_label=ls.multi_label,
+        labels=[LabelOut(name=label.name, description=label.description) for label in ls.labels],
+        config=ls.config or {}, example_count=view.example_count,
+        active_adapter=ActiveAdapterOut(version=active.version, metrics=active.metrics or {}) if active else None,
+        created_at=as_utc(ls.created_at),
+    ).model_dump(mode="json")
+
+
+def adapter_json(adapter: Adapter) -> dict[str, Any]:
+    return AdapterOut(
+        version=adapter.version, active=adapter.is_active, metrics=adapter.metrics or {},
+        param_count=adapter.param_count, size_bytes=adapter.size_bytes, checksum=adapter.checksum,
+        train_job_id=adapter.train_job_id, note=adapter.note, created_at=as_utc(adapter.created_at),
+    ).model_dump(mode="json")
+
+
+def job_progress(job: Job) -> Progress:
+    """Tag jobs count items; train jobs count optimizer steps, as the trainer reports them
+    (early stopping may end before the last planned step: a succeeded job shows done = total)."""
+    if job.type == JobType.TRAIN:
+        detail = job.detail or {}
+        total = int(detail.get("total_steps") or 0)
+        done = total if job.status == JobStatus.SUCCEEDED else min(int(detail.get("step") or 0), total)
+        return Progress(total=total, done=done, failed=0)
+    return Progress(total=job.total, done=job.done, failed=job.failed)
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return JobOut(
+        id=job.id, type=job.type, status=job.status, label_set_id=job.label_set_id,
+        adapter_version=job.adapter_version, progress=job_progress(job),
+        created_at=as_utc(job.created_at), started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
+        error=job.error, metrics=job.metrics, detail=job.detail or {},
+    ).model_dump(mode="json")
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    # Plain dict, no model round trip: result exports stream up to max_job_items rows.
+    return {"item_id": result.item_id, "labels": result.labels, "scores": result.scores,
+            "needs_review": result.needs_review, "adapter_version": result.adapter_version, "error": result.error}

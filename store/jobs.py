@@ -1,0 +1,566 @@
+"""A job's whole life: created (train or tag, with a tag job's items and chunks), leased by a
+worker, completed, failed or cancelled, and reconciled when its worker or its message is lost.
+
+The database, not a worker, remembers what is done. Functions that take a `Session` are parts
+of a caller's transaction (the API's request); the others, which workers call, are each one
+transaction. A task that runs twice (a redelivered message, a reconciler's re-enqueue, a worker
+killed after writing) finds its work already recorded and changes nothing.
+
+Leases. A train job or a chunk being worked on holds `lease_expires_at`; the worker extends it
+while it works. Work whose lease ran out is presumed lost and `reconcile()` hands it back to be
+enqueued again. For queued work that no worker has touched, the same column is the deadline by
+which a worker should have picked it up (unset: `created_at` + the lease length), so the
+reconciler re-enqueues a lost message once per lease length, not on every tick. `attempts` counts
+claims; past `max_attempts` the work fails with an error instead of looping forever.
+
+Train jobs use `attempts` as a fencing token too: a worker may extend the lease or report
+progress only while the job still carries the attempt number it claimed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.settings import get_settings
+
+from . import adapters, label_sets, results
+from .db import session_scope
+from .errors import Conflict, Invalid, NotFound
+from .models import Adapter, Chunk, ChunkStatus, Job, JobItem, JobStatus, JobType, LabelSet, Result, as_utc, utcnow
+from .results import ResultRow
+
+
+class LeaseLost(RuntimeError):
+    """The job was cancelled, finished elsewhere, or handed to another worker: stop working on it."""
+
+
+def _expired(lease: datetime | None, now: datetime) -> bool:
+    return lease is None or as_utc(lease) <= now
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+def _finish(job: Job, status: JobStatus, now: datetime, error: dict[str, Any] | None = None) -> None:
+    job.status = status
+    job.finished_at = now
+    job.lease_expires_at = None
+    if error is not None:
+        job.error = error
+
+
+def _failpoint(name: str) -> None:
+    """Test-only. With REFTAG_FAILPOINT=<name>:<file>, touch <file> and stop here until the
+    process is killed: how tests kill a worker at one exact point (inside the transaction that
+    stores an adapter). Nothing sets it outside tests."""
+    point, _, marker = os.environ.get("REFTAG_FAILPOINT", "").partition(":")
+    if point == name:
+        Path(marker).touch()
+        while True:
+            time.sleep(1)
+
+
+# --- creating, reading, cancelling (the API's side) -----------------------------------------------
+
+
+def create_train_job(
+    session: Session, tenant_id: str, label_set_id: str, config: dict[str, Any], min_examples_per_label: int
+) -> Job:
+    """A queued train job. Its `config` is the label set's overrides with the request's on top,
+    merged here once: the job records what it trains with. Refuses while another train job of
+    the set is unfinished, and when any label has fewer than `min_examples_per_label` examples."""
+    label_set = label_sets.label_set_row(session, tenant_id, label_set_id, lock=True)
+    busy = session.scalar(select(Job.id).where(
+        Job.label_set_id == label_set.id, Job.type == JobType.TRAIN, Job.status.in_(JobStatus.unfinished())))
+    if busy:
+        raise Conflict(f"label set {label_set_id!r} is already training (job {busy}); wait for it or cancel it",
+                       [{"job_id": busy}], code="training_in_progress")
+    counts = label_sets.label_example_counts(session, label_set)
+    short = {name: n for name, n in counts.items() if n < min_examples_per_label}
+    if short:
+        listing = ", ".join(f"{name!r} has {n}" for name, n in short.items())
+        raise Invalid(f"too few examples to train: {min_examples_per_label} per label are needed; {listing}",
+                      [{"label": name, "examples": n, "needed": min_examples_per_label} for name, n in short.items()],
+                      code="too_few_examples")
+    job = Job(tenant_id=tenant_id, type=JobType.TRAIN, label_set_id=label_set.id,
+              config={**(label_set.config or {}), **config}, total=label_sets.example_count(session, label_set.id))
+    session.add(job)
+    session.flush()
+    return job
+
+
+def request_fingerprint(body: Any) -> str:
+    """SHA-256 of a request body in canonical JSON: what `Idempotency-Key` compares."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def _job_for_key(session: Session, tenant_id: str, idempotency_key: str, request_hash: str) -> Job | None:
+    job = session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key))
+    if job is not None and job.request_hash != request_hash:
+        raise Conflict("Idempotency-Key was already used with a different request body",
+                       [{"job_id": job.id}], code="idempotency_conflict")
+    return job
+
+
+def create_tag_job(
+    session: Session,
+    tenant_id: str,
+    label_set_id: str,
+    items: Sequence[tuple[str, str, dict[str, Any] | None]],
+    chunk_size: int,
+    adapter_version: int | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> tuple[Job, bool]:
+    """Create a tag job with its items (item_id, text, meta) and chunks of `chunk_size`.
+    Returns (job, created): with an `idempotency_key` already used for the same request the
+    earlier job comes back with created=False; for another request, Conflict."""
+    if idempotency_key is not None:
+        earlier = _job_for_key(session, tenant_id, idempotency_key, request_hash or "")
+        if earlier is not None:
+            return earlier, False
+    adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
+    job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
+              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items))
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer with its job.
+        earlier = _job_for_key(session, tenant_id, idempotency_key or "", request_hash or "")
+        if earlier is None:
+            raise
+        return earlier, False
+    chunks = chunk_of_items([text for _, text, _ in items], chunk_size)
+    session.execute(insert(JobItem), [
+        {"job_id": job.id, "position": i, "item_id": item_id, "text": text, "meta": meta, "chunk": chunks[i]}
+        for i, (item_id, text, meta) in enumerate(items)
+    ])
+    sizes = Counter(chunks)
+    session.execute(insert(Chunk), [{"job_id": job.id, "index": n, "size": sizes[n]} for n in sorted(sizes)])
+    return job, True
+
+
+def chunk_of_items(texts: Sequence[str], chunk_size: int) -> list[int]:
+    """The chunk of each item: items sorted by length, `chunk_size` per chunk.
+
+    A worker sorts a chunk's items by length before batching them, but it can only sort what
+    the chunk holds: chunks cut in submission order mix short and long texts, and every batch
+    pads to its longest (measured: 1.5× slower on a mixed stream). Characters stand in for
+    tokens here, as the web tier has no tokenizer."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    chunks = [0] * len(texts)
+    for rank, i in enumerate(order):
+        chunks[i] = rank // chunk_size
+    return chunks
+
+
+def chunk_indexes(session: Session, job_id: str) -> list[int]:
+    return list(session.scalars(select(Chunk.index).where(Chunk.job_id == job_id).order_by(Chunk.index)))
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    """Remove a job and everything under it (used when its work could not be enqueued)."""
+    for table in (Result, Chunk, JobItem):
+        session.execute(delete(table).where(table.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    return job
+
+
+def list_jobs(session: Session, tenant_id: str, label_set_id: str | None = None, status: str | None = None,
+              job_type: str | None = None, limit: int = 50) -> list[Job]:
+    """The tenant's newest jobs first, optionally of one label set, status or type."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if label_set_id is not None:
+        query = query.where(Job.label_set_id == label_set_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if job_type is not None:
+        query = query.where(Job.type == job_type)
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """Mark a queued or running job cancelled; workers stop taking its chunks. Results already
+    written stay readable."""
+    job = get_job(session, tenant_id, job_id)
+    if job.status in JobStatus.finished():
+        raise Conflict(f"job {job_id!r} has already {job.status}", code="job_finished")
+    _finish(job, JobStatus.CANCELLED, utcnow())
+    session.flush()
+    return job
+
+
+# --- train jobs (the workers' side) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainWork:
+    job_id: str
+    attempt: int
+    tenant_id: str
+    label_set_id: str
+    multi_label: bool
+    label_names: list[str]
+    texts: list[str]
+    labels: list[Any]  # list[str] single-label, list[list[str]] multi-label
+    config: dict[str, Any]
+
+
+def lease_train_job(job_id: str) -> TrainWork | None:
+    """Claim a train job for this worker and read everything training needs.
+
+    None when there is nothing to do: unknown job, already finished or cancelled, held by a live
+    lease elsewhere, or out of attempts (then the job is marked failed)."""
+    settings = get_settings()
+    now = utcnow()
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None or job.type != JobType.TRAIN or job.status in JobStatus.finished():
+            return None
+        if job.status == JobStatus.RUNNING and not _expired(job.lease_expires_at, now):
+            return None
+        job.attempts += 1
+        if job.attempts > settings.max_attempts:
+            _finish(job, JobStatus.FAILED, now, error=_error(
+                "too_many_attempts",
+                f"training was started {settings.max_attempts} times and never finished; "
+                f"last error: {job.detail.get('last_error', 'worker lost')}",
+            ))
+            return None
+        job.status = JobStatus.RUNNING
+        job.lease_expires_at = now + timedelta(seconds=settings.train_lease_seconds)
+        job.started_at = job.started_at or now
+        label_set = s.get_one(LabelSet, job.label_set_id)
+        texts, labels = label_sets.training_examples(s, label_set)
+        return TrainWork(
+            job_id=job.id,
+            attempt=job.attempts,
+            tenant_id=job.tenant_id,
+            label_set_id=label_set.id,
+            multi_label=label_set.multi_label,
+            label_names=[label.name for label in label_set.labels],
+            texts=texts,
+            labels=labels,
+            config=dict(job.config or {}),
+        )
+
+
+def renew_train_lease(job_id: str, attempt: int, detail: dict[str, Any] | None = None) -> None:
+    """Extend the lease (and record progress, if given). Raises LeaseLost when the job is no
+    longer this worker's: cancelled, finished, or re-leased by another attempt."""
+    settings = get_settings()
+    values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=settings.train_lease_seconds)}
+    if detail is not None:
+        values["detail"] = detail
+    with session_scope() as s:
+        hit = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+            .values(**values)
+        ).rowcount  # type: ignore[attr-defined]
+    if not hit:
+        raise LeaseLost(job_id)
+
+
+def complete_train_job(
+    job_id: str,
+    weights: bytes,
+    config_json: str,
+    metrics: dict[str, Any],
+    param_count: int,
+    detail: dict[str, Any] | None = None,
+) -> adapters.StoredAdapter | None:
+    """Store a trained adapter (`adapters.add_version`: the next version, promoted or not) and
+    finish its train job, in one transaction. A job stores at most one adapter (unique
+    `train_job_id`): a retried job that finds its adapter already stored returns it unchanged.
+    None if the job was cancelled or failed meanwhile."""
+    now = utcnow()
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None:
+            return None
+        existing = s.scalar(select(Adapter).where(Adapter.train_job_id == job_id))
+        if existing is not None:
+            return adapters.StoredAdapter(existing.version, existing.is_active, existing.note)
+        if job.status not in JobStatus.unfinished():
+            return None
+        # Lock the label set so that two train jobs finishing at once take turns for a version.
+        label_set = s.get_one(LabelSet, job.label_set_id, with_for_update=True)
+        adapter = adapters.add_version(s, label_set, job_id, weights, config_json, metrics, param_count)
+        job.adapter_version = adapter.version
+        job.metrics = {**metrics, "adapter_version": adapter.version, "activated": adapter.is_active,
+                       "note": adapter.note}
+        if detail is not None:
+            job.detail = detail
+        _finish(job, JobStatus.SUCCEEDED, now)
+        s.flush()
+        _failpoint("store_adapter")  # everything written, nothing committed
+        return adapters.StoredAdapter(adapter.version, adapter.is_active, adapter.note)
+
+
+def fail_train_job(job_id: str, code: str, message: str) -> None:
+    """A train job that cannot succeed however often it is retried (bad config, bad data)."""
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is not None and job.status not in JobStatus.finished():
+            _finish(job, JobStatus.FAILED, utcnow(), error=_error(code, message))
+
+
+def release_train_job(job_id: str, attempt: int, message: str) -> None:
+    """Give a train job back after an error that a retry may not repeat (out of memory, a lost
+    connection): it is queued again and the reconciler re-enqueues it; `attempts` caps retries."""
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None or job.status != JobStatus.RUNNING or job.attempts != attempt:
+            return
+        job.status = JobStatus.QUEUED
+        job.lease_expires_at = utcnow()
+        job.detail = {**(job.detail or {}), "last_error": message}
+
+
+# --- tag jobs' chunks (the workers' side) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    job_id: str
+    index: int
+    attempt: int
+    tenant_id: str
+    label_set_id: str
+    adapter_version: int
+    positions: list[int]
+    item_ids: list[str]
+    texts: list[str]
+
+
+def claim_chunk(job_id: str, index: int) -> ChunkWork | None:
+    """Lease one chunk of a tag job and read its items.
+
+    None when there is nothing to do: the job is cancelled or finished, the chunk is done or
+    failed, or another worker holds a live lease on it. A chunk claimed more than
+    `max_attempts` times fails: each of its items gets a failed result carrying the error."""
+    settings = get_settings()
+    now = utcnow()
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        chunk = s.get(Chunk, (job_id, index), with_for_update=True)
+        if job is None or chunk is None or job.status in JobStatus.finished() or chunk.status in ChunkStatus.finished():
+            return None
+        if chunk.status == ChunkStatus.RUNNING and not _expired(chunk.lease_expires_at, now):
+            return None
+        chunk.attempts += 1
+        if chunk.attempts > settings.max_attempts:
+            error = f"gave up after {settings.max_attempts} attempts: {chunk.error or 'worker lost'}"
+            _fail_chunk_items(s, job, chunk, error, now)
+            return None
+        if job.adapter_version is None:  # the API pins it at submission; never serve "whatever is active now"
+            active = adapters.active_adapter(s, job.label_set_id)
+            job.adapter_version = active.version if active else None
+        chunk.status = ChunkStatus.RUNNING
+        chunk.lease_expires_at = now + timedelta(seconds=settings.chunk_lease_seconds)
+        if job.status == JobStatus.QUEUED:
+            job.status = JobStatus.RUNNING
+        job.started_at = job.started_at or now
+        items = s.execute(
+            select(JobItem.position, JobItem.item_id, JobItem.text)
+            .where(JobItem.job_id == job_id, JobItem.chunk == chunk.index)
+            .order_by(JobItem.position)
+        ).all()
+        return ChunkWork(
+            job_id=job_id,
+            index=index,
+            attempt=chunk.attempts,
+            tenant_id=job.tenant_id,
+            label_set_id=job.label_set_id,
+            adapter_version=job.adapter_version,  # type: ignore[arg-type]
+            positions=[r.position for r in items],
+            item_ids=[r.item_id for r in items],
+            texts=[r.text for r in items],
+        )
+
+
+def write_chunk_results(job_id: str, index: int, rows: list[ResultRow]) -> int:
+    """Write a chunk's results and count them, in one transaction. Results are keyed by
+    (job, position): rows already there are skipped and `done` grows by the rows actually
+    inserted, so a chunk written twice writes and counts once. Returns that number."""
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)  # one writer per job at a time
+        chunk = s.get(Chunk, (job_id, index))
+        if job is None or chunk is None:
+            return 0
+        inserted = results.insert_new(s, job_id, rows)
+        ok = sum(1 for r in inserted if r.error is None)
+        s.execute(update(Job).where(Job.id == job_id).values(
+            done=Job.done + ok, failed=Job.failed + (len(inserted) - ok)
+        ))
+        if chunk.status != ChunkStatus.FAILED:
+            chunk.status = ChunkStatus.DONE
+        chunk.lease_expires_at = None
+        s.flush()
+        _finish_if_complete(s, job, utcnow())
+        return len(inserted)
+
+
+def release_chunk(job_id: str, index: int, error: str) -> None:
+    """Give a chunk back after an error: pending again, with its lease already expired so the
+    reconciler re-enqueues it on its next pass. `attempts` caps the retries."""
+    with session_scope() as s:
+        chunk = s.get(Chunk, (job_id, index), with_for_update=True)
+        if chunk is not None and chunk.status == ChunkStatus.RUNNING:
+            chunk.status = ChunkStatus.PENDING
+            chunk.error = error
+            chunk.lease_expires_at = utcnow()
+
+
+def fail_chunk(job_id: str, index: int, error: str) -> int:
+    """Fail a chunk for good (its adapter is missing or corrupt): every item not yet answered
+    gets a failed result with the error. Returns the number of failed results written."""
+    now = utcnow()
+    with session_scope() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        chunk = s.get(Chunk, (job_id, index), with_for_update=True)
+        if job is None or chunk is None or chunk.status in ChunkStatus.finished():
+            return 0
+        return _fail_chunk_items(s, job, chunk, error, now)
+
+
+def _fail_chunk_items(s: Session, job: Job, chunk: Chunk, error: str, now: datetime) -> int:
+    items = s.execute(
+        select(JobItem.position, JobItem.item_id)
+        .where(JobItem.job_id == job.id, JobItem.chunk == chunk.index)
+    ).all()
+    rows = [ResultRow(r.position, r.item_id, [], {}, True, job.adapter_version, error) for r in items]
+    inserted = results.insert_new(s, job.id, rows)
+    s.execute(update(Job).where(Job.id == job.id).values(failed=Job.failed + len(inserted)))
+    chunk.status = ChunkStatus.FAILED
+    chunk.error = error
+    chunk.lease_expires_at = None
+    s.flush()
+    s.refresh(job)
+    _finish_if_complete(s, job, now)
+    return len(inserted)
+
+
+def _finish_if_complete(s: Session, job: Job, now: datetime) -> None:
+    if job.status in JobStatus.finished():
+        return
+    open_chunks = s.scalar(
+        select(func.count()).select_from(Chunk)
+        .where(Chunk.job_id == job.id, Chunk.status.not_in(ChunkStatus.finished()))
+    )
+    if open_chunks:
+        return
+    s.refresh(job, ["done", "failed", "total"])
+    if job.total and job.failed >= job.total:
+        _finish(job, JobStatus.FAILED, now,
+                error=_error("all_items_failed", "every item of this job failed; see the results"))
+    else:
+        _finish(job, JobStatus.SUCCEEDED, now)
+
+
+# --- reconciling ----------------------------------------------------------------------------------
+
+
+# While workers of a kind are busy, queued work waits this many lease lengths before it is re-sent.
+BUSY_PATIENCE = 10
+
+
+@dataclass
+class Reconciled:
+    chunks: list[tuple[str, int]] = field(default_factory=list)
+    train_jobs: list[str] = field(default_factory=list)
+
+
+def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
+    """Find work to enqueue again, set it back to pending/queued with a new pick-up deadline
+    (so it is returned again only if that deadline passes too), and close tag jobs whose chunks
+    are all finished. The caller enqueues what is returned.
+
+    Work whose lease expired is always returned: the worker holding it is gone. Queued work that
+    no worker picked up within a lease length is returned while no worker of its kind holds a
+    live lease — idle workers with work left over mean the message was lost (a Redis restart, a
+    crash between commit and enqueue). While workers are busy the queue is moving and the message
+    is most likely still in it, behind others: it is re-sent only after `BUSY_PATIENCE` lease
+    lengths, so a queue that never empties cannot starve a job whose message was lost."""
+    settings = get_settings()
+    now = now or utcnow()
+    chunk_wait = timedelta(seconds=settings.chunk_lease_seconds)
+    train_wait = timedelta(seconds=settings.train_lease_seconds)
+    found = Reconciled()
+    unfinished = JobStatus.unfinished()
+    with session_scope() as s:
+        tagging = s.scalar(select(
+            select(Chunk.index).where(Chunk.status == ChunkStatus.RUNNING, Chunk.lease_expires_at >= now).exists()
+        ))
+        patience = chunk_wait * (BUSY_PATIENCE if tagging else 1)
+        lost = [
+            and_(Chunk.status == ChunkStatus.RUNNING, Chunk.lease_expires_at < now),
+            # The pick-up deadline is (when it was set) + chunk_wait.
+            and_(Chunk.status == ChunkStatus.PENDING, Chunk.lease_expires_at < now - patience + chunk_wait),
+            and_(Chunk.status == ChunkStatus.PENDING, Chunk.lease_expires_at.is_(None),
+                 Job.created_at < now - patience),
+        ]
+        lost_chunks = s.execute(
+            select(Chunk)
+            .join(Job, Job.id == Chunk.job_id)
+            .where(Job.status.in_(unfinished), or_(*lost))
+            .order_by(Job.created_at, Chunk.job_id, Chunk.index)
+            .limit(limit)
+        ).scalars().all()
+        for chunk in lost_chunks:
+            chunk.status = ChunkStatus.PENDING
+            chunk.lease_expires_at = now + chunk_wait
+            found.chunks.append((chunk.job_id, chunk.index))
+
+        training = s.scalar(select(
+            select(Job.id).where(Job.type == JobType.TRAIN, Job.status == JobStatus.RUNNING,
+                                 Job.lease_expires_at >= now).exists()
+        ))
+        patience = train_wait * (BUSY_PATIENCE if training else 1)
+        lost = [
+            and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now),
+            and_(Job.status == JobStatus.QUEUED, Job.lease_expires_at < now - patience + train_wait),
+            and_(Job.status == JobStatus.QUEUED, Job.lease_expires_at.is_(None), Job.created_at < now - patience),
+        ]
+        lost_train = s.execute(
+            select(Job).where(Job.type == JobType.TRAIN, or_(*lost)).order_by(Job.created_at).limit(limit)
+        ).scalars().all()
+        for job in lost_train:
+            job.status = JobStatus.QUEUED
+            job.lease_expires_at = now + train_wait
+            found.train_jobs.append(job.id)
+
+        # A tag job whose last chunk finished without closing it (it cannot, but cheap to check).
+        stuck = s.execute(
+            select(Job).where(
+                Job.type == JobType.TAG,
+                Job.status.in_(unfinished),
+                ~select(Chunk.index).where(Chunk.job_id == Job.id,
+                                           Chunk.status.not_in(ChunkStatus.finished())).exists(),
+                select(Chunk.index).where(Chunk.job_id == Job.id).exists(),
+            )
+        ).scalars().all()
+        for job in stuck:
+            _finish_if_complete(s, job, now)
+    return found

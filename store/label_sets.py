@@ -1,0 +1,169 @@
+"""Label sets and their examples. Every function takes a `Session` and leaves the transaction
+to the caller, so that a request's writes commit (or roll back) as one. Everything a tenant
+owns is looked up through `tenant_id`: another tenant's id is simply not found."""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import adapters
+from .errors import MAX_DETAILS, Conflict, Invalid, NotFound
+from .models import Adapter, Example, Label, LabelSet, utcnow
+
+
+@dataclass
+class LabelSetView:
+    """A label set with what its API form needs beside the row."""
+
+    label_set: LabelSet
+    example_count: int
+    active_adapter: Adapter | None
+
+
+def create_label_set(
+    session: Session,
+    tenant_id: str,
+    name: str,
+    labels: Sequence[tuple[str, str | None]],
+    multi_label: bool = False,
+    config: dict[str, Any] | None = None,
+) -> LabelSetView:
+    """`labels` are (name, description) pairs, in score-vector order; the API has checked that
+    there are at least two and that names are distinct."""
+    if session.scalar(select(LabelSet.id).where(LabelSet.tenant_id == tenant_id, LabelSet.name == name)):
+        raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}], code="label_set_exists")
+    label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {})
+    label_set.labels = [Label(name=n, description=d, position=i) for i, (n, d) in enumerate(labels)]
+    session.add(label_set)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request created the same name first
+        raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}],
+                       code="label_set_exists") from None
+    return LabelSetView(label_set, 0, None)
+
+
+def label_set_row(session: Session, tenant_id: str, label_set_id: str, lock: bool = False) -> LabelSet:
+    """The tenant's label set or NotFound; `lock` holds its row until commit (PostgreSQL; SQLite
+    transactions here are serialized anyway) so that checks made under it stay true."""
+    query = select(LabelSet).where(LabelSet.id == label_set_id, LabelSet.tenant_id == tenant_id)
+    label_set = session.scalar(query.with_for_update() if lock else query)
+    if label_set is None:
+        raise NotFound(f"label set {label_set_id!r} not found")
+    return label_set
+
+
+def example_count(session: Session, label_set_id: str) -> int:
+    return session.scalar(select(func.count()).select_from(Example).where(Example.label_set_id == label_set_id)) or 0
+
+
+def get_label_set(session: Session, tenant_id: str, label_set_id: str) -> LabelSetView:
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    return LabelSetView(label_set, example_count(session, label_set.id), adapters.active_adapter(session, label_set.id))
+
+
+def list_label_sets(session: Session, tenant_id: str) -> list[LabelSetView]:
+    label_sets = session.scalars(
+        select(LabelSet).where(LabelSet.tenant_id == tenant_id).order_by(LabelSet.created_at, LabelSet.id)
+    ).all()
+    ids = [ls.id for ls in label_sets]
+    counts = dict(session.execute(  # type: ignore[arg-type]
+        select(Example.label_set_id, func.count()).where(Example.label_set_id.in_(ids)).group_by(Example.label_set_id)
+    ).all())
+    actives = adapters.active_adapters(session, ids)
+    return [LabelSetView(ls, counts.get(ls.id, 0), actives.get(ls.id)) for ls in label_sets]
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ExamplesAdded:
+    added: int
+    duplicates: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def add_examples(
+    session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[str, list[str]]]
+) -> ExamplesAdded:
+    """Add (text, label names) pairs. A text already in the set (or earlier in the same request)
+    counts as a duplicate and keeps its first labels. Any row naming an unknown label — or more
+    than one label in a single-label set — rejects the whole request, every bad row listed."""
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    known = {label.name for label in label_set.labels}
+    problems: list[dict[str, Any]] = []
+    for index, (_text, names) in enumerate(examples):
+        if not label_set.multi_label and len(names) != 1:
+            problems.append({"pointer": f"/examples/{index}/label",
+                             "message": f"a single-label set needs exactly one label, got {len(names)}"})
+        for j, name in enumerate(names):
+            if name not in known:
+                pointer = f"/examples/{index}/labels/{j}" if label_set.multi_label else f"/examples/{index}/label"
+                problems.append({"pointer": pointer, "message": f"unknown label {name!r}", "label": name})
+    if problems:
+        unknown = sorted({p["label"] for p in problems if "label" in p})
+        named = f"; unknown labels: {', '.join(map(repr, unknown[:20]))}" if unknown else ""
+        listed = f", the first {MAX_DETAILS} listed" if len(problems) > MAX_DETAILS else ""
+        raise Invalid(f"{len(problems)} problem(s) in the examples{listed}, nothing was stored{named} "
+                      f"(the set's labels: {', '.join(label.name for label in label_set.labels[:50])})",
+                      problems[:MAX_DETAILS], code="invalid_examples")
+
+    by_hash: dict[str, tuple[str, list[str]]] = {}
+    for text, names in examples:
+        by_hash.setdefault(text_hash(text), (text, list(dict.fromkeys(names))))
+    existing: set[str] = set()
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        existing.update(session.scalars(select(Example.text_hash).where(
+            Example.label_set_id == label_set.id, Example.text_hash.in_(hashes[start:start + 500]))))
+    rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "created_at": utcnow()}
+            for h, (text, names) in by_hash.items() if h not in existing]
+    if rows:
+        try:
+            session.execute(insert(Example), rows)
+        except IntegrityError:  # a concurrent upload stored some of the same texts first
+            raise Conflict("another upload to this label set stored some of these texts at the same time; "
+                           "send the request again (texts already stored count as duplicates)",
+                           code="concurrent_upload") from None
+    return ExamplesAdded(added=len(rows), duplicates=len(examples) - len(rows))
+
+
+def relabel_example(session: Session, tenant_id: str, label_set_id: str, text: str, labels: Sequence[str]) -> bool:
+    """Give the stored example of `text` these labels (a person corrected them; the names were
+    checked by add_examples). True when they changed."""
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    example = session.scalar(select(Example).where(Example.label_set_id == label_set.id,
+                                                   Example.text_hash == text_hash(text)))
+    names = list(dict.fromkeys(labels))
+    if example is None or example.labels == names:
+        return False
+    example.labels = names
+    return True
+
+
+def label_example_counts(session: Session, label_set: LabelSet) -> dict[str, int]:
+    """How many examples carry each label (every label of the set, zero included)."""
+    counts: Counter[str] = Counter()
+    for names in session.scalars(select(Example.labels).where(Example.label_set_id == label_set.id)):
+        counts.update(names)
+    return {label.name: counts.get(label.name, 0) for label in label_set.labels}
+
+
+def training_examples(session: Session, label_set: LabelSet) -> tuple[list[str], list[Any]]:
+    """Every example of the set, oldest first: texts, and labels as training takes them (one
+    name per text for single-label sets, a list of names for multi-label ones)."""
+    rows = session.execute(
+        select(Example.text, Example.labels).where(Example.label_set_id == label_set.id).order_by(Example.id)
+    ).all()
+    return [r.text for r in rows], [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows]
