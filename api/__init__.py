@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, g, has_request_context, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import BaseConverter
 
 from service import logs
@@ -19,6 +20,13 @@ from . import auth, cli, db, errors
 from .interop import label_studio_backend
 from .ui import dashboard
 from .v1 import jobs, label_sets, meta, metrics, predict
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Keys in the order the code writes them; Chinese as Chinese, not as escapes."""
+
+    sort_keys = False
+    ensure_ascii = False
 
 
 class IdConverter(BaseConverter):
@@ -45,8 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["REFTAG_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.converters["id"] = IdConverter
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json = JsonProvider(app)
     logs.configure("web")  # under gunicorn; a test runner or host app that set up logging keeps theirs
     logs.add_context_provider(request_log_fields)
     logging.getLogger("reftag").setLevel(logging.INFO)

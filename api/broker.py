@@ -4,8 +4,9 @@ never leaves a job behind that nobody will run."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import celery.exceptions
 
@@ -73,7 +74,8 @@ def predict_batches(tenant_id: str, label_set_id: str, adapter_version: int | No
     """Every batch sent to the `predict` queue at once, then the answers collected in order:
     idle predict workers share the batches and no batch waits for the one before it to be
     sent. Each answer may take `timeout` seconds after the one before it."""
-    pending = [celery_app.celery_app.send_task(celery_app.PREDICT, args=[tenant_id, label_set_id, adapter_version, texts])
+    pending = [celery_app.celery_app.send_task(celery_app.PREDICT,
+                                               args=[tenant_id, label_set_id, adapter_version, texts])
                for texts in batches]
     try:
         return [async_result.get(timeout=timeout) for async_result in pending]

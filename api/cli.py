@@ -5,10 +5,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from service.settings import ROOT, get_settings
 from store import tenants
 from store.errors import StoreError
 from store.migrate import upgrade
-from service.settings import ROOT, get_settings
 
 from .db import transaction
 

@@ -5,7 +5,7 @@ app's settings (so tests and deployments can point one app at its own database).
 only read: on SQLite it never queues behind a worker's write, and it refuses to write."""
 from __future__ import annotations
 
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 from flask import Flask, current_app
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,11 +20,11 @@ def init_app(app: Flask) -> None:
     app.extensions["reftag_read_sessions"] = sessionmaker(bind=engine_for(url, readonly=True), expire_on_commit=False)
 
 
-def transaction() -> ContextManager[Session]:
+def transaction() -> AbstractContextManager[Session]:
     """Commit on success, roll back on any error."""
     return store_transaction(current_app.extensions["reftag_sessions"])
 
 
-def read_transaction() -> ContextManager[Session]:
+def read_transaction() -> AbstractContextManager[Session]:
     """A read-only transaction (a consistent snapshot; any write in it fails)."""
     return store_transaction(current_app.extensions["reftag_read_sessions"])

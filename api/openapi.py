@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .errors import ErrorOut
 
@@ -55,16 +56,17 @@ def operation(
     `body_media`/`response_media` name extra media types (media type → description)."""
 
     def mark(view: Callable) -> Callable:
-        view.openapi = dict(summary=summary, tag=tag, responses=responses, body=body, body_media=body_media or {},
-                            response_media=response_media or {}, query=query, errors=errors,
-                            headers=headers or {}, public=public, doc=inspect.cleandoc(view.__doc__ or ""))
+        view.openapi = dict(  # type: ignore[attr-defined]
+            summary=summary, tag=tag, responses=responses, body=body, body_media=body_media or {},
+            response_media=response_media or {}, query=query, errors=errors, headers=headers or {}, public=public,
+            doc=inspect.cleandoc(view.__doc__ or ""))
         return view
 
     return mark
 
 
-def _models(app: Flask) -> list[tuple[type[BaseModel], str]]:
-    found: list[tuple[type[BaseModel], str]] = [(ErrorOut, "serialization")]
+def _models(app: Flask) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    found: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization")]
     for view in app.view_functions.values():
         spec = getattr(view, "openapi", None)
         if not spec:
@@ -86,7 +88,7 @@ def document(app: Flask) -> dict[str, Any]:
             "body_media": {}, "response_media": {}, "query": None, "errors": (), "headers": {}, "public": True,
             "doc": ""}
         path = PARAM.sub(r"{\2}", rule.rule)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(rule, spec, refs)
     return {
         "openapi": "3.1.0",
@@ -138,7 +140,7 @@ def _operation(rule: Any, spec: dict[str, Any], refs: dict[Any, Any]) -> dict[st
         else:
             responses[str(status)] = {"description": model}
     error_ref = {JSON: {"schema": refs[(ErrorOut, "serialization")]}}
-    common = () if spec["public"] else (401,)
+    common: tuple[int, ...] = () if spec["public"] else (401,)
     if spec["body"]:
         common += (400, 413, 422)
     for status in sorted(set(common + spec["errors"])):

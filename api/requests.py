@@ -5,7 +5,8 @@ which reports every problem with a JSON pointer."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Iterator
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from flask import current_app, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -161,6 +162,7 @@ def parse_query(model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(request.args.to_dict())
     except ValidationError as e:
-        details = [{"pointer": json_pointer(tuple(err["loc"])), "in": "query", "message": err["msg"], "type": err["type"]}
+        details = [{"pointer": json_pointer(tuple(err["loc"])), "in": "query", "message": err["msg"],
+                    "type": err["type"]}
                    for err in e.errors(include_url=False, include_input=False)]
         raise invalid(details) from None

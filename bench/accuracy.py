@@ -35,8 +35,21 @@ from reft_core import Base, Tagger, load_base, train
 from reft_core.metrics import main_score, tune_thresholds
 from reft_core.training import split_held_out
 
-from .common import (DEFAULTS, Dataset, command_line, encode, finetune, finetuned_probs, load_dataset, machine,
-                     markdown_table, mean_pooled, probs_from_predictions, test_metrics, write_json)
+from .common import (
+    DEFAULTS,
+    Dataset,
+    command_line,
+    encode,
+    finetune,
+    finetuned_probs,
+    load_dataset,
+    machine,
+    markdown_table,
+    mean_pooled,
+    probs_from_predictions,
+    test_metrics,
+    write_json,
+)
 
 DATASETS = ["sst2", "ag_news", "goemotions", "tnews"]
 METHODS = ["probe", "lora", "full", "loreft", "direft", "red"]
@@ -187,8 +200,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = [int(x) for x in args.seeds.split(",")]
     payload = {"command": command, "machine": machine(), "base": base.name,
                "settings": {"train_rows": args.train_rows, "test_rows": args.test_rows, "epochs": args.epochs or
-                            DEFAULTS.epochs, "baseline_head_lr": args.baseline_head_lr, "patience": DEFAULTS.patience, "batch_size": DEFAULTS.batch_size,
-                            "max_length": DEFAULTS.max_length, "seeds": seeds}, "results": results}
+                            DEFAULTS.epochs, "baseline_head_lr": args.baseline_head_lr, "patience": DEFAULTS.patience,
+                            "batch_size": DEFAULTS.batch_size, "max_length": DEFAULTS.max_length, "seeds": seeds},
+               "results": results}
     for name in args.data.split(","):
         data = load_dataset(name, args.train_rows, args.test_rows)
         results[name] = {}

@@ -42,11 +42,12 @@ def main() -> None:
 
     params = adapter.param_count
     print(f"command: python -m bench.reft_core {' '.join(sys.argv[1:])}")
-    print("| data | train rows | test rows | accuracy | intervention params | head params | adapter bytes | train s | epochs | tag items/s |")
+    print("| data | train rows | test rows | accuracy | intervention params | head params | adapter bytes | train s "
+          "| epochs | tag items/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.data} | {len(train_rows)} | {len(test_rows)} | {correct / len(test_rows):.4f} | {params['intervention']} "
-          f"| {params['head']} | {adapter.size_bytes()} | {train_seconds:.1f} | {adapter.metrics['epochs_run']} "
-          f"| {len(texts) / tag_seconds:.0f} |")
+    print(f"| {args.data} | {len(train_rows)} | {len(test_rows)} | {correct / len(test_rows):.4f} "
+          f"| {params['intervention']} | {params['head']} | {adapter.size_bytes()} | {train_seconds:.1f} "
+          f"| {adapter.metrics['epochs_run']} | {len(texts) / tag_seconds:.0f} |")
     print("held-out:", json.dumps({k: adapter.metrics[k] for k in ("accuracy", "macro_f1", "loss_curve")}))
 
 

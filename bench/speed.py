@@ -32,16 +32,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from reft_core import Adapter, Base, Tagger, load_base, train
 from reft_core.heads import default_pooling
 
-from .common import (DEFAULTS, EVAL_BATCH, EVAL_MAX_LENGTH, OUT_DIR, command_line, encode, finetune, load_dataset, machine,
-                     markdown_table, mean_pooled, write_json)
+from .common import (
+    DEFAULTS,
+    EVAL_BATCH,
+    EVAL_MAX_LENGTH,
+    OUT_DIR,
+    command_line,
+    encode,
+    finetune,
+    load_dataset,
+    machine,
+    markdown_table,
+    mean_pooled,
+    write_json,
+)
 from .data import read_jsonl
 
 PARTS = ("train", "tag", "mixed", "memory")

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             r = run(base, data, overrides if seed is None else {**overrides, "seed": seed})
             r["data"] = args.data
             results.append(r)
-            print(json.dumps({k: r[k] for k in ("config", "test", "held_out", "params", "epochs_run", "train_seconds")}),
+            print(json.dumps({k: r[k] for k in ("config", "test", "held_out", "params", "epochs_run",
+                                                "train_seconds")}),
                   flush=True)
             with open(OUT_DIR / "sweep.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")

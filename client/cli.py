@@ -61,7 +61,7 @@ class Session:
     @property
     def client(self) -> ReftagClient:
         if self._client is None:
-            url = config.resolve("url", self.url_flag, "--url").value
+            url = config.server_url(self.url_flag)
             key = config.resolve("key", self.key_flag, "--key").value
             if not key:
                 fail("no API key: pass --key, set REFTAG_KEY, or run `reftag login`")
@@ -126,7 +126,7 @@ pass_session = click.make_pass_decorator(Session)
 @pass_session
 def login(session: Session, login_url: str | None, login_key: str | None) -> None:
     """Check a server URL and API key, and save them in the config file."""
-    url = config.resolve("url", login_url or session.url_flag, "--url").value
+    url = config.server_url(login_url or session.url_flag)
     key = login_key or session.key_flag or click.prompt("API key", hide_input=True)
     count = len(ReftagClient(url, key).label_sets())
     path = config.write_file({"url": url, "key": key})
@@ -326,7 +326,8 @@ def activate_adapter(session: Session, version: int, label_set_ref: str | None) 
 @click.argument("path", metavar="FILE")
 @label_set_option
 @click.option("--wait", is_flag=True, help="follow the job with a progress bar until it ends")
-@click.option("-o", "--output", metavar="OUT", help="write the results here when done (.csv: CSV, else JSONL; implies --wait)")
+@click.option("-o", "--output", metavar="OUT",
+              help="write the results here when done (.csv: CSV, else JSONL; implies --wait)")
 @output_format_option
 @click.option("--adapter-version", type=int, help="tag with this adapter version (default: the active one)")
 @click.option("--text-field", default="text", show_default=True, help="field/column holding the text")

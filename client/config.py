@@ -60,6 +60,11 @@ class Setting:
     source: str  # "--url", "REFTAG_URL", the config file's path, or "default"
 
 
+def server_url(flag_value: str | None) -> str:
+    """The server to talk to: the flag, REFTAG_URL, the config file, else the default."""
+    return resolve("url", flag_value, "--url").value or DEFAULT_URL
+
+
 def resolve(name: str, flag_value: str | None, flag: str) -> Setting:
     if flag_value:
         return Setting(flag_value, flag)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def summarize_results(path: Path, file_format: str) -> ResultSummary:
     """Counts per label, needing review and failed, from a results file the API wrote."""
     summary = ResultSummary()
     with open(path, encoding="utf-8", newline="") as f:
+        rows: Iterable[dict[str, Any]]
         if file_format == "csv":
             rows = ({"labels": _csv_labels(r["labels"]), "needs_review": r["needs_review"] == "true",
                      "error": r["error"] or None} for r in csv.DictReader(f))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import requests
 
@@ -86,7 +87,8 @@ class ReftagClient:
         return self.post("/v1/label-sets", {"name": name, "multi_label": multi_label,
                                             "labels": [{"name": label} for label in labels]})
 
-    def add_examples(self, label_set_id: str, body: bytes, content_type: str, file_format: str | None) -> dict[str, Any]:
+    def add_examples(self, label_set_id: str, body: bytes, content_type: str,
+                     file_format: str | None) -> dict[str, Any]:
         """Upload a file as it is: the API reads JSON, JSONL, CSV (and whatever `format` names)."""
         params = {"format": file_format} if file_format else None
         return self.request("POST", f"/v1/label-sets/{label_set_id}/examples", data=body, params=params,
@@ -130,7 +132,8 @@ class ReftagClient:
             yield from response.iter_content(chunk_size=64 * 1024)
 
     def predict(self, label_set_id: str, texts: list[str]) -> list[dict[str, Any]]:
-        return self.post("/v1/predict", {"label_set_id": label_set_id, "items": [{"text": t} for t in texts]})["results"]
+        return self.post("/v1/predict", {"label_set_id": label_set_id,
+                                         "items": [{"text": t} for t in texts]})["results"]
 
 
 def _api_error(response: requests.Response) -> ApiError:

@@ -23,7 +23,8 @@ _LAZY = {
     "train": "training",
 }
 
-__all__ = ["ReftConfigError", "TrainConfig", *_LAZY]
+__all__ = ["Adapter", "AdapterConfig", "AdapterMismatchError", "Base", "DiReFT", "LoReFT", "Prediction", "RED",
+           "REGISTRY", "ReftConfigError", "Tagger", "TrainConfig", "load_base", "train"]
 
 if TYPE_CHECKING:
     from .adapter import Adapter, AdapterConfig, AdapterMismatchError, Prediction

@@ -90,7 +90,8 @@ class AdapterConfig:
         known["base_model"] = BaseModelInfo(**raw["base_model"])
         # Adapters saved before a training option existed load with that option's default.
         options = TrainConfig.options()
-        known["train_config"] = TrainConfig(**{k: v for k, v in (raw.get("train_config") or {}).items() if k in options})
+        known["train_config"] = TrainConfig(**{k: v for k, v in (raw.get("train_config") or {}).items()
+                                                if k in options})
         return cls(**known)
 
 

@@ -11,14 +11,18 @@ Only our own hooks are added and removed; hooks others put on the model are left
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .base import Base
 from .positions import edited_cells
+
+if TYPE_CHECKING:
+    from .adapter import Adapter
 
 
 class Edits:
@@ -29,7 +33,7 @@ class Edits:
     group's intervention and written back with a single index_put.
     """
 
-    def __init__(self, groups: Sequence[tuple[object, torch.Tensor | None]], mask: torch.Tensor):
+    def __init__(self, groups: Sequence[tuple[Adapter, torch.Tensor | None]], mask: torch.Tensor):
         self.by_layer: dict[int, list[tuple[nn.Module, torch.Tensor, torch.Tensor]]] = {}
         for adapter, rows in groups:
             sub_mask = mask if rows is None else mask[rows]
@@ -66,13 +70,13 @@ class _HandOn(nn.Module):
         super().__init__()
         self.state, self.as_tuple = state, as_tuple
 
-    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         out = hidden_states if self.state is None else self.state
         return (out,) if self.as_tuple else out
 
 
-def _model_inputs(base: Base, input_ids: torch.Tensor, mask: torch.Tensor) -> dict:
-    inputs = {"input_ids": input_ids, "attention_mask": mask}
+def _model_inputs(base: Base, input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
     if base.family == "decoder":
         # Positions count real tokens only, so left padding gives the same states as none.
         inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -80,8 +84,11 @@ def _model_inputs(base: Base, input_ids: torch.Tensor, mask: torch.Tensor) -> di
     return inputs
 
 
-def _edit_hook(edits: Edits, layer: int):
-    def hook(_module, _args, output):
+Hook = Callable[[nn.Module, Any, Any], Any]
+
+
+def _edit_hook(edits: Edits, layer: int) -> Hook:
+    def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
         if isinstance(output, tuple):
             return (edits.apply(layer, output[0]),) + output[1:]
         return edits.apply(layer, output)
@@ -106,7 +113,7 @@ def encode_prefix(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, upto:
     """Output of block `upto` (no edits): everything below the lowest intervened layer."""
     captured: list[torch.Tensor] = []
 
-    def hook(_module, _args, output):
+    def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
         base.block_returns_tuple = isinstance(output, tuple)
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward  # the blocks above are not needed
@@ -137,8 +144,9 @@ def run_from(base: Base, hidden: torch.Tensor, start: int, input_ids: torch.Tens
 
 def run_full(base: Base, input_ids: torch.Tensor, mask: torch.Tensor, edits: Edits | None = None) -> torch.Tensor:
     """Last hidden state of a plain forward pass with `edits` hooked onto their blocks."""
+    edits = edits if edits is not None else Edits([], mask)
     with base.lock, ExitStack() as stack:
-        for layer in (edits.layers if edits else []):
+        for layer in edits.layers:
             stack.enter_context(base.blocks[layer].register_forward_hook(_edit_hook(edits, layer)))
         with base.autocast:
             return base.model(**_model_inputs(base, input_ids, mask)).last_hidden_state

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def find_blocks(model: nn.Module) -> nn.ModuleList:
+def find_blocks(model: PreTrainedModel) -> nn.ModuleList:
     """The model's stack of transformer blocks: the longest ModuleList whose length is the
     configured layer count (encoder.layer for BERT-likes, layers for Llama-likes, h for GPT-2)."""
     num_layers = model.config.num_hidden_layers
@@ -34,7 +35,7 @@ def find_blocks(model: nn.Module) -> nn.ModuleList:
     return candidates[0]
 
 
-def fingerprint(model: nn.Module) -> str:
+def fingerprint(model: PreTrainedModel) -> str:
     """SHA-256 over the architecture and every weight tensor's name, shape, sum and first values."""
     digest = hashlib.sha256()
     config = model.config
@@ -80,11 +81,12 @@ class Base:
     def from_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str,
                    device: str | torch.device = "auto") -> Base:
         device = resolve_device(device)
-        return cls(model=model.to(device), tokenizer=tokenizer, name=name, device=device)
+        nn.Module.to(model, device)  # in place (transformers' own `to` is typed for dtypes only)
+        return cls(model=model, tokenizer=tokenizer, name=name, device=device)
 
     @property
     def hidden_size(self) -> int:
-        return self.model.config.hidden_size
+        return int(self.model.config.hidden_size)
 
     @property
     def num_layers(self) -> int:
@@ -92,16 +94,17 @@ class Base:
 
     @property
     def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
+        return int(self.tokenizer.pad_token_id)
 
     @property
     def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA (weights, R and optimizer state stay fp32); a no-op on CPU."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
-    def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
-        return self.tokenizer(list(texts), truncation=True, max_length=max_length,
-                              add_special_tokens=True)["input_ids"]
+    def tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=max_length,
+                                              add_special_tokens=True)["input_ids"]
+        return ids
 
     def pad(self, ids: list[list[int]], side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
         """Token id lists → (input_ids, attention_mask) on the device, padded to the longest."""

@@ -58,7 +58,8 @@ class Option:
             if not isinstance(value, str) or (self.pattern and not re.match(self.pattern, value)):
                 return f"a string matching {self.pattern}"
             return None
-        number_ok = _is_int(value) if self.kind == "int" else isinstance(value, (int, float)) and not isinstance(value, bool)
+        number_ok = _is_int(value) if self.kind == "int" else (isinstance(value, (int, float))
+                                                               and not isinstance(value, bool))
         if not number_ok or (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt) \
                 or (self.le is not None and value > self.le):
             return f"{'an integer' if self.kind == 'int' else 'a number'} {self.range_text()}"
@@ -128,7 +129,7 @@ class TrainConfig:
     @classmethod
     def options(cls) -> dict[str, tuple[Option, Any]]:
         """Every option: name → (what it accepts, its default)."""
-        return {f.name: (f.metadata["option"], f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+        return {f.name: (f.metadata["option"], f.default if f.default_factory is MISSING else f.default_factory())
                 for f in fields(cls)}
 
     @classmethod
@@ -162,7 +163,7 @@ class TrainConfig:
                 raise ReftConfigError(name, problem)
 
     def resolve_layers(self, num_layers: int) -> list[int]:
-        if self.layers == "auto":
+        if isinstance(self.layers, str):  # "auto"
             # The upper half but the top block: the frozen lower half is computed once and
             # cached, and an edit needs the abstract upper representations. Not the top block's
             # output: edited at every position and then pooled, an affine edit there is only an

@@ -50,7 +50,8 @@ class OrthonormalRows(nn.Module):
 class LoReFT(Intervention):
     """LoReFT (Wu et al. 2024): Φ(h) = h + Rᵀ(Wh + b − Rh).
 
-    R (r×d) has orthonormal rows, kept so through training by a QR parametrization; W (r×d) and b (r) are learned. Starts at W = R, b = 0, i.e. Φ(h) = h.
+    R (r×d) has orthonormal rows, kept so through training by a QR parametrization; W (r×d) and b (r) are learned.
+    Starts at W = R, b = 0, i.e. Φ(h) = h.
     """
 
     kind = "loreft"

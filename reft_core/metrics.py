@@ -1,6 +1,8 @@
 """Held-out scores: accuracy, macro-/micro-F1, per-label P/R/F1, confusion, thresholds."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .config import main_metric
@@ -13,14 +15,14 @@ def _prf(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> tuple[torch.Te
     return precision, recall, f1
 
 
-def _per_label(names: list[str], tp, fp, fn) -> dict[str, dict[str, float]]:
+def _per_label(names: list[str], tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> dict[str, dict[str, float]]:
     precision, recall, f1 = _prf(tp, fp, fn)
     return {n: {"precision": round(precision[i].item(), 4), "recall": round(recall[i].item(), 4),
                 "f1": round(f1[i].item(), 4), "support": int((tp[i] + fn[i]).item())}
             for i, n in enumerate(names)}
 
 
-def single_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str]) -> dict:
+def single_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str]) -> dict[str, Any]:
     """probs (N, C), truth (N,) label indices."""
     pred = probs.argmax(-1)
     k = len(names)
@@ -38,7 +40,8 @@ def single_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[s
     }
 
 
-def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str], thresholds: list[float]) -> dict:
+def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str],
+                        thresholds: list[float]) -> dict[str, Any]:
     """probs (N, C), truth (N, C) in {0, 1}."""
     pred = probs >= torch.tensor(thresholds, dtype=probs.dtype)
     gold = truth.bool()
@@ -56,9 +59,9 @@ def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[st
     }
 
 
-def main_score(metrics: dict, multi_label: bool) -> float:
+def main_score(metrics: dict[str, Any], multi_label: bool) -> float:
     """The one number adapters are compared by (`config.main_metric`)."""
-    return metrics[main_metric(multi_label)]
+    return float(metrics[main_metric(multi_label)])
 
 
 def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:

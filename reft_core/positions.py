@@ -32,5 +32,6 @@ def edited_cells(mask: torch.Tensor, positions: tuple[int, int] | None) -> tuple
     """The cells an adapter with `positions` (see `config.parse_positions`) edits: every real
     token when None, else the first and last ones."""
     if positions is None:
-        return mask.bool().nonzero(as_tuple=True)
+        rows, cols = mask.bool().nonzero(as_tuple=True)
+        return rows, cols
     return select_positions(mask, *positions)

@@ -1,14 +1,14 @@
 """Batched, length-bucketed prediction; one pass may mix rows of different adapters."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn.utils import parametrize
 
 from .adapter import Adapter, Prediction
-from .base import Base
 from .attach import Edits, encode_prefix, run_from
+from .base import Base
 
 
 class Tagger:
@@ -52,7 +52,8 @@ class Tagger:
                     out[i] = p
         return out  # type: ignore[return-value]
 
-    def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int], ids: list[list[int]]) -> list[Prediction]:
+    def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int],
+                   ids: list[list[int]]) -> list[Prediction]:
         base = self.base
         unique = list(dict.fromkeys(batch_texts))
         slot = {t: i for i, t in enumerate(unique)}

@@ -11,18 +11,19 @@ import os
 import random
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .adapter import Adapter
+from .attach import Edits, encode_prefix, run_from, run_full
 from .base import Base
 from .config import ReftConfigError, TrainConfig
 from .heads import default_pooling, scores_from_logits
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
-from .attach import Edits, encode_prefix, run_from, run_full
 
 Progress = Callable[[dict[str, Any]], None]
 CACHE_BUDGET_BYTES = int(os.environ.get("REFT_CACHE_BUDGET_BYTES", 2 * 1024**3))
@@ -42,6 +43,7 @@ class HiddenCache:
         shape = (int(self.offsets[-1]), base.hidden_size)
         nbytes = shape[0] * shape[1] * 4
         self._file = None
+        self.store: np.ndarray[Any, np.dtype[np.float32]]
         if nbytes > budget_bytes:
             self._file = tempfile.NamedTemporaryFile(prefix="reft-cache-", suffix=".f32")
             self.store = np.memmap(self._file.name, dtype=np.float32, mode="w+", shape=shape)
@@ -66,7 +68,7 @@ class HiddenCache:
         return input_ids, mask, hidden.to(self.base.device)
 
 
-def _encode_labels(labels: Sequence, label_names: list[str], multi_label: bool) -> torch.Tensor:
+def _encode_labels(labels: Sequence[Any], label_names: list[str], multi_label: bool) -> torch.Tensor:
     index = {name: i for i, name in enumerate(label_names)}
     rows = [[row] if isinstance(row, str) else list(row) for row in labels]
     unknown = sorted({name for row in rows for name in row if name not in index})
@@ -134,7 +136,8 @@ def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: S
     return adapter.head(last, mask)
 
 
-def _evaluate(adapter: Adapter, cache: HiddenCache, start: int, rows: list[int], batch_size: int) -> torch.Tensor:
+def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int],
+              batch_size: int) -> torch.Tensor:
     adapter.eval()
     with torch.no_grad(), torch.nn.utils.parametrize.cached():
         logits = [_forward(adapter, cache, start, rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
@@ -148,7 +151,7 @@ def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict
     return single_label_metrics(probs, truth, adapter.label_names)
 
 
-def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[str], multi_label: bool = False,
+def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str], multi_label: bool = False,
           config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
           cache_prefix: bool = True, length_buckets: bool = True) -> Adapter:
     """Train an adapter; its `metrics` are measured on a held-out split of the examples.
@@ -187,7 +190,10 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
 
-    best_score, best_state, stale, step = -1.0, None, 0, 0
+    # -inf: the first epoch is always the best so far, whatever its score (with no held-out
+    # rows the score is minus the training loss, which may stay below -1 for a long time).
+    best_score, stale, step = -math.inf, 0, 0
+    best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
     loss_curve: list[float] = []
     adapter.train()
     for epoch in range(cfg.epochs):
@@ -206,7 +212,8 @@ def train(base: Base, texts: Sequence[str], labels: Sequence, label_names: list[
             if progress:
                 elapsed = time.perf_counter() - t0
                 progress({"step": step, "total_steps": total_steps, "epoch": epoch + 1, "epochs": cfg.epochs,
-                          "loss": round(loss.item(), 5), "eta_seconds": round(elapsed / step * (total_steps - step), 1)})
+                          "loss": round(loss.item(), 5),
+                          "eta_seconds": round(elapsed / step * (total_steps - step), 1)})
         loss_curve.append(round(epoch_loss / max(1, len(train_rows)), 5))
         score = main_score(_metrics(adapter, _evaluate(adapter, cache, start, eval_rows, 128), targets[eval_rows]),
                            multi_label) if eval_rows else -loss_curve[-1]

@@ -20,9 +20,11 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, TextIO
 
 from .settings import get_settings
 
@@ -35,7 +37,8 @@ GUNICORN_LOGGERS = ("gunicorn.error", "gunicorn.access")
 # What every LogRecord has; anything else on a record came from `extra=` and is written out.
 STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
-_context: ContextVar[dict[str, Any]] = ContextVar("reftag_log_context", default={})
+# The default is read-only: bind() and reset() always set a new dict, never change the one there.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("reftag_log_context", default=MappingProxyType({}))
 _providers: list[Callable[[], dict[str, Any]]] = []
 
 
@@ -83,7 +86,7 @@ class ContextFilter(logging.Filter):
 
 
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,9 +123,9 @@ def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
     D duration in microseconds)."""
     fields: dict[str, Any] = {"method": atoms.get("m"), "path": atoms.get("U")}
     try:
-        fields["status"] = int(atoms.get("s"))
-        fields["duration_ms"] = round(int(atoms.get("D")) / 1000, 3)
-    except (TypeError, ValueError):
+        fields["status"] = int(atoms["s"])
+        fields["duration_ms"] = round(int(atoms["D"]) / 1000, 3)
+    except (KeyError, TypeError, ValueError):
         pass
     return fields
 

@@ -4,8 +4,9 @@ a request. A row exists only once its bytes are complete; `checksum` is verified
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, defer

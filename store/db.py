@@ -10,12 +10,13 @@ PostgreSQL needs nothing else.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
-from typing import ContextManager, Iterator
+from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import get_settings
@@ -26,7 +27,7 @@ def make_engine(url: str, readonly: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # Let SQLAlchemy, not pysqlite, issue BEGIN so that writers take the lock up front.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -39,7 +40,7 @@ def make_engine(url: str, readonly: bool = False) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # noqa: ANN001
+        def _sqlite_begin(conn: Connection) -> None:
             # IMMEDIATE: a transaction that will write takes the write lock at BEGIN, so two
             # writers queue on busy_timeout instead of failing with "database is locked" mid-way.
             # A reader takes no lock until its first SELECT, and then only a WAL snapshot.
@@ -77,7 +78,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def session_scope(readonly: bool = False) -> ContextManager[Session]:
+def session_scope(readonly: bool = False) -> AbstractContextManager[Session]:
     """One transaction on the database of the current settings; `readonly` for work that only
     reads (it never waits for a writer on SQLite, and any write in it fails)."""
     return transaction(session_factory(readonly))

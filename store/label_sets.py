@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -73,7 +74,7 @@ def list_label_sets(session: Session, tenant_id: str) -> list[LabelSetView]:
         select(LabelSet).where(LabelSet.tenant_id == tenant_id).order_by(LabelSet.created_at, LabelSet.id)
     ).all()
     ids = [ls.id for ls in label_sets]
-    counts = dict(session.execute(  # type: ignore[arg-type]
+    counts = dict(session.execute(
         select(Example.label_set_id, func.count()).where(Example.label_set_id.in_(ids)).group_by(Example.label_set_id)
     ).all())
     actives = adapters.active_adapters(session, ids)

@@ -3,11 +3,13 @@ runs, and read back in submission order, by page (cursor) or as a stream."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import islice, takewhile
-from typing import Any, Callable, ContextManager, Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from . import jobs
@@ -39,7 +41,7 @@ def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[Res
     ))
     new = [r for r in rows if r.position not in present]
     if new:
-        session.execute(Result.__table__.insert(), [
+        session.execute(insert(Result), [
             {"job_id": job_id, "position": r.position, "item_id": r.item_id, "labels": r.labels,
              "scores": r.scores, "needs_review": r.needs_review, "adapter_version": r.adapter_version,
              "error": r.error}
@@ -96,12 +98,12 @@ def results_page(session: Session, tenant_id: str, job_id: str, cursor: str | No
 
 def item_texts(session: Session, job_id: str, positions: Sequence[int]) -> dict[int, str]:
     """The submitted text of each item at `positions` of a job (results do not repeat it)."""
-    return dict(session.execute(  # type: ignore[arg-type]
+    return dict(session.execute(
         select(JobItem.position, JobItem.text).where(JobItem.job_id == job_id, JobItem.position.in_(list(positions)))
     ).all())
 
 
-Transaction = Callable[[], ContextManager[Session]]
+Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 def iter_results(transaction: Transaction, tenant_id: str, job_id: str, batch: int = 1000) -> Iterable[Result]:
@@ -122,7 +124,7 @@ def iter_results_with_texts(transaction: Transaction, tenant_id: str, job_id: st
     results = iter(iter_results(transaction, tenant_id, job_id, batch))
     while page := list(islice(results, batch)):
         with transaction() as session:
-            texts: dict[Any, str] = dict(session.execute(  # type: ignore[arg-type]
+            texts: dict[Any, str] = dict(session.execute(
                 select(JobItem.position, JobItem.text).where(
                     JobItem.job_id == job_id, JobItem.position.between(page[0].position, page[-1].position))).all())
         yield from ((r, texts[r.position]) for r in page)

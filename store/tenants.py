@@ -91,7 +91,7 @@ def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
     ).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return row.tenant_id
+    return str(row.tenant_id)
 
 
 def tenant_for_key_hash(session: Session, digest: str) -> Tenant | None:

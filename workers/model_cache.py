@@ -29,12 +29,12 @@ class AdapterIntegrityError(RuntimeError):
 
 
 _lock = threading.Lock()
-_base: "reft_core.Base | None" = None
-_tagger: "reft_core.Tagger | None" = None
-_adapters: "OrderedDict[str, reft_core.Adapter]" = OrderedDict()
+_base: reft_core.Base | None = None
+_tagger: reft_core.Tagger | None = None
+_adapters: OrderedDict[str, reft_core.Adapter] = OrderedDict()
 
 
-def base() -> "reft_core.Base":
+def base() -> reft_core.Base:
     """The frozen base model of this process, loaded on first use."""
     global _base
     with _lock:
@@ -47,7 +47,7 @@ def base() -> "reft_core.Base":
         return _base
 
 
-def tagger() -> "reft_core.Tagger":
+def tagger() -> reft_core.Tagger:
     """One Tagger per process, sharing the base model."""
     global _tagger
     model = base()
@@ -59,7 +59,7 @@ def tagger() -> "reft_core.Tagger":
         return _tagger
 
 
-def adapter(ref: adapters.AdapterRef) -> "reft_core.Adapter":
+def adapter(ref: adapters.AdapterRef) -> reft_core.Adapter:
     """The adapter `ref` names, from the cache or the database (checksum verified)."""
     with _lock:
         cached = _adapters.get(ref.checksum)

@@ -4,14 +4,16 @@ module of its tool (`plain` for reftag's own JSON, JSON Lines and CSV), as funct
 The API's query parameters and the OpenAPI enums are built from this table."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from ..errors import ApiError
 from . import argilla, doccano, label_studio, plain
-from .document import ExportSpec, ReadOptions, Reader, Upload, Writer
+from .document import ExportSpec, Reader, ReadOptions, Upload, Writer
 
-__all__ = ["EXAMPLE_FORMATS", "ExportSpec", "FORMATS", "ReadOptions", "RESULT_FORMATS", "Upload", "example_reader", "write_results"]
+__all__ = ["EXAMPLE_FORMATS", "ExportSpec", "FORMATS", "ReadOptions", "RESULT_FORMATS", "Upload", "example_reader",
+           "write_results"]
 
 
 @dataclass(frozen=True)

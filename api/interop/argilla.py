@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from .document import (ExportSpec, ReadOptions, Upload, json_array, json_lines, json_rows, labelled, malformed,
-                       model_version, only_one)
+from .document import (
+    ExportSpec,
+    ReadOptions,
+    Upload,
+    json_array,
+    json_lines,
+    json_rows,
+    labelled,
+    malformed,
+    model_version,
+    only_one,
+)
 
 
 def answers(record: dict[str, Any], labels_from: str) -> dict[str, list[Any]]:
     """question → the values given for it: people's responses (v2: {q: [{"value"}]}, v1:
     [{"values": {q: {"value"}}, "status"}], discarded ones left out), or the suggestions."""
-    found: dict[str, list[Any]] = {}
+    found: dict[Any, list[Any]] = {}
     if labels_from == "predictions":
         suggestions = record.get("suggestions") or {}
         pairs = (suggestions.items() if isinstance(suggestions, dict)

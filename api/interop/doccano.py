@@ -3,7 +3,8 @@ and written as results (with the item's id)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .document import ExportSpec, ReadOptions, Upload, json_lines, labelled, malformed
 

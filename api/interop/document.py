@@ -17,9 +17,10 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from store.errors import StoreError
 

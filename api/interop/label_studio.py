@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ApiError, invalid
-from .document import (ExportSpec, ReadOptions, Upload, csv_header, csv_rows, csv_writer, json_array, json_rows,
-                       labelled, malformed, model_version, only_one)
+from .document import (
+    ExportSpec,
+    ReadOptions,
+    Upload,
+    csv_header,
+    csv_rows,
+    csv_writer,
+    json_array,
+    json_rows,
+    labelled,
+    malformed,
+    model_version,
+    only_one,
+)
 
 # Columns of Label Studio's JSON-MIN and CSV exports that are about the annotation, not the task
 # data or its label; and the ones reftag's exports add. Neither is ever the label column.
@@ -142,7 +155,8 @@ def task_choices(results: Any, from_name: str | None) -> list[Any] | None:
         return None
     names = []
     for r in results:
-        if isinstance(r, dict) and r.get("type") == "choices" and (from_name is None or r.get("from_name") == from_name):
+        if isinstance(r, dict) and r.get("type") == "choices" and (from_name is None
+                                                                   or r.get("from_name") == from_name):
             choices = r.get("value", {}).get("choices") if isinstance(r.get("value"), dict) else None
             if not isinstance(choices, list):
                 return None

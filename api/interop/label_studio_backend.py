@@ -22,8 +22,9 @@ seconds, so a long list takes as long as the work, and a stalled worker is a 504
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from flask import Blueprint, g
 from pydantic import BaseModel, ConfigDict, Field

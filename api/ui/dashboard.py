@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,7 +112,8 @@ def t(key: str, **values: Any) -> str:
 @bp.app_template_global()
 def lang_url(language: str) -> str:
     """This page in another language."""
-    return url_for(request.endpoint, **{**(request.view_args or {}), **request.args.to_dict(), "lang": language})
+    values = {**(request.view_args or {}), **request.args.to_dict(), "lang": language}
+    return url_for(request.endpoint or "dashboard.label_sets", **values)
 
 
 bp.add_app_template_global(job_json)
@@ -131,7 +132,7 @@ def job_duration(job) -> float | None:
     """Seconds from start to finish, or until now while it runs."""
     if job.started_at is None:
         return None
-    return ((as_utc(job.finished_at) or datetime.now(timezone.utc)) - as_utc(job.started_at)).total_seconds()
+    return ((as_utc(job.finished_at) or datetime.now(UTC)) - as_utc(job.started_at)).total_seconds()
 
 
 @bp.app_template_filter("when")
@@ -279,7 +280,8 @@ def adapter(label_set_id: str, version: int):
         detail = (train_job.detail or {}) if train_job else {}
         epochs, total_steps = detail.get("epochs"), detail.get("total_steps")
         loss = charts.loss_chart([tuple(p) for p in detail.get("loss_history") or []],
-                                 metrics.get("loss_curve") or [], total_steps / epochs if epochs and total_steps else None)
+                                 metrics.get("loss_curve") or [],
+                                 total_steps / epochs if epochs and total_steps else None)
         heatmap = charts.confusion_heatmap(metrics.get("confusion") or [],
                                            [label.name for label in view.label_set.labels])
         return render("adapter.html", view=view, adapter=row, metrics=metrics, train_job=train_job, loss=loss,
@@ -340,7 +342,8 @@ def job_export(job_id: str, format_name: str):
 @page("type texts and tag them with a label set's active adapter")
 def try_model():
     with read_transaction() as db:
-        trained = [view for view in store_label_sets.list_label_sets(db, g.tenant_id) if view.active_adapter is not None]
+        trained = [view for view in store_label_sets.list_label_sets(db, g.tenant_id)
+                   if view.active_adapter is not None]
         chosen = request.args.get("label_set") or (trained[0].label_set.id if trained else None)
         return render("try.html", trained=trained, chosen=chosen, max_items=settings().max_predict_items)
 

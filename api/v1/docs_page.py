@@ -36,7 +36,8 @@ function typeOf(s, depth){
   if(s.type === "object" && s.properties) return expand(s, depth+1);
   if(s.type === "object") return "object";
   let t = esc(s.type || "any"), limits = [];
-  for(const k of ["minimum","exclusiveMinimum","maximum","exclusiveMaximum","minLength","maxLength","minItems","maxItems","pattern","format"])
+  for(const k of ["minimum","exclusiveMinimum","maximum","exclusiveMaximum","minLength","maxLength",
+                  "minItems","maxItems","pattern","format"])
     if(s[k] !== undefined) limits.push(k + " " + esc(s[k]));
   return limits.length ? t + " <small>(" + limits.join(", ") + ")</small>" : t;
 }
@@ -66,13 +67,14 @@ function render(){
       "</td></tr>").join("") + "</table>";
     if(op.requestBody) html += "<h4>Request body</h4>" + content(op.requestBody.content);
     html += "<h4>Responses</h4><table>" + Object.entries(op.responses).map(([code, r]) => "<tr><td><b>" + esc(code) +
-      "</b></td><td>" + esc(r.description || "") + "</td><td>" + content(r.content) + "</td></tr>").join("") + "</table>";
+      "</b></td><td>" + esc(r.description || "") + "</td><td>" + content(r.content) + "</td></tr>").join("") +
+      "</table>";
     html += "</div></details>";
   }
   document.getElementById("ops").innerHTML = html;
   document.getElementById("schemas").innerHTML = Object.entries(doc.components.schemas).map(([name, s]) =>
-    '<h3 id="schema-' + esc(name) + '">' + esc(name) + "</h3>" + (s.description ? "<p>" + esc(s.description) + "</p>" : "") +
-    expand(s, 1)).join("");
+    '<h3 id="schema-' + esc(name) + '">' + esc(name) + "</h3>" +
+    (s.description ? "<p>" + esc(s.description) + "</p>" : "") + expand(s, 1)).join("");
 }
 fetch("/openapi.json").then(r => r.json()).then(d => { doc = d; render(); })
   .catch(e => { document.getElementById("ops").textContent = "Could not load /openapi.json: " + e; });

@@ -94,7 +94,7 @@ def export_response(tenant_id: str, job_id: str, query: ResultsQuery) -> Respons
     rows = ({**result_json(r), "text": text}
             for r, text in results.iter_results_with_texts(db.read_transaction, tenant_id, job_id))
     form = interop.FORMATS[query.format]
-    return Response(stream_with_context(interop.write_results(form.name, rows, spec)),
+    return Response(stream_with_context(iter(interop.write_results(form.name, rows, spec))),
                     mimetype=form.media_type.split(";")[0],
                     headers={"Content-Disposition": f'attachment; filename="{job_id}.{form.suffix}"'})
 

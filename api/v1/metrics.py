@@ -16,7 +16,8 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, request
@@ -51,14 +52,16 @@ def redis_client() -> redis.Redis:
 
 def database_metrics(session: Session) -> Iterator[Metric]:
     jobs = GaugeMetricFamily("reftag_jobs", "Jobs by type and status", labels=["type", "status"])
-    counts = {(t, s): n for t, s, n in session.execute(select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status))}
+    counts = {(t, s): n for t, s, n in session.execute(select(Job.type, Job.status, func.count())
+                                                       .group_by(Job.type, Job.status))}
     for job_type in JobType:
         for status in JobStatus:
             jobs.add_metric([job_type, status], counts.get((job_type, status), 0))
     yield jobs
 
     done, failed = session.execute(
-        select(func.coalesce(func.sum(Job.done), 0), func.coalesce(func.sum(Job.failed), 0)).where(Job.type == JobType.TAG)
+        select(func.coalesce(func.sum(Job.done), 0), func.coalesce(func.sum(Job.failed), 0))
+        .where(Job.type == JobType.TAG)
     ).one()
     items = CounterMetricFamily("reftag_items_tagged", "Items of tag jobs answered, by outcome", labels=["outcome"])
     items.add_metric(["ok"], done)
@@ -68,8 +71,8 @@ def database_metrics(session: Session) -> Iterator[Metric]:
     durations = [
         (finished - started).total_seconds()
         for started, finished in session.execute(
-            select(Job.started_at, Job.finished_at).where(Job.type == JobType.TRAIN, Job.status == JobStatus.SUCCEEDED,
-                                                           Job.started_at.is_not(None), Job.finished_at.is_not(None)))
+            select(Job.started_at, Job.finished_at).where(Job.type == JobType.TRAIN, Job.status == JobStatus.SUCCEEDED))
+        if started is not None and finished is not None
     ]
     train = HistogramMetricFamily("reftag_train_duration_seconds",
                                   "Succeeded train jobs: seconds from the first start to the adapter stored")

@@ -5,7 +5,7 @@ the training options come from reft_core's own definition (`train_config_schema`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
@@ -18,9 +18,7 @@ from store.models import Adapter, Job, JobStatus, JobType, Result, as_utc
 
 from ..errors import invalid
 from ..interop import ExampleFormat, ResultFormat
-from ..requests import (MAX_INT32, ItemId, Name, RequestModel, StoredStr, Text, storable_meta, text_problems,
-                        too_many)
-
+from ..requests import MAX_INT32, ItemId, Name, RequestModel, StoredStr, Text, storable_meta, text_problems, too_many
 
 # --- training config --------------------------------------------------------------------------
 
@@ -28,13 +26,14 @@ from ..requests import (MAX_INT32, ItemId, Name, RequestModel, StoredStr, Text, 
 def option_type(spec: Option) -> Any:
     """The JSON type an option takes, with its bounds and choices written into the schema (they
     are checked by reft_core's own validator, `TrainConfig.problem`)."""
-    limits = {key: value for key, value in (("minimum", spec.ge), ("exclusiveMinimum", spec.gt),
-                                            ("maximum", spec.le), ("pattern", spec.pattern)) if value is not None}
+    limits: dict[str, Any] = {key: value for key, value in (
+        ("minimum", spec.ge), ("exclusiveMinimum", spec.gt), ("maximum", spec.le), ("pattern", spec.pattern))
+        if value is not None}
     if spec.choices is not None:
-        return Literal[spec.choices]  # type: ignore[valid-type]
+        return Literal[spec.choices]
     if spec.kind == "layers":
         index = Annotated[int, Field(json_schema_extra=limits)]
-        return Literal["auto"] | Annotated[list[index], Field(json_schema_extra={"minItems": 1,  # type: ignore[valid-type]
+        return Literal["auto"] | Annotated[list[index], Field(json_schema_extra={"minItems": 1,
                                                                                  "maxItems": spec.max_items})]
     kind = {"int": int, "float": float, "str": str}[spec.kind]
     return Annotated[kind, Field(json_schema_extra=limits)]
@@ -59,7 +58,7 @@ def train_config_schema() -> type[TrainConfigBase]:
     """The request schema of training overrides, built from reft_core's `TrainConfig`: every
     option optional, typed, documented with its default, and validated by reft_core."""
     fields: dict[str, Any] = {
-        name: (Annotated[option_type(spec), checked_by_reft_core(name)] | None,  # type: ignore[valid-type]
+        name: (Annotated[option_type(spec), checked_by_reft_core(name)] | None,
                Field(None, description=f"{spec.doc} (default: {default!r})"))
         for name, (spec, default) in CoreTrainConfig.options().items()
     }
@@ -67,7 +66,10 @@ def train_config_schema() -> type[TrainConfigBase]:
                         __doc__="Training overrides; every field optional (defaults in docs/internals.md).", **fields)
 
 
-TrainConfig = train_config_schema()
+if TYPE_CHECKING:  # a class made at import is a value to mypy; its base is what code relies on
+    TrainConfig = TrainConfigBase
+else:
+    TrainConfig = train_config_schema()
 
 
 # --- label sets -------------------------------------------------------------------------------
@@ -379,7 +381,7 @@ def job_progress(job: Job) -> Progress:
 
 def job_json(job: Job) -> dict[str, Any]:
     return JobOut(
-        id=job.id, type=job.type, status=job.status, label_set_id=job.label_set_id,
+        id=job.id, type=JobType(job.type), status=JobStatus(job.status), label_set_id=job.label_set_id,
         adapter_version=job.adapter_version, progress=job_progress(job),
         created_at=as_utc(job.created_at), started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
         error=job.error, metrics=job.metrics, detail=job.detail or {},

@@ -43,7 +43,7 @@ def test_top_level_array_is_422(client, auth):
 def test_nul_bytes_and_lone_surrogates_are_422(client, auth, make_label_set, add_adapter, count_rows):
     ls = make_label_set()
     add_adapter(ls["id"])
-    body = '{"label_set_id": "%s", "items": [{"text": "a\\u0000b"}, {"text": "\\ud800"}]}' % ls["id"]
+    body = f'{{"label_set_id": "{ls["id"]}", "items": [{{"text": "a\\u0000b"}}, {{"text": "\\ud800"}}]}}'
     response = client.post("/v1/jobs", headers={**auth, "Content-Type": "application/json"}, data=body)
     error = assert_error(response, 422, "invalid_request")
     assert [d["pointer"] for d in error["details"]] == ["/items/0/text", "/items/1/text"]
@@ -110,7 +110,8 @@ def test_nul_in_item_meta_is_422(client, auth, make_label_set, add_adapter, coun
     ls = make_label_set()
     add_adapter(ls["id"])
     response = client.post("/v1/jobs", headers={**auth, "Content-Type": "application/json"},
-                           data='{"label_set_id": "%s", "items": [{"text": "a", "meta": {"k": ["x\\u0000"]}}]}' % ls["id"])
+                           data=f'{{"label_set_id": "{ls["id"]}", '
+                                '"items": [{"text": "a", "meta": {"k": ["x\\u0000"]}}]}')
     error = assert_error(response, 422, "invalid_request")
     assert error["details"][0]["pointer"] == "/items/0/meta"
     assert count_rows(Job) == 0

@@ -76,7 +76,8 @@ def test_unknown_label_is_rejected_with_its_name(client, auth, make_label_set, c
 
 def test_unknown_label_in_a_multi_label_row_points_at_it(client, auth, make_label_set, count_rows):
     ls = make_label_set(multi_label=True)
-    response = client.post(examples_url(ls), headers=auth, json={"examples": [{"text": "x", "labels": ["billing", "nope"]}]})
+    response = client.post(examples_url(ls), headers=auth,
+                           json={"examples": [{"text": "x", "labels": ["billing", "nope"]}]})
     assert response.status_code == 422
     assert response.get_json()["error"]["details"][0]["pointer"] == "/examples/0/labels/1"
     assert count_rows(Example) == 0
@@ -84,7 +85,8 @@ def test_unknown_label_in_a_multi_label_row_points_at_it(client, auth, make_labe
 
 def test_two_labels_in_a_single_label_set_are_rejected(client, auth, make_label_set, count_rows):
     ls = make_label_set()
-    response = client.post(examples_url(ls), headers=auth, json={"examples": [{"text": "x", "labels": ["billing", "other"]}]})
+    response = client.post(examples_url(ls), headers=auth,
+                           json={"examples": [{"text": "x", "labels": ["billing", "other"]}]})
     assert response.status_code == 422
     assert response.get_json()["error"]["details"][0]["pointer"] == "/examples/0/label"
     assert count_rows(Example) == 0
@@ -133,7 +135,8 @@ def test_malformed_jsonl_line_is_a_400_naming_the_line(client, auth, make_label_
     body = '{"text": "a", "label": "billing"}\n{"text": "b", "label"\n'
     response = client.post(examples_url(ls) + "?format=jsonl", headers=auth, data=body)
     assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "malformed_jsonl" and "line 2" in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["code"] == "malformed_jsonl" \
+        and "line 2" in response.get_json()["error"]["message"]
     assert count_rows(Example) == 0
 
 

@@ -12,7 +12,8 @@ from store.models import Example, Job, Result
 
 NEWS_ZH = Path(__file__).resolve().parents[1] / "fixtures" / "news_zh"
 # The set's order is not code-point order: nothing may sort the labels by their bytes.
-CHINESE = {"news_finance": "财经", "news_edu": "教育", "news_travel": "旅游", "news_sports": "体育", "news_tech": "科技"}
+CHINESE = {"news_finance": "财经", "news_edu": "教育", "news_travel": "旅游", "news_sports": "体育",
+           "news_tech": "科技"}
 LABELS = list(CHINESE.values())
 
 

@@ -43,7 +43,8 @@ def test_chunks_group_items_of_similar_length(make_app, auth, make_label_set, ad
     job = submit(client, auth, ls["id"], [{"text": "x" * n} for n in lengths]).get_json()
     with db() as session:
         from sqlalchemy import select
-        chunk_of = dict(session.execute(select(JobItem.position, JobItem.chunk).where(JobItem.job_id == job["id"])).all())
+        chunk_of = dict(session.execute(select(JobItem.position, JobItem.chunk)
+                                        .where(JobItem.job_id == job["id"])).all())
     groups = {}
     for position, chunk in chunk_of.items():
         groups.setdefault(chunk, set()).add(lengths[position])
@@ -56,7 +57,8 @@ def test_items_without_ids_get_their_position(client, auth, make_label_set, add_
     job = submit(client, auth, ls["id"], [{"text": "a"}, {"text": "b", "id": 7}]).get_json()
     with db() as session:
         from sqlalchemy import select
-        ids = session.scalars(select(JobItem.item_id).where(JobItem.job_id == job["id"]).order_by(JobItem.position)).all()
+        ids = session.scalars(select(JobItem.item_id).where(JobItem.job_id == job["id"])
+                              .order_by(JobItem.position)).all()
     assert ids == ["0", "7"]
 
 
@@ -81,14 +83,16 @@ def test_pinning_a_missing_adapter_version_is_a_conflict(client, auth, make_labe
     add_adapter(ls["id"], version=1)
     response = submit(client, auth, ls["id"], [{"text": "a"}], adapter_version=5)
     assert response.status_code == 409
-    assert response.get_json()["error"]["code"] == "no_adapter" and "version 5" in response.get_json()["error"]["message"]
+    assert response.get_json()["error"]["code"] == "no_adapter" \
+        and "version 5" in response.get_json()["error"]["message"]
     assert nothing_stored(count_rows)
 
 
 def test_duplicate_item_ids_are_rejected_by_name(client, auth, make_label_set, add_adapter, count_rows):
     ls = make_label_set()
     add_adapter(ls["id"])
-    response = submit(client, auth, ls["id"], [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"id": "a", "text": "z"}])
+    response = submit(client, auth, ls["id"],
+                      [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"id": "a", "text": "z"}])
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "duplicate_item_ids" and "'a'" in error["message"]

@@ -51,7 +51,8 @@ def test_duplicate_label_names_are_rejected_with_their_name(client, auth, count_
 
 def test_duplicate_label_set_name_is_a_conflict(client, auth, make_label_set, count_rows):
     make_label_set("topics")
-    response = client.post("/v1/label-sets", headers=auth, json={"name": "topics", "labels": [{"name": "x"}, {"name": "y"}]})
+    response = client.post("/v1/label-sets", headers=auth,
+                           json={"name": "topics", "labels": [{"name": "x"}, {"name": "y"}]})
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "label_set_exists"
     assert count_rows(LabelSet) == 1
@@ -91,7 +92,8 @@ def test_unknown_training_option_is_rejected_by_name(client, auth, count_rows):
 
 def test_html_and_sql_in_label_names_are_stored_and_echoed_inertly(client, auth):
     names = ["<script>alert(1)</script>", "'); DROP TABLE labels; --"]
-    response = client.post("/v1/label-sets", headers=auth, json={"name": "<b>x</b>", "labels": [{"name": n} for n in names]})
+    response = client.post("/v1/label-sets", headers=auth,
+                           json={"name": "<b>x</b>", "labels": [{"name": n} for n in names]})
     assert response.status_code == 201
     assert response.mimetype == "application/json"
     ls = client.get(f"/v1/label-sets/{response.get_json()['id']}", headers=auth).get_json()

@@ -3,7 +3,7 @@ these tests arrange rows and Redis state and read them back through the Promethe
 (tests/e2e/test_metrics.py runs real jobs through the whole stack.)"""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,7 +37,7 @@ def test_queued_work_shows_as_jobs_and_queue_depth(make_app, auth, make_label_se
 
 def test_items_and_train_durations_come_from_job_rows(client, tenant, make_label_set, db):
     ls = make_label_set()
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     with db() as session:
         session.add_all([
             Job(tenant_id=tenant.id, type="tag", status="succeeded", label_set_id=ls["id"], total=10, done=9, failed=1),

@@ -11,9 +11,8 @@ design), so that check would only report the limits of the schema language.
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import math
+from collections import Counter
 
 import hypothesis
 import pytest

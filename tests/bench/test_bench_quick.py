@@ -74,7 +74,8 @@ def test_lora_and_full_baselines_train_what_they_should(base):
 
 def test_speed_parts_give_their_ratios(base, out_dir):
     corpus = speed.mixed_corpus(12)
-    results = {"train": speed.part_train(base, 16, 1, with_pyreft=False), "tag": speed.part_tag(base, corpus, repeats=1),
+    results = {"train": speed.part_train(base, 16, 1, with_pyreft=False),
+               "tag": speed.part_tag(base, corpus, repeats=1),
                "mixed": speed.part_mixed(base, corpus[:6], n_adapters=2, repeats=1),
                "memory": speed.part_memory(base, n_adapters=3, n_texts=4)}
     assert set(results["train"]["seconds"]) == {"loreft_cached", "loreft_uncached", "loreft_pyreft_way", "lora_r8"}

@@ -35,11 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check, timeout: float, what: str, proc: "Process | None" = None) -> None:
+def wait_for(check, timeout: float, what: str, proc: Process | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n{proc.tail()}")
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} while waiting for {what}:\n"
+                               f"{proc.tail()}")
         try:
             if check():
                 return
@@ -203,7 +204,7 @@ class Stack:
         session.headers["Authorization"] = f"Bearer {self.api_key}"
         return session
 
-    def create_label_set(self, data: "LabelledData", per_label: int) -> str:
+    def create_label_set(self, data: LabelledData, per_label: int) -> str:
         """A label set with `per_label` training examples of each label; returns its id."""
         client, base = self.client(), self.base_url
         created = client.post(f"{base}/v1/label-sets", json={
@@ -221,7 +222,8 @@ class Stack:
         assert train.status_code == 202, train.text
         return train.json()["id"]
 
-    def create_trained_label_set(self, data: "LabelledData", per_label: int, config: dict | None = None) -> tuple[str, dict]:
+    def create_trained_label_set(self, data: LabelledData, per_label: int,
+                                 config: dict | None = None) -> tuple[str, dict]:
         """A label set with a trained adapter: (its id, the succeeded train job)."""
         label_set_id = self.create_label_set(data, per_label)
         job = self.wait_for_job(self.start_training(label_set_id, config))
@@ -420,7 +422,8 @@ class TaggingUnderWay:
 
         self.items = [{"id": f"{id_prefix}-{i}", "text": r["text"]} for i, r in enumerate(news.test_rows(n_items))]
         client = self.stack.client()
-        submitted = client.post(f"{self.stack.base_url}/v1/jobs", json={"label_set_id": label_set_id, "items": self.items})
+        submitted = client.post(f"{self.stack.base_url}/v1/jobs",
+                                json={"label_set_id": label_set_id, "items": self.items})
         assert submitted.status_code == 202, submitted.text
         self.job_id = submitted.json()["id"]
 

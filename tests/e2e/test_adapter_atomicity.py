@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 from store import adapters, jobs
 from store.db import session_scope
 from store.migrate import upgrade
-from store.models import utcnow, Adapter, Job, Label, LabelSet, Tenant
-
+from store.models import Adapter, Job, Label, LabelSet, Tenant, utcnow
 from tests.e2e.conftest import REPO, wait_for
 
 WEIGHTS = bytes(range(256)) * 200  # 51 KB, about a real adapter's size

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 REFTAG = Path(sys.executable).parent / "reftag"
 # Four of the fixture's categories under Chinese names (the fixture names them news_*).
 LABELS = {"news_sports": "体育", "news_finance": "财经", "news_car": "汽车", "news_edu": "教育"}
@@ -192,7 +191,8 @@ def test_cli_bad_input_is_one_clear_line_and_exit_1(run, stack):
 
 def test_the_cli_imports_no_server_code():
     probe = ("import sys, client.cli; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'api', 'store', 'workers', 'reft_core', 'torch'}))")
+             "print(sorted({m.split('.')[0] for m in sys.modules} "
+             "& {'api', 'store', 'workers', 'reft_core', 'torch'}))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])
     assert loaded.stdout.strip() == "[]"

@@ -36,15 +36,17 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(stack, ag_news) -> Run:
+def run(stack, news_en) -> Run:
     stack.wait_idle()  # work left in flight by earlier tests on this shared stack would count here
     before = scrape(stack)
-    label_set_id, train_job = stack.create_trained_label_set(ag_news, per_label=8, config={"epochs": 1})
+    label_set_id, train_job = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1})
     tag_jobs, start = [], 0
     for size in TAG_SIZES:
-        items = [{"id": f"ops-{start + i}", "text": r["text"]} for i, r in enumerate(ag_news.test[start:start + size])]
+        rows = news_en.test_rows(start + size)[start:]
+        items = [{"id": f"ops-{start + i}", "text": r["text"]} for i, r in enumerate(rows)]
         start += size
-        submitted = stack.client().post(f"{stack.base_url}/v1/jobs", json={"label_set_id": label_set_id, "items": items})
+        submitted = stack.client().post(f"{stack.base_url}/v1/jobs",
+                                        json={"label_set_id": label_set_id, "items": items})
         assert submitted.status_code == 202, submitted.text
         job = stack.wait_for_job(submitted.json()["id"])
         assert job["status"] == "succeeded", job
@@ -53,7 +55,8 @@ def run(stack, ag_news) -> Run:
 
 
 def seconds(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
 
 
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
@@ -94,7 +97,8 @@ def test_the_worker_log_is_json_lines_naming_each_job(run, stack):
         [finished] = [entry for entry in mine if "succeeded" in entry["message"]]
         assert finished["label_set_id"] == run.label_set_id and finished["tenant"].startswith("tn_")
         assert finished["service"] == "worker" and finished["level"] == "info"
-    tag_lines = [entry for entry in entries if entry.get("job_id") != run.train_job["id"] and "succeeded" in entry["message"]]
+    tag_lines = [entry for entry in entries
+                 if entry.get("job_id") != run.train_job["id"] and "succeeded" in entry["message"]]
     assert [entry["chunk"] for entry in tag_lines] == [0] * len(TAG_SIZES)
 
     web_lines = stack.web.log_path.read_text(errors="replace").splitlines()

@@ -40,7 +40,7 @@ def freeze_mid_chunk(worker: Process, database: str, job_id: str) -> int:
     raise AssertionError("never caught the worker holding a chunk")
 
 
-@pytest.mark.slow  # `make test-slow`; make test covers leases in tests/workers and a killed worker end to end
+@pytest.mark.slow  # make test-fast leaves it out; tests/workers cover leases, and a killed worker end to end
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
 def test_a_chunk_stuck_past_its_lease_is_retried_and_the_late_write_counts_once(tagging_under_way):
     run = tagging_under_way(N_ITEMS, "s")

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from store.models import Adapter, Chunk
 from store.adapters import adapter_checksum
+from store.models import Adapter, Chunk
 from tests.e2e.conftest import wait_for
 
 N_ITEMS = 240
@@ -30,14 +30,14 @@ def test_tag_job_survives_worker_kill(tagging_under_way):
     assert all(r["labels"] and r["error"] is None for r in results)
 
 
-@pytest.mark.slow  # `make test-slow`; `make test` covers a killed worker with the tag job above
-def test_train_job_survives_worker_kill(make_stack, ag_news):
+@pytest.mark.slow  # `make test` covers a killed worker with the tag job above
+def test_train_job_survives_worker_kill(make_stack, news_en):
     stack = make_stack(REFTAG_TRAIN_LEASE_SECONDS="5", REFTAG_RECONCILE_INTERVAL="1")
     doomed = stack.start_worker("train")
     stack.start_worker("tag,predict")
     stack.start_beat()
     stack.start_web()
-    label_set_id = stack.create_label_set(ag_news, per_label=12)
+    label_set_id = stack.create_label_set(news_en, per_label=12)
     stack.wait_ready(doomed)
     job_id = stack.start_training(label_set_id, {"epochs": 3})
 
@@ -66,18 +66,18 @@ def progress_reaches(stack, job_id: str, share: float, timeout: float = 300) -> 
         time.sleep(0.2)
 
 
-@pytest.mark.slow  # `make test-slow`; make test kills a tag worker in a 240-item job above
+@pytest.mark.slow  # make test kills a tag worker in a 240-item job above
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
-def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results(make_stack, ag_news):
+def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results(make_stack, news_en):
     stack = make_stack(REFTAG_CHUNK_SIZE="128", REFTAG_CHUNK_LEASE_SECONDS="5", REFTAG_RECONCILE_INTERVAL="1")
     stack.start_worker("train,predict")  # also runs the reconciler
     taggers = [stack.start_worker("tag"), stack.start_worker("tag")]
     stack.start_beat()
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(ag_news, per_label=12, config={"epochs": 2})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
     for tagger in taggers:
         stack.wait_ready(tagger)
-    texts = [r["text"] for r in ag_news.test + ag_news.train][:N_LARGE]
+    texts = [r["text"] for r in news_en.test_rows(N_LARGE)]
     items = [{"id": f"big-{i}", "text": text} for i, text in enumerate(texts)]
     client = stack.client()
 
@@ -114,16 +114,16 @@ def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results
     assert redone >= 1  # the kills did interrupt chunks, which were done again
 
 
-@pytest.mark.slow  # `make test-slow`; make test kills a process inside store_adapter in test_adapter_atomicity.py
+@pytest.mark.slow  # make test kills a process inside store_adapter in test_adapter_atomicity.py
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
-def test_a_train_worker_killed_while_storing_its_adapter_leaves_one_whole_version(make_stack, ag_news, tmp_path):
+def test_a_train_worker_killed_while_storing_its_adapter_leaves_one_whole_version(make_stack, news_en, tmp_path):
     stack = make_stack(REFTAG_TRAIN_LEASE_SECONDS="5", REFTAG_RECONCILE_INTERVAL="1")
     storing = tmp_path / "storing"
     doomed = stack.start_worker("train", REFTAG_FAILPOINT=f"store_adapter:{storing}")  # test-only pause, see store.jobs
     stack.start_worker("tag,predict")
     stack.start_beat()
     stack.start_web()
-    label_set_id = stack.create_label_set(ag_news, per_label=12)
+    label_set_id = stack.create_label_set(news_en, per_label=12)
     stack.wait_ready(doomed)
     job_id = stack.start_training(label_set_id, {"epochs": 2})
     wait_for(storing.exists, 300, "the train worker inside store_adapter", doomed)
@@ -147,6 +147,6 @@ def test_a_train_worker_killed_while_storing_its_adapter_leaves_one_whole_versio
             assert row.checksum == adapter_checksum(row.weights, row.config_json)
     finally:
         engine.dispose()
-    items = [{"text": r["text"]} for r in ag_news.test[:20]]
+    items = [{"text": r["text"]} for r in news_en.test[:20]]
     tagged = client.post(f"{base}/v1/jobs", json={"label_set_id": label_set_id, "items": items}).json()
     assert stack.wait_for_job(tagged["id"])["progress"] == {"total": 20, "done": 20, "failed": 0}

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (AutoModel, AutoTokenizer, BertConfig, LlamaConfig, MistralConfig, Qwen2Config,
-                          RobertaConfig, XLMRobertaConfig)
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
 
 from reft_core import Base
 from reft_core.base import bundled_model_path
@@ -64,6 +72,6 @@ def randomize(adapter, seed: int = 7):
     """Move an adapter away from its identity start so that its edits are visible."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in adapter.named_parameters():
+        for _name, p in adapter.named_parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.5)
     return adapter

@@ -1,12 +1,11 @@
 """Attaching interventions to every supported family of tiny random models."""
 from dataclasses import replace
 
-import pytest
 import torch
 
 from reft_core import Adapter, Tagger
-from reft_core.heads import default_pooling
 from reft_core.attach import Edits, encode_prefix, run_from, run_full
+from reft_core.heads import default_pooling
 
 from .conftest import TEXTS, randomize
 

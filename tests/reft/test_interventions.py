@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from reft_core.interventions import DiReFT, LoReFT, RED, REGISTRY, make_intervention
+from reft_core.interventions import RED, REGISTRY, DiReFT, LoReFT, make_intervention
 
 D, R = 16, 4
 

@@ -146,3 +146,12 @@ def test_batches_with_and_without_length_buckets_cover_every_row_once():
     # Buckets pad far less than shuffled batches padded to their longest (the way pyreft trains).
     pads = lambda batches: sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)  # noqa: E731
     assert pads(bucketed) * 4 < pads(shuffled)
+
+
+def test_training_with_no_held_out_rows_and_a_loss_above_one_ends_with_an_adapter(minilm):
+    # One text per label: nothing can be held out, so epochs are scored by minus the training
+    # loss — about -1.1 for three labels at lr 1e-6, which a start at -1.0 never beat.
+    adapter = train(minilm, ["great film", "awful film", "a film"], ["pos", "neg", "meh"], ["pos", "neg", "meh"],
+                    config={"lr": 1e-6, "epochs": 2})
+    assert adapter.metrics["n_eval"] == 0 and adapter.metrics["loss_curve"][0] > 1.0
+    assert len(Tagger(minilm).predict(adapter, ["fine"])) == 1

@@ -10,9 +10,8 @@ from sqlalchemy import select
 from store import adapters, jobs
 from store.db import session_scope
 from store.models import Adapter, Chunk, Job, Result
-from workers import model_cache, tasks
-
 from tests.workers.conftest import run_as_worker
+from workers import model_cache, tasks
 
 
 def deliver_until_quiet(redis, first: list, limit: int = 20) -> int:

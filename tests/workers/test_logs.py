@@ -80,7 +80,8 @@ def test_a_web_request_logs_the_ids_in_its_path_and_its_tenant(app, captured):
 
 def test_extra_fields_and_unicode_are_written_as_they_are(captured):
     stream = captured("json")
-    logging.getLogger("reftag").info("标签集 %s 训练完成", "新闻", extra={"job_id": "job_2222222222222222", "epochs": 3})
+    logging.getLogger("reftag").info("标签集 %s 训练完成", "新闻",
+                                     extra={"job_id": "job_2222222222222222", "epochs": 3})
     raw = stream.getvalue()
     assert "标签集 新闻 训练完成" in raw  # UTF-8 text, not \\u escapes
     [line] = json_lines(stream)

@@ -1,7 +1,7 @@
 """store/jobs.py and store/adapters.py: leases, idempotent writes, adapters stored once, the reconciler."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +14,7 @@ from workers import train_lease
 
 
 def ago(seconds: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
 def result_rows(chunk: jobs.ChunkWork) -> list[results.ResultRow]:
@@ -263,7 +263,7 @@ def test_reconcile_enqueues_queued_work_that_no_worker_picked_up(rows, monkeypat
     assert found.chunks == [(old, 0)] and found.train_jobs == [old_train]
     assert fresh not in [job_id for job_id, _ in found.chunks]
 
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     assert set(jobs.reconcile(now=later).chunks) == {(old, 0), (fresh, 0)}
 
 
@@ -280,7 +280,7 @@ def test_queued_work_waits_its_turn_while_workers_are_busy(rows, monkeypatch):
     queued_train = rows.train_job(ls, created_at=ago(150))
     assert jobs.reconcile() == jobs.Reconciled()  # the queues are moving: those messages are in them
 
-    later = datetime.now(timezone.utc) + timedelta(hours=1)  # every lease has run out
+    later = datetime.now(UTC) + timedelta(hours=1)  # every lease has run out
     found = jobs.reconcile(now=later)
     assert set(found.chunks) == {(busy, 0), (busy, 1), (waiting, 0)}
     assert set(found.train_jobs) == {training, queued_train}

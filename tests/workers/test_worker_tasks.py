@@ -8,9 +8,8 @@ from celery.exceptions import Retry
 from store import adapters, jobs
 from store.db import session_scope
 from store.models import Chunk, Job
-from workers import model_cache, tasks
-
 from tests.workers.conftest import run_as_worker
+from workers import model_cache, tasks
 
 
 def test_a_chunk_that_hits_an_error_is_released_and_sent_again(rows, clean_redis, monkeypatch):
