@@ -1,0 +1,294 @@
+"""Few-shot: reftag against SetFit, a linear probe and LoRA from K examples per label (issue 12).
+
+For each data set, K per label and seed, every contender trains on the same sample — the first
+K rows of each label after a seeded shuffle of the training split (multi-label: rows are taken
+in that order until every label has K) — and is tested on the same first `--test-rows` test
+rows. Contenders, each on the bundled MiniLM:
+
+- reftag:  `reft_core.train` with its defaults (whatever they are when the run is made; the
+           recipe is recorded with the cell), tested through `reft_core.Tagger`;
+- setfit:  SetFit (`SetFitModel.from_pretrained` on the MiniLM directory, default training
+           arguments; one-vs-rest for multi-label). Where a cell would take more than about 15
+           minutes (`--setfit-max-steps`, 450 contrastive steps), `max_steps` is capped there (the
+           cap is recorded and the table says so);
+- probe:   logistic regression on frozen mean-pooled embeddings (C by k-fold cross-validation
+           when every label has 2+ examples, else 1.0);
+- lora:    peft LoRA r=8 on query/value + reftag's head, trained with reftag's loop (bench/common.py).
+
+Every cell is one JSON line in bench/out/fewshot.jsonl (appended as it finishes), so contenders
+can run apart and a long run keeps what it measured; `--table` prints the table from that file.
+
+    python -m bench.fewshot --data sst2,ag_news,goemotions --k 4,8,16,32,64 --seeds 0,1,2 \\
+        --contenders reftag,setfit,probe,lora
+    python -m bench.fewshot --table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from reft_core import Base, Tagger, TrainConfig, load_base, train
+from reft_core.base import bundled_model_path
+from reft_core.metrics import main_score
+
+from .common import (
+    OUT_DIR,
+    Dataset,
+    Split,
+    command_line,
+    encode,
+    finetune,
+    finetuned_probs,
+    machine,
+    markdown_table,
+    mean_pooled,
+    probs_from_predictions,
+    test_metrics,
+)
+from .data import label_names, read_jsonl, row_labels
+
+DATASETS = ["sst2", "ag_news", "goemotions"]
+CONTENDERS = ["reftag", "setfit", "probe", "lora"]
+RESULTS = "fewshot.jsonl"
+PROBE_C = (0.01, 0.1, 1.0, 10.0)
+# SetFit takes about 2 s per contrastive step (16 pairs of MiniLM) on this 2-core machine when it is
+# quiet (bench/RESULTS.md): 450 steps is about 15 minutes. A step cap, not a time cap, so that
+# what SetFit learns does not depend on what else the machine is doing.
+SETFIT_MAX_STEPS = 450
+# Full-data rows (4,000 training rows) of issue 4, three seeds each: the right end of the curve.
+FULL_DATA = {"sst2": "0.830 ± 0.013", "ag_news": "0.878 ± 0.004", "goemotions": "0.486 ± 0.016"}
+
+
+# -- the sample ------------------------------------------------------------------------------------------
+def sample(name: str, k: int, seed: int, test_rows: int) -> Dataset:
+    """K rows per label of the training split, in the order of a seeded shuffle (multi-label: rows
+    are taken while some label they carry still has fewer than K)."""
+    names = label_names(name)
+    rows = read_jsonl(name, "train")
+    random.Random(seed).shuffle(rows)
+    taken: list[dict[str, Any]] = []
+    count: dict[str, int] = defaultdict(int)
+    for row in rows:
+        labels = row_labels(row)
+        labels = [labels] if isinstance(labels, str) else labels
+        if any(count[label] < k for label in labels):
+            taken.append(row)
+            for label in labels:
+                count[label] += 1
+        if all(count[label] >= k for label in names):
+            break
+    test = read_jsonl(name, "test", test_rows)
+    multi = "labels" in rows[0]
+    return Dataset(name, names, multi, Split([r["text"] for r in taken], [row_labels(r) for r in taken]),
+                   Split([r["text"] for r in test], [row_labels(r) for r in test]))
+
+
+# -- contenders ------------------------------------------------------------------------------------------
+def run_reftag(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    config = {"seed": seed}
+    t0 = time.perf_counter()
+    adapter = train(base, data.train.texts, data.train.labels, data.names, multi_label=data.multi_label, config=config)
+    seconds = time.perf_counter() - t0
+    probs = probs_from_predictions(Tagger(base).predict(adapter, data.test.texts), data.names)
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds),
+            "train_seconds": seconds,
+            "details": {"recipe": {**TrainConfig().to_dict(), **config}, "params": adapter.param_count,
+                        "evaluation": {k: adapter.metrics.get(k) for k in ("evaluation", "folds", "n_eval")}}}
+
+
+def run_probe(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def classifier(c: float) -> Any:
+        lr = LogisticRegression(C=c, max_iter=2000)
+        return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if data.multi_label else lr)
+
+    t0 = time.perf_counter()
+    targets = data.targets(data.train).numpy()
+    x = encode(base, mean_pooled(base.model), data.train.texts).numpy()
+    c = 1.0
+    smallest = min(np.bincount(targets)) if not data.multi_label else 0
+    if smallest >= 2:  # C by stratified k-fold on the sample itself
+        folds = StratifiedKFold(n_splits=min(5, smallest), shuffle=True, random_state=seed)
+        c = max(PROBE_C, key=lambda value: cross_val_score(classifier(value), x, targets, cv=folds).mean())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        clf = classifier(c).fit(x, targets)
+    seconds = time.perf_counter() - t0
+    raw = clf.predict_proba(encode(base, mean_pooled(base.model), data.test.texts).numpy())
+    probs = torch.tensor(raw, dtype=torch.float32)
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label),
+            "train_seconds": seconds, "details": {"C": c}}
+
+
+def run_lora(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    tuned = finetune(base, "lora", data.train.texts, data.targets(data.train), len(data.names), data.multi_label,
+                     seed=seed)
+    probs = finetuned_probs(base, tuned, data.test.texts)
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, tuned.thresholds),
+            "train_seconds": tuned.train_seconds, "details": {"params": tuned.params, "epochs_run": tuned.epochs_run}}
+
+
+def run_setfit(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from datasets import Dataset as HFDataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    targets = data.targets(data.train)
+    model = SetFitModel.from_pretrained(str(bundled_model_path()), multi_target_strategy="one-vs-rest"
+                                        if data.multi_label else None)
+    train_set = HFDataset.from_dict({"text": list(data.train.texts), "label": targets.tolist()})
+    planned = setfit_planned_steps(targets, data.multi_label)
+    capped = planned > args.setfit_max_steps
+    training = TrainingArguments(seed=seed, max_steps=args.setfit_max_steps if capped else -1)
+    trainer = Trainer(model=model, args=training, train_dataset=train_set)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    raw = model.predict_proba(list(data.test.texts), as_numpy=True)
+    if data.multi_label and isinstance(raw, list):  # one-vs-rest: a (N, 2) array per label
+        raw = np.stack([p[:, 1] for p in raw], axis=1)
+    probs = torch.tensor(np.asarray(raw), dtype=torch.float32)
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label),
+            "train_seconds": seconds,
+            "details": {"planned_steps": planned, "capped": capped,
+                        "steps": args.setfit_max_steps if capped else planned,
+                        "torch_threads": torch.get_num_threads()}}
+
+
+def setfit_planned_steps(targets: torch.Tensor, multi_label: bool, batch_size: int = 16) -> int:
+    """The contrastive steps SetFit's default arguments take on these rows: every pair (with
+    replacement) is positive (same label; multi-label: a label in common) or negative, the
+    smaller kind is oversampled to the larger, one epoch in batches of 16 pairs."""
+    if multi_label:
+        overlap = (targets @ targets.T) > 0
+        positive = int(torch.triu(overlap).sum())
+    else:
+        counts = torch.bincount(targets)
+        positive = int((counts * (counts + 1) // 2).sum())
+    n = len(targets)
+    negative = n * (n + 1) // 2 - positive
+    return -(-2 * max(positive, negative) // batch_size)
+
+
+RUNNERS = {"reftag": run_reftag, "setfit": run_setfit, "probe": run_probe, "lora": run_lora}
+
+
+# -- results ----------------------------------------------------------------------------------------------
+def read_results() -> list[dict[str, Any]]:
+    path = OUT_DIR / RESULTS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def append_result(cell: dict[str, Any]) -> None:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    with open(OUT_DIR / RESULTS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(cell, ensure_ascii=False) + "\n")
+
+
+def latest_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, str, int, int], dict[str, Any]]:
+    """The last run of each (data, contender, K, seed): a contender re-run replaces its cells."""
+    return {(c["data"], c["contender"], c["k"], c["seed"]): c for c in cells}
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+    latest = latest_cells(cells)
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for (data, contender, k, _seed), cell in latest.items():
+        groups[(data, k, contender)].append(cell)
+    rows = []
+    for data in dict.fromkeys(key[0] for key in groups):
+        for k in sorted({key[1] for key in groups if key[0] == data}):
+            row = [data, k]
+            for contender in CONTENDERS:
+                runs = groups.get((data, k, contender), [])
+                row.append(score_cell(runs))
+                row.append(seconds_cell(runs))
+            rows.append(row)
+        if data in FULL_DATA:
+            rows.append([data, "4,000 rows", f"{FULL_DATA[data]} (issue 4)"] + [""] * (2 * len(CONTENDERS) - 1))
+    header = ["data", "K per label"]
+    for contender in CONTENDERS:
+        header += [f"{contender} (mean ± sd)", f"{contender} train s"]
+    return markdown_table(header, rows)
+
+
+def score_cell(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return "–"
+    scores = [r["score"] for r in runs]
+    sd = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
+    capped = " (capped)" if any(r.get("details", {}).get("capped") for r in runs) else ""
+    return f"{statistics.mean(scores):.3f}{sd}{capped}"
+
+
+def seconds_cell(runs: list[dict[str, Any]]) -> str:
+    return f"{statistics.mean(r['train_seconds'] for r in runs):.1f}" if runs else "–"
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=",".join(DATASETS))
+    parser.add_argument("--k", default="4,8,16,32,64", help="examples per label, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--test-rows", type=int, default=2000)
+    parser.add_argument("--setfit-max-steps", type=int, default=SETFIT_MAX_STEPS,
+                        help="cap SetFit's contrastive steps (default: about 15 minutes of a quiet 2-core "
+                             "machine); a cell that would take more is capped, and the table says so")
+    parser.add_argument("--table", action="store_true", help="print the table from bench/out/fewshot.jsonl")
+    args = parser.parse_args(argv)
+    unknown = set(args.contenders.split(",")) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}; known: {CONTENDERS}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    if args.table:
+        print(table(read_results()))
+        return read_results()
+    command = command_line("bench.fewshot")
+    base = load_base()
+    made = []
+    for name in args.data.split(","):
+        for k in [int(x) for x in args.k.split(",")]:
+            for seed in [int(x) for x in args.seeds.split(",")]:
+                data = sample(name, k, seed, args.test_rows)
+                for contender in args.contenders.split(","):
+                    torch.manual_seed(seed)
+                    result = RUNNERS[contender](base, data, seed, args)
+                    cell = {"data": name, "contender": contender, "k": k, "seed": seed,
+                            "n_train": len(data.train.texts), "n_test": len(data.test.texts),
+                            "score": main_score(result["metrics"], data.multi_label),
+                            **result, "command": command, "machine": machine()}
+                    append_result(cell)
+                    made.append(cell)
+                    print(f"{name} K={k} seed {seed} {contender}: {cell['score']:.4f} "
+                          f"({cell['train_seconds']:.1f} s, {cell['n_train']} rows)", flush=True)
+    print(f"\ncommand: {command}\n")
+    print(table(read_results()))
+    return made
+
+
+if __name__ == "__main__":
+    main()
