@@ -190,9 +190,10 @@ def _snapshot() -> dict[str, float]:
     return {"rss_mb": round(_proc_status_mb("VmRSS"), 1), "peak_rss_mb": round(_proc_status_mb("VmHWM"), 1)}
 
 
-def memory_child(directory: str, n_texts: int) -> None:
-    """Run in a fresh process (`--memory-child DIR`): prints one JSON line of RSS snapshots."""
-    texts = [r["text"] for r in read_jsonl(TRAIN_SET, "test", n_texts)]
+def memory_child(directory: str) -> None:
+    """Run in a fresh process (`--memory-child DIR`, which holds the adapters and texts.json, the
+    texts to tag): prints one JSON line of RSS snapshots."""
+    texts = json.loads(Path(directory, "texts.json").read_text(encoding="utf-8"))
     steps = {"imported": _snapshot()}
     base = load_base()
     tagger = Tagger(base)
@@ -216,9 +217,10 @@ def part_memory(base: Base, n_adapters: int, n_texts: int) -> dict[str, Any]:
             Path(directory, f"{i:04d}.safetensors").write_bytes(weights)
             Path(directory, f"{i:04d}.json").write_text(config_json)
             total += len(weights) + len(config_json.encode())
-        out = subprocess.run([sys.executable, "-m", "bench.speed", "--memory-child", directory, "--memory-texts",
-                              str(n_texts)], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
+        texts = [r["text"] for r in read_jsonl(TRAIN_SET, "test", n_texts)]
+        Path(directory, "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        out = subprocess.run([sys.executable, "-m", "bench.speed", "--memory-child", directory],
+                             capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     child = json.loads(out.stdout.strip().splitlines()[-1])
     s, worker = child["steps"], child["steps"]["base_tagged_one_adapter"]
     child["adapter_bytes_total"] = total
@@ -282,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.memory_child:
-        memory_child(args.memory_child, args.memory_texts)
+        memory_child(args.memory_child)
         return {}
     command = command_line("bench.speed")
     parts = args.parts.split(",")
