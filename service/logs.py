@@ -16,7 +16,6 @@ One module for the web tier and the workers, so both write the same fields.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -26,6 +25,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TextIO
 
+import pythonjsonlogger.core
+import pythonjsonlogger.json
+
 from .settings import get_settings
 
 FORMATS = ("json", "text")
@@ -34,8 +36,6 @@ CONTEXT_FIELDS = ("job_id", "label_set_id", "tenant", "chunk")
 NAMED_IDS = {"job_id": re.compile(r"\bjob_[0-9a-f]{16}\b"), "label_set_id": re.compile(r"\bls_[0-9a-f]{16}\b")}
 # Gunicorn's own loggers do not propagate to the root logger; their lines get our format too.
 GUNICORN_LOGGERS = ("gunicorn.error", "gunicorn.access")
-# What every LogRecord has; anything else on a record came from `extra=` and is written out.
-STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 # The default is read-only: bind() and reset() always set a new dict, never change the one there.
 _context: ContextVar[Mapping[str, Any]] = ContextVar("reftag_log_context", default=MappingProxyType({}))
@@ -89,33 +89,29 @@ def _timestamp(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, service, logger, message, the context fields,
-    any `extra=` fields, and the traceback as one string."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line: time, level, pid, logger, message, service, the context
+    fields, any `extra=` fields, and the traceback as one string. python-json-logger does the
+    record-to-JSON work (which attributes are `extra=`, tracebacks, values JSON has no type
+    for); this class names the fields."""
 
     def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
+        super().__init__(
+            ["created", "levelname", "process", "name", "message"],
+            rename_fields={"created": "time", "levelname": "level", "process": "pid", "name": "logger",
+                           "exc_info": "exception", "stack_info": "stack"},
+            static_fields={"service": service},
+            # Celery puts a line's arguments in `data`; ContextFilter has read the ids out of it.
+            reserved_attrs=[*pythonjsonlogger.core.RESERVED_ATTRS, "data", "taskName"],
+            json_ensure_ascii=False,
+        )
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": _timestamp(record),
-            "level": record.levelname.lower(),
-            "service": self.service,
-            "pid": record.process,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_data, record, message_dict)
+        log_data["time"] = _timestamp(record)
+        log_data["level"] = record.levelname.lower()
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
-            entry.update(_access_fields(record.args))
-        for name, value in vars(record).items():
-            if name not in STANDARD_ATTRIBUTES and not name.startswith("_") and name != "data":
-                entry[name] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+            log_data.update(_access_fields(record.args))
 
 
 def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
 from service import logs
 from store.db import session_scope
-from store.models import Job
+from store.models import Job, JobStatus
 from workers import tasks
 
 
@@ -100,3 +101,24 @@ def test_text_format_is_one_line_with_the_ids_at_the_end(captured):
 def test_an_unknown_log_format_is_refused_by_name():
     with pytest.raises(ValueError, match="LOG_FORMAT must be one of json, text; got 'xml'"):
         logs.configure("web", force=True, stream=io.StringIO(), log_format="xml")
+
+
+def test_values_json_has_no_type_for_are_written_as_readable_text(captured):
+    stream = captured("json")
+    started = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
+    logging.getLogger("reftag").info("job state", extra={"status": JobStatus.RUNNING, "started": started},
+                                     stack_info=True)
+    [line] = json_lines(stream)
+    assert (line["status"], line["started"]) == ("running", "2024-05-01T08:30:00+00:00")  # ISO 8601, as "time"
+    assert line["stack"].startswith("Stack (most recent call last)")
+
+
+def test_a_gunicorn_access_line_carries_its_request_as_fields(captured):
+    stream = captured("json")
+    atoms = {"h": "127.0.0.1", "r": "GET /v1/jobs/job_0123456789abcdef HTTP/1.1", "s": "200", "m": "GET",
+             "U": "/v1/jobs/job_0123456789abcdef", "D": "1500"}  # gunicorn's access-log atoms; D in µs
+    logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s', atoms)
+    [line] = json_lines(stream)
+    assert (line["method"], line["path"], line["status"], line["duration_ms"]) == (
+        "GET", "/v1/jobs/job_0123456789abcdef", 200, 1.5)
+    assert line["job_id"] == "job_0123456789abcdef" and "args" not in line
