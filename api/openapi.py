@@ -23,6 +23,16 @@ PATH_SCHEMAS = {
     "int": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
     "id": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,64}$"},
 }
+# The groups of operations, in the order /docs shows them: the API first, the pages last.
+TAGS = {
+    "label sets": "Taxonomies and their human-labelled examples",
+    "adapters": "A label set's trained versions: list them, activate one (or roll back)",
+    "jobs": "Train and tag jobs: submit, follow, read the results, cancel",
+    "predict": "A few texts tagged now, through the predict queue",
+    "label studio": "Label Studio's ML backend, one per label set (Basic auth, the API key as password)",
+    "meta": "Liveness, metrics, this document and /docs",
+    "dashboard": "The dashboard's pages (signed in with a session cookie, not a bearer key)",
+}
 ERROR_TEXT = {
     400: "Malformed JSON, CSV or JSONL",
     401: "Missing, unknown or revoked API key",
@@ -98,6 +108,7 @@ def document(app: Flask) -> dict[str, Any]:
             "description": "Data labeling with LoReFT adapters. JSON formats and worked examples: docs/api.md. "
                            "Errors are always {\"error\": {\"code\", \"message\", \"details\"}}.",
         },
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": top.get("$defs", {}),

@@ -1,5 +1,5 @@
-"""/openapi.json covers every route from the same schemas; /docs renders it offline; the web
-tier stays free of torch."""
+"""/openapi.json covers every route from the same schemas; /docs is Swagger UI over it, offline;
+the web tier stays free of torch."""
 import re
 import subprocess
 import sys
@@ -15,6 +15,7 @@ def test_openapi_document_covers_every_route(app, client):
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             op = doc["paths"][path][method.lower()]
             assert op["tags"] != ["undocumented"], f"{method} {rule.rule} has no @operation"
+            assert op["tags"][0] in {tag["name"] for tag in doc["tags"]}, f"{method} {rule.rule}: an undescribed tag"
             assert op["summary"] and op["responses"]
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == set(rule.arguments), path
@@ -41,12 +42,19 @@ def test_v1_operations_declare_bearer_auth_and_the_error_schema(client):
                 assert "security" not in op
 
 
-def test_docs_page_is_self_contained(client):
+def test_docs_page_is_swagger_ui_served_by_this_app(client):
     response = client.get("/docs")
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    assert "/openapi.json" in html
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the docs page must not load from the network"
+    assert "SwaggerUIBundle({" in html and 'url: "/openapi.json"' in html
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
+    assert len(assets) == 3 and all(path.startswith("/docs/swagger-ui/") for path in assets), assets
+    for path in assets:
+        assert client.get(path).status_code == 200, path
+    # The browser itself refuses anything from elsewhere (tests/e2e/test_docs_page.py watches it do so).
+    policy = response.headers["Content-Security-Policy"]
+    assert policy.startswith("default-src 'self';") and "http" not in policy
+    assert client.get("/docs/swagger-ui/..%2Fmeta.py").status_code == 404
 
 
 def test_importing_the_web_tier_does_not_import_torch():

@@ -5,7 +5,6 @@ every page, in English and in 简体中文, and that another tenant gets the not
 Screenshots of each page go to tests/artifacts/ (git-ignored): look at them."""
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import browser
+from tests.e2e.browser import ARTIFACTS, CHROMIUM, Browser, sync_playwright
 from tests.e2e.conftest import BIN, REPO, LabelledData
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "tests" / "artifacts"
 # The Chinese fixture's label codes, named as a Chinese team would name them.
 ZH_NAMES = {
     "news_sports": "体育", "news_finance": "财经", "news_tech": "科技", "news_car": "汽车", "news_edu": "教育",
@@ -28,24 +27,6 @@ ZH_PER_LABEL = 20
 EN_PER_LABEL = 30
 N_TAG = 600
 TRY_TEXTS = ["国足客场两球击败对手，晋级世界杯预选赛下一阶段", "央行宣布下调存款准备金率0.5个百分点"]
-
-
-def sync_playwright():
-    """playwright and Debian's chromium, or a loud skip — except in CI, where a missing browser
-    fails: `make test` installs it, so its absence there is a broken set-up, not a pass."""
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright as start
-    except ImportError:
-        missing = "the `playwright` package (pip install -e '.[test]')"
-    if missing is None and not CHROMIUM.exists():
-        missing = f"{CHROMIUM} (apt-get install chromium fonts-noto-cjk; `make test` does it as root)"
-    if missing:
-        message = f"THE DASHBOARD WAS NOT TESTED IN A BROWSER: {missing} is missing"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return start()
 
 
 def examples(data: LabelledData, per_label: int, name=lambda code: code) -> list[dict]:
@@ -80,44 +61,8 @@ def other_tenant_key(stack) -> str:
     return made.stdout.strip().splitlines()[-1]
 
 
-class Browser:
-    """One signed-out browser context, with guards: every request stays on the app's origin
-    (no CDN), and no page logs a script error."""
-
-    def __init__(self, chromium, base_url: str, locale: str = "en-US") -> None:
-        self.base_url = base_url
-        # A team in China: the pages show times on the reader's clock (UTC+8), the server's are UTC.
-        self.context = chromium.new_context(locale=locale, timezone_id="Asia/Shanghai",
-                                            viewport={"width": 1440, "height": 900},
-                                            extra_http_headers={"Accept-Language": locale})
-        self.page = self.context.new_page()
-        self.foreign: list[str] = []
-        self.errors: list[str] = []
-        self.page.on("request", lambda r: None if r.url.startswith(base_url) else self.foreign.append(r.url))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-
-    def open(self, path: str):
-        response = self.page.goto(self.base_url + path)
-        return response
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
-
-    def sign_in(self, key: str) -> None:
-        self.page.fill("#api-key", key)
-        self.page.click("#login-submit")
-        self.page.wait_for_load_state()
-
-    def check_clean(self) -> None:
-        assert not self.foreign, f"pages loaded from elsewhere: {self.foreign}"
-        # A 404 page is an expected "error" in the console; anything else is a bug.
-        assert not [e for e in self.errors if "404" not in e], self.errors
-
-
 def test_without_a_browser_the_test_fails_in_ci_and_skips_loudly_elsewhere(monkeypatch):
-    monkeypatch.setattr(f"{__name__}.CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="NOT TESTED IN A BROWSER"):
         sync_playwright()
