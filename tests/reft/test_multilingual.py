@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from reft_core import multilingual
+from reft_core.base import BUNDLED, fingerprint, load_base
 
 HOTEL_ZH = "这家酒店的服务非常好，房间也很干净。"
 HOTEL_EN = "The hotel's service is very good, and the room is also very clean."
@@ -177,3 +178,22 @@ def test_two_processes_building_at_once_build_once(tmp_path):
     assert sum(err.count("reft_core.multilingual:building ") for _, err in results) == 1, results
     source_sha256 = json.loads((tmp_path / multilingual.FOLDER / multilingual.MANIFEST).read_text())["source"]["sha256"]
     assert multilingual.manifest_problem(tmp_path / multilingual.FOLDER, source_sha256, verify=True) is None
+
+
+def test_load_base_loads_it_by_name(built, monkeypatch):
+    monkeypatch.setenv("REFTAG_MODEL_CACHE", str(built.parent))
+    base = load_base("multilingual-e5-small", device="cpu")
+    assert (base.name, base.family, base.num_layers, base.hidden_size) == ("multilingual-e5-small", "encoder", 12, 384)
+    assert BUNDLED["multilingual-e5-small"].text_prefix == "query: " and BUNDLED["all-MiniLM-L6-v2"].text_prefix == ""
+    started = time.perf_counter()
+    again = fingerprint(base.model)
+    print(f"\nfingerprint of {sum(p.numel() for p in base.model.parameters()) / 1e6:.0f} M parameters: "
+          f"{time.perf_counter() - started:.2f} s")
+    # the same on every load: nothing in the folder is left to random initialisation (BertModel's pooler)
+    assert again == base.fingerprint == load_base("multilingual-e5-small", device="cpu").fingerprint
+
+
+def test_a_name_that_is_neither_bundled_nor_a_directory_fails_naming_the_bundled_ones():
+    with pytest.raises(FileNotFoundError) as err:
+        load_base("multilingual-e5-large")
+    assert "multilingual-e5-small" in str(err.value) and "all-MiniLM-L6-v2" in str(err.value)
