@@ -18,7 +18,10 @@ PROCFILE := $(if $(FLOWER),var/Procfile.flower,Procfile)
 
 .PHONY: run test test-fast lint install migrate clean flower
 
+# The multilingual base is converted once into a cache outside the repository
+# (REFTAG_MODEL_CACHE, else ~/.cache/reftag/models); later runs only check its manifest.
 install: $(STAMP)
+	$(BIN)/python -m reft_core.multilingual
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
