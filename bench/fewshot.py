@@ -29,6 +29,7 @@ import json
 import os
 import random
 import statistics
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -155,11 +156,13 @@ def run_setfit(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
     train_set = HFDataset.from_dict({"text": list(data.train.texts), "label": targets.tolist()})
     planned = setfit_planned_steps(targets, data.multi_label)
     capped = planned > args.setfit_max_steps
-    training = TrainingArguments(seed=seed, max_steps=args.setfit_max_steps if capped else -1)
-    trainer = Trainer(model=model, args=training, train_dataset=train_set)
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="setfit-") as checkpoints:  # SetFit saves checkpoints; not here
+        training = TrainingArguments(output_dir=checkpoints, seed=seed,
+                                     max_steps=args.setfit_max_steps if capped else -1)
+        trainer = Trainer(model=model, args=training, train_dataset=train_set)
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
     raw = model.predict_proba(list(data.test.texts), as_numpy=True)
     if data.multi_label and isinstance(raw, list):  # one-vs-rest: a (N, 2) array per label
         raw = np.stack([p[:, 1] for p in raw], axis=1)
@@ -254,6 +257,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--setfit-max-steps", type=int, default=SETFIT_MAX_STEPS,
                         help="cap SetFit's contrastive steps (default: about 15 minutes of a quiet 2-core "
                              "machine); a cell that would take more is capped, and the table says so")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for every contender (recorded with each cell; one run with 1 thread "
+                             "leaves a core for other work, and contenders timed alike stay comparable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the cells bench/out/fewshot.jsonl already holds (a stopped run goes on)")
     parser.add_argument("--table", action="store_true", help="print the table from bench/out/fewshot.jsonl")
     args = parser.parse_args(argv)
     unknown = set(args.contenders.split(",")) - set(CONTENDERS)
@@ -268,13 +276,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(table(read_results()))
         return read_results()
     command = command_line("bench.fewshot")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = load_base()
     made = []
+    done = set(latest_cells(read_results())) if args.resume else set()
     for name in args.data.split(","):
         for k in [int(x) for x in args.k.split(",")]:
             for seed in [int(x) for x in args.seeds.split(",")]:
                 data = sample(name, k, seed, args.test_rows)
                 for contender in args.contenders.split(","):
+                    if (name, contender, k, seed) in done:
+                        continue
                     torch.manual_seed(seed)
                     result = RUNNERS[contender](base, data, seed, args)
                     cell = {"data": name, "contender": contender, "k": k, "seed": seed,
