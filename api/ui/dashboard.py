@@ -1,5 +1,5 @@
 """The dashboard at /ui/: server-rendered pages (Jinja) over the same store functions as the
-API, in English or Simplified Chinese (`api.i18n`).
+API, in English, 简体中文 or 繁體中文 (`i18n`: gettext catalogs, through Flask-Babel).
 
 A person signs in by pasting an API key; the session cookie (signed with the `secret_key`
 setting, HttpOnly, SameSite=Lax) keeps the key's SHA-256, never the key, and every page
@@ -29,6 +29,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext
 from markupsafe import Markup, escape
 
 from service.settings import dashboard_secret_key
@@ -69,6 +70,7 @@ def init_app(app: Flask) -> None:
     app.secret_key = dashboard_secret_key(app.config["REFTAG_SETTINGS"])
     app.config.update(SESSION_COOKIE_NAME="reftag_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax")
+    i18n.init_app(app)
     app.register_blueprint(bp)
 
 
@@ -105,11 +107,6 @@ def remember_language(response):
 
 
 @bp.app_template_global()
-def t(key: str, **values: Any) -> str:
-    return i18n.translate(g.get("lang", i18n.DEFAULT_LANGUAGE), key, **values)
-
-
-@bp.app_template_global()
 def lang_url(language: str) -> str:
     """This page in another language."""
     values = {**(request.view_args or {}), **request.args.to_dict(), "lang": language}
@@ -117,6 +114,8 @@ def lang_url(language: str) -> str:
 
 
 bp.add_app_template_global(job_json)
+bp.add_app_template_global(i18n.status_word)
+bp.add_app_template_global(i18n.job_type_word)
 bp.add_app_template_global(JobStatus, "JobStatus")
 bp.add_app_template_global(JobType, "JobType")
 
@@ -124,7 +123,7 @@ bp.add_app_template_global(JobType, "JobType")
 @bp.app_template_global()
 def status_words() -> dict[str, str]:
     """Each job status in the page's language (the page's script shows statuses it polls)."""
-    return {str(status): t(f"status.{status}") for status in JobStatus}
+    return {str(status): i18n.status_word(status) for status in JobStatus}
 
 
 @bp.app_template_global()
@@ -224,7 +223,8 @@ def login_submit():
         tenant = tenants.tenant_for_key_hash(db, tenants.hash_key(raw_key)) if raw_key else None
     if tenant is None:
         return render("login.html", 401, next=safe_next(request.form.get("next")),
-                      error=t("login.invalid" if raw_key else "login.empty"))
+                      error=gettext("That API key is unknown or revoked.") if raw_key
+                      else gettext("Paste an API key first."))
     session.clear()
     session.update(key_hash=tenants.hash_key(raw_key), csrf=secrets.token_urlsafe(24))
     return redirect(safe_next(request.form.get("next")))

@@ -1,292 +1,84 @@
-"""The dashboard's words in English and Simplified Chinese, and which of the two a request gets.
+"""The dashboard's languages, and which one a request gets.
+
+The words are gettext catalogs, served by Flask-Babel: `translations/<locale>/LC_MESSAGES/
+messages.po`, one per language besides English, whose message ids are the English text itself
+(what translators' tools show as the source, and what a page falls back to). `make install`
+compiles them into the `.mo` files read here; `make messages` adds new strings to each catalog.
 
 The language is `?lang=` when a page is opened with it (remembered in a cookie), else that
-cookie, else the best match of the browser's Accept-Language (any `zh*` gets Simplified
-Chinese: it is the only Chinese there is), else English. Label names, texts and ids are the
-users' own and are never translated.
+cookie, else the first language of the browser's Accept-Language the dashboard has: Chinese in
+Traditional characters (zh-TW, zh-HK, zh-MO, zh-Hant) gets 繁體中文, any other Chinese 简体中文,
+else English. Label names, texts and ids are the users' own and are never translated.
 """
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from flask import Request
+from flask import Flask, Request, has_request_context, request
+from flask_babel import Babel, gettext
 
-LANGUAGES = {"en": "English", "zh-CN": "中文"}
+from store.models import JobStatus, JobType
+
+TRANSLATIONS = Path(__file__).parent / "translations"
+# The web's language tags (<html lang>, ?lang=, the cookie), each named in its own language.
+LANGUAGES = {"en": "English", "zh-CN": "简体中文", "zh-TW": "繁體中文"}
+# The Babel locale of each, which names its catalog's folder.
+LOCALES = {"en": "en", "zh-CN": "zh_Hans_CN", "zh-TW": "zh_Hant_TW"}
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_COOKIE = "reftag_lang"
+TRADITIONAL_CHINESE = {"hant", "tw", "hk", "mo"}
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "app.tagline": "data labeling",
-        "nav.label_sets": "Label sets",
-        "nav.jobs": "Jobs",
-        "nav.try": "Try the model",
-        "nav.api_docs": "API docs",
-        "nav.signed_in_as": "Tenant",
-        "nav.logout": "Log out",
-        "nav.language": "Language",
-        "login.title": "Sign in",
-        "login.intro": "Paste an API key of your team. The dashboard shows that key's tenant only.",
-        "login.key": "API key",
-        "login.submit": "Sign in",
-        "login.invalid": "That API key is unknown or revoked.",
-        "login.empty": "Paste an API key first.",
-        "login.hint": "`make run` prints a development key (also kept in var/dev-api-key); more come from `flask --app api reftag create-key`.",
-        "label_sets.title": "Label sets",
-        "label_sets.empty": "No label sets yet. Create one with POST /v1/label-sets (see the API docs).",
-        "label_sets.count": "{n} label sets",
-        "label_sets.examples_total": "labelled examples",
-        "label_sets.trained": "with an active adapter",
-        "label_sets.running_jobs": "jobs running",
-        "col.name": "Name",
-        "col.type": "Type",
-        "col.labels": "Labels",
-        "col.examples": "Examples",
-        "col.active_adapter": "Active adapter",
-        "col.created": "Created",
-        "col.label": "Label",
-        "col.description": "Description",
-        "col.share": "Share",
-        "col.f1": "F1",
-        "col.precision": "Precision",
-        "col.recall": "Recall",
-        "col.support": "Held-out",
-        "col.version": "Version",
-        "col.accuracy": "Accuracy",
-        "col.macro_f1": "Macro-F1",
-        "col.micro_f1": "Micro-F1",
-        "col.train_eval": "Train / held-out",
-        "col.params": "Parameters",
-        "col.size": "Size",
-        "col.note": "Note",
-        "col.job": "Job",
-        "col.label_set": "Label set",
-        "col.status": "Status",
-        "col.progress": "Progress",
-        "col.items": "Items",
-        "col.duration": "Duration",
-        "col.item": "Item",
-        "col.text": "Text",
-        "col.predicted": "Predicted",
-        "col.score": "Score",
-        "col.review": "Review",
-        "col.all_scores": "All scores",
-        "type.single": "single-label",
-        "type.multi": "multi-label",
-        "type.train": "train",
-        "type.tag": "tag",
-        "labels.more": "+{n} more",
-        "adapter.none": "not trained yet",
-        "adapter.active": "active",
-        "adapter.inactive": "inactive",
-        "label_set.labels": "Labels and examples",
-        "label_set.labels_note": "In the label set's own order (the order of every score vector). Click a column to sort.",
-        "label_set.f1_from": "F1: on the held-out split of adapter v{version}.",
-        "label_set.adapters": "Adapter versions",
-        "label_set.no_adapters": "No adapter yet: add at least {n} examples per label, then POST /v1/label-sets/{id}/train.",
-        "label_set.jobs": "Recent jobs",
-        "label_set.try": "Try this label set",
-        "label_set.examples_total": "examples",
-        "label_set.labels_total": "labels",
-        "adapter.title": "Adapter v{version}",
-        "adapter.held_out": "Scores on the held-out split ({n} examples, never trained on)",
-        "adapter.loss": "Training loss",
-        "adapter.loss_note": "Loss per optimizer step; dots mark each epoch's mean.",
-        "adapter.loss_none": "No loss was recorded for this version.",
-        "adapter.step": "step",
-        "adapter.epoch": "epoch",
-        "adapter.confusion": "Confusion matrix",
-        "adapter.confusion_note": "Rows: the true label; columns: the predicted one. Colour: share of the row; the diagonal is right.",
-        "adapter.confusion_none": "No confusion matrix (multi-label sets have per-label scores only).",
-        "adapter.truth": "true",
-        "adapter.predicted": "predicted",
-        "adapter.per_label": "Per label",
-        "adapter.epochs_run": "Epochs",
-        "adapter.train_seconds": "Training time",
-        "adapter.train_job": "Train job",
-        "jobs.title": "Jobs",
-        "jobs.empty": "No jobs yet.",
-        "jobs.newest_first": "Newest first; running jobs update live.",
-        "job.tag_title": "Tag job",
-        "job.train_title": "Train job",
-        "job.done_of": "{done} of {total}",
-        "job.failed_n": "{n} failed",
-        "job.results": "Results",
-        "job.results_none": "No results yet.",
-        "job.page": "Page {page} of {pages}",
-        "job.previous": "Previous",
-        "job.next": "Next",
-        "job.export": "Download",
-        "job.needs_review": "review",
-        "job.adapter": "Adapter",
-        "job.made_adapter": "Made adapter v{version}",
-        "job.started": "Started",
-        "job.finished": "Finished",
-        "job.error": "Error",
-        "job.loss": "Loss",
-        "job.eta": "About {s} s left",
-        "job.rate": "{rate} items/s",
-        "status.queued": "queued",
-        "status.running": "running",
-        "status.succeeded": "succeeded",
-        "status.failed": "failed",
-        "status.cancelled": "cancelled",
-        "try.title": "Try the model",
-        "try.intro": "Type one text per line (up to {n}); the active adapter of the label set tags them now, through the predict queue.",
-        "try.label_set": "Label set",
-        "try.texts": "Texts",
-        "try.placeholder": "One text per line",
-        "try.submit": "Tag",
-        "try.working": "Tagging…",
-        "try.no_label_sets": "No label set has a trained adapter yet.",
-        "try.top_scores": "Top scores",
-        "not_found.title": "Not found",
-        "not_found.text": "There is no such object for your tenant.",
-        "not_found.back": "Back to the label sets",
-        "error.title": "Something went wrong",
-    },
-    "zh-CN": {
-        "app.tagline": "数据打标",
-        "nav.label_sets": "标签集",
-        "nav.jobs": "任务",
-        "nav.try": "试用模型",
-        "nav.api_docs": "API 文档",
-        "nav.signed_in_as": "租户",
-        "nav.logout": "退出登录",
-        "nav.language": "语言",
-        "login.title": "登录",
-        "login.intro": "粘贴团队的 API 密钥。看板只显示该密钥所属租户的数据。",
-        "login.key": "API 密钥",
-        "login.submit": "登录",
-        "login.invalid": "该 API 密钥不存在或已被吊销。",
-        "login.empty": "请先粘贴 API 密钥。",
-        "login.hint": "`make run` 会打印一个开发用密钥（也保存在 var/dev-api-key）；更多密钥用 `flask --app api reftag create-key` 创建。",
-        "label_sets.title": "标签集",
-        "label_sets.empty": "还没有标签集。用 POST /v1/label-sets 创建（见 API 文档）。",
-        "label_sets.count": "共 {n} 个标签集",
-        "label_sets.examples_total": "条已标注样本",
-        "label_sets.trained": "个已有生效适配器",
-        "label_sets.running_jobs": "个任务进行中",
-        "col.name": "名称",
-        "col.type": "类型",
-        "col.labels": "标签",
-        "col.examples": "样本数",
-        "col.active_adapter": "生效适配器",
-        "col.created": "创建时间",
-        "col.label": "标签",
-        "col.description": "说明",
-        "col.share": "占比",
-        "col.f1": "F1",
-        "col.precision": "精确率",
-        "col.recall": "召回率",
-        "col.support": "验证样本",
-        "col.version": "版本",
-        "col.accuracy": "准确率",
-        "col.macro_f1": "宏平均 F1",
-        "col.micro_f1": "微平均 F1",
-        "col.train_eval": "训练 / 验证",
-        "col.params": "参数量",
-        "col.size": "大小",
-        "col.note": "备注",
-        "col.job": "任务",
-        "col.label_set": "标签集",
-        "col.status": "状态",
-        "col.progress": "进度",
-        "col.items": "条目",
-        "col.duration": "耗时",
-        "col.item": "条目",
-        "col.text": "文本",
-        "col.predicted": "预测标签",
-        "col.score": "得分",
-        "col.review": "复核",
-        "col.all_scores": "全部得分",
-        "type.single": "单标签",
-        "type.multi": "多标签",
-        "type.train": "训练",
-        "type.tag": "打标",
-        "labels.more": "另有 {n} 个",
-        "adapter.none": "尚未训练",
-        "adapter.active": "生效中",
-        "adapter.inactive": "未生效",
-        "label_set.labels": "标签与样本",
-        "label_set.labels_note": "按标签集自身的顺序排列（即每个得分向量的顺序）。点击列标题可排序。",
-        "label_set.f1_from": "F1：适配器 v{version} 在验证集上的得分。",
-        "label_set.adapters": "适配器版本",
-        "label_set.no_adapters": "还没有适配器：每个标签至少添加 {n} 条样本，然后调用 POST /v1/label-sets/{id}/train。",
-        "label_set.jobs": "最近的任务",
-        "label_set.try": "试用此标签集",
-        "label_set.examples_total": "条样本",
-        "label_set.labels_total": "个标签",
-        "adapter.title": "适配器 v{version}",
-        "adapter.held_out": "验证集得分（{n} 条样本，未参与训练）",
-        "adapter.loss": "训练损失",
-        "adapter.loss_note": "每个优化步的损失；圆点为每轮的平均值。",
-        "adapter.loss_none": "此版本没有记录损失。",
-        "adapter.step": "步",
-        "adapter.epoch": "轮",
-        "adapter.confusion": "混淆矩阵",
-        "adapter.confusion_note": "行：真实标签；列：预测标签。颜色：占该行的比例；对角线为预测正确。",
-        "adapter.confusion_none": "没有混淆矩阵（多标签集只有逐标签得分）。",
-        "adapter.truth": "真实",
-        "adapter.predicted": "预测",
-        "adapter.per_label": "逐标签得分",
-        "adapter.epochs_run": "训练轮数",
-        "adapter.train_seconds": "训练用时",
-        "adapter.train_job": "训练任务",
-        "jobs.title": "任务",
-        "jobs.empty": "还没有任务。",
-        "jobs.newest_first": "最新的在前；进行中的任务实时更新。",
-        "job.tag_title": "打标任务",
-        "job.train_title": "训练任务",
-        "job.done_of": "{done} / {total}",
-        "job.failed_n": "{n} 条失败",
-        "job.results": "结果",
-        "job.results_none": "还没有结果。",
-        "job.page": "第 {page} 页，共 {pages} 页",
-        "job.previous": "上一页",
-        "job.next": "下一页",
-        "job.export": "下载",
-        "job.needs_review": "需复核",
-        "job.adapter": "适配器",
-        "job.made_adapter": "生成了适配器 v{version}",
-        "job.started": "开始时间",
-        "job.finished": "完成时间",
-        "job.error": "错误",
-        "job.loss": "损失",
-        "job.eta": "约剩 {s} 秒",
-        "job.rate": "每秒 {rate} 条",
-        "status.queued": "排队中",
-        "status.running": "进行中",
-        "status.succeeded": "已完成",
-        "status.failed": "失败",
-        "status.cancelled": "已取消",
-        "try.title": "试用模型",
-        "try.intro": "每行输入一条文本（最多 {n} 条）；标签集的生效适配器会通过 predict 队列立即打标。",
-        "try.label_set": "标签集",
-        "try.texts": "文本",
-        "try.placeholder": "每行一条文本",
-        "try.submit": "打标",
-        "try.working": "打标中…",
-        "try.no_label_sets": "还没有已训练适配器的标签集。",
-        "try.top_scores": "最高得分",
-        "not_found.title": "未找到",
-        "not_found.text": "你的租户下没有这个对象。",
-        "not_found.back": "返回标签集",
-        "error.title": "出错了",
-    },
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; it is translated where it is shown."""
+    return message
+
+
+# Words for values the code holds: extraction sees these literals, a page shows gettext(word).
+STATUS_WORDS = {JobStatus.QUEUED: N_("queued"), JobStatus.RUNNING: N_("running"),
+                JobStatus.SUCCEEDED: N_("succeeded"), JobStatus.FAILED: N_("failed"),
+                JobStatus.CANCELLED: N_("cancelled")}
+JOB_TYPE_WORDS = {
+    # TRANSLATORS: a job's type: training an adapter
+    JobType.TRAIN: N_("train"),
+    # TRANSLATORS: a job's type: tagging (labelling) texts with an adapter
+    JobType.TAG: N_("tag"),
 }
+
+
+def status_word(status: str) -> str:
+    return gettext(STATUS_WORDS[JobStatus(status)])
+
+
+def job_type_word(job_type: str) -> str:
+    return gettext(JOB_TYPE_WORDS[JobType(job_type)])
+
+
+def language_of(tag: str) -> str | None:
+    """The dashboard's language for a language tag of Accept-Language, if it has one."""
+    primary, *rest = tag.lower().replace("_", "-").split("-")
+    if primary == "en":
+        return "en"
+    if primary == "zh":
+        subtags = set(rest)
+        return "zh-TW" if subtags & TRADITIONAL_CHINESE and "hans" not in subtags else "zh-CN"
+    return None
 
 
 def choose_language(request: Request) -> str:
     for asked in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
         if asked in LANGUAGES:
             return asked
-    best = request.accept_languages.best_match(["en", "zh-CN", "zh"], default=DEFAULT_LANGUAGE)
-    return "zh-CN" if best.lower().startswith("zh") else DEFAULT_LANGUAGE
+    for tag, _quality in request.accept_languages:  # best first
+        language = language_of(tag)
+        if language:
+            return language
+    return DEFAULT_LANGUAGE
 
 
-def translate(language: str, key: str, **values: Any) -> str:
-    """The message `key` in `language` (English where a translation is missing), with
-    `{name}` placeholders filled from `values`."""
-    text = MESSAGES.get(language, {}).get(key) or MESSAGES[DEFAULT_LANGUAGE][key]
-    return text.format(**values) if values else text
+def current_locale() -> str | None:
+    return LOCALES[choose_language(request)] if has_request_context() else None
+
+
+def init_app(app: Flask) -> None:
+    Babel(app, locale_selector=current_locale, default_translation_directories=str(TRANSLATIONS))

@@ -100,7 +100,13 @@ def test_language_comes_from_lang_then_cookie_then_accept_language(client, tenan
     assert '<html lang="en">' in text_of(client.get("/ui/"))
     chinese = client.get("/ui/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
     assert '<html lang="zh-CN">' in text_of(chinese) and "标签集" in text_of(chinese)
-    assert '<html lang="zh-CN">' in text_of(client.get("/ui/", headers={"Accept-Language": "zh-TW"}))
+    for traditional in ("zh-TW", "zh-HK,en;q=0.5", "zh-Hant", "zh-MO"):
+        page = text_of(client.get("/ui/", headers={"Accept-Language": traditional}))
+        assert '<html lang="zh-TW">' in page and "標籤集" in page, traditional
+    for simplified in ("zh", "zh-SG", "zh-Hans-HK"):
+        assert '<html lang="zh-CN">' in text_of(client.get("/ui/", headers={"Accept-Language": simplified})), simplified
+    first_it_has = client.get("/ui/", headers={"Accept-Language": "fr-FR,en-GB;q=0.8,zh-CN;q=0.5"})
+    assert '<html lang="en">' in text_of(first_it_has)
 
     switched = client.get("/ui/jobs?lang=en", headers={"Accept-Language": "zh-CN"})
     assert "reftag_lang=en" in switched.headers["Set-Cookie"] and '<html lang="en">' in text_of(switched)
@@ -110,10 +116,16 @@ def test_language_comes_from_lang_then_cookie_then_accept_language(client, tenan
     assert '<html lang="zh-CN">' in text_of(client.get("/ui/?lang=klingon"))  # unknown: the cookie's
 
 
-def test_both_languages_have_every_message():
-    assert set(i18n.MESSAGES["en"]) == set(i18n.MESSAGES["zh-CN"])
-    for key, english in i18n.MESSAGES["en"].items():
-        assert set(re.findall(r"\{(\w+)\}", english)) == set(re.findall(r"\{(\w+)\}", i18n.MESSAGES["zh-CN"][key])), key
+def test_every_page_word_is_in_the_chosen_language(client, tenant, make_label_set):
+    make_label_set("新闻", labels=("体育", "财经"))
+    sign_in(client, tenant.key)
+    traditional = text_of(client.get("/ui/?lang=zh-TW"))
+    assert '<html lang="zh-TW">' in traditional and "標籤集" in traditional and "單標籤" in traditional
+    assert "体育" in traditional  # the users' own words stay as they wrote them
+    jobs = text_of(client.get("/ui/jobs"))
+    assert "<h1>工作</h1>" in jobs and "尚無工作。" in jobs
+    for code, name in i18n.LANGUAGES.items():  # the switch names each language in itself
+        assert f'lang="{code}"' in jobs and name in jobs
 
 
 def test_label_set_page_counts_examples_per_label_and_escapes_names(client, tenant, make_label_set):
@@ -126,6 +138,13 @@ def test_label_set_page_counts_examples_per_label_and_escapes_names(client, tena
     rows = re.findall(r'<span class="label-name">(.*?)</span>.*?data-value="(\d+)"', html, re.S)
     assert rows == [("体育", "5"), ("财经", "1"), ("&lt;b&gt;bold&lt;/b&gt;", "0")]  # the set's own order
     assert "<script>" not in html.split("<script", 1)[0] and "新闻 &lt;script&gt;" in html
+    assert '· 3 labels\n      · <span class="example-total">6</span> examples' in html
+    assert "· 3 个标签" in text_of(client.get(f"/ui/label-sets/{label_set['id']}?lang=zh-CN"))
+    one = make_label_set("one example", labels=("yes", "no"))
+    client.post(f"/v1/label-sets/{one['id']}/examples", headers=tenant.headers,
+                json={"examples": [{"text": "sure", "label": "yes"}]})
+    singular = text_of(client.get(f"/ui/label-sets/{one['id']}?lang=en"))
+    assert '<span class="example-total">1</span> example</div>' in singular
     listing = text_of(client.get("/ui/"))
     assert "新闻 &lt;script&gt;" in listing and 'data-value="6"' in listing
 

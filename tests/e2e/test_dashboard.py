@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium (Debian's `chromium`, driven by playwright) against
 the real stack: data is made through the API (a Chinese news label set and an English one, a
 trained adapter, a tag job), then the test signs in and checks what a person sees on
-every page, in English and in 简体中文, and that another tenant gets the not-found page.
+every page, in English and in 简体中文 (and a few in 繁體中文), and that another tenant gets the
+not-found page.
 Screenshots of each page go to tests/artifacts/ (git-ignored): look at them."""
 from __future__ import annotations
 
@@ -201,6 +202,16 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
         assert lead.page.inner_text("#job-status") == "已完成"
         assert lead.page.inner_text(".page-of") == f"第 1 页，共 {N_TAG // 50} 页"
         lead.shot("11-job-zh")
+
+        # --- 繁體中文 -------------------------------------------------------------------------------
+        lead.page.click("a.lang[lang=zh-TW]")
+        expect(lead.page.locator("html")).to_have_attribute("lang", "zh-TW")
+        assert lead.page.inner_text("h1").startswith("標註工作") and lead.page.inner_text("#job-status") == "已完成"
+        assert lead.page.inner_text(".page-of") == f"第 1 頁，共 {N_TAG // 50} 頁"
+        lead.shot("12-job-zh-tw")
+        lead.open(f"/ui/label-sets/{zh_id}/adapters/1")
+        assert "混淆矩陣" in lead.page.inner_text("body") and "訓練損失" in lead.page.inner_text("body")
+        lead.shot("13-adapter-zh-tw")
         lead.check_clean()
 
         # --- another tenant sees nothing of this one ---------------------------------------------
@@ -212,7 +223,7 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
             assert stranger.open(path).status == 404, path
             assert "There is no such object for your tenant." in stranger.page.inner_text("body")
             assert "新闻标题分类" not in stranger.page.content()
-        stranger.shot("12-other-tenant-404")
+        stranger.shot("14-other-tenant-404")
         stranger.check_clean()
         chromium.close()
     timings["all, after the stack was up"] = time.monotonic() - t0

@@ -81,8 +81,8 @@ function follow(block) {
 document.querySelectorAll("[data-progress-url]").forEach(follow);
 
 // --- sortable tables ------------------------------------------------------------------------------
-// Text columns sort with the page language's collation: in Chinese, Intl.Collator("zh-CN")
-// orders by pinyin; the server keeps each label set's own label order.
+// Text columns sort with the page language's collation: Intl.Collator("zh-CN") orders by pinyin,
+// "zh-TW" by stroke count, as readers of each expect; the server keeps each label set's own order.
 
 const collator = new Intl.Collator(LANG, { numeric: true, sensitivity: "base" });
 
