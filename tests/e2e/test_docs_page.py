@@ -49,13 +49,14 @@ def test_docs_list_every_operation_and_try_it_out_with_an_api_key(stack):
         page.click(".auth-wrapper button.authorize")
         dialog = page.locator(".modal-ux")
         dialog.locator("input").fill(stack.api_key)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "docs-authorize.png"))
         dialog.locator("button.modal-btn.auth.authorize").click()
         dialog.locator("button.btn-done").click()
         operation.locator("button.execute").click()
         expect(status).to_have_text("200")
         assert f"Authorization: Bearer {stack.api_key}" in operation.locator(".curl-command").inner_text()
         assert name in operation.locator(".live-responses-table .response .response-col_description").inner_text()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         operation.screenshot(path=str(ARTIFACTS / "docs-try-it-out.png"))
 
         # --- a deep link opens its operation -------------------------------------------------------
