@@ -20,18 +20,20 @@ _LAZY = {
     "Base": "base", "load_base": "base",
     "DiReFT": "interventions", "LoReFT": "interventions", "RED": "interventions", "REGISTRY": "interventions",
     "Tagger": "tagger",
-    "train": "training",
+    "train": "training", "evaluate": "training", "recipe_cross_validation": "training",
+    "CrossValidation": "training",
 }
 
-__all__ = ["Adapter", "AdapterConfig", "AdapterMismatchError", "Base", "DiReFT", "LoReFT", "Prediction", "RED",
-           "REGISTRY", "ReftConfigError", "Tagger", "TrainConfig", "load_base", "train"]
+__all__ = ["Adapter", "AdapterConfig", "AdapterMismatchError", "Base", "CrossValidation", "DiReFT", "LoReFT",
+           "Prediction", "RED", "REGISTRY", "ReftConfigError", "Tagger", "TrainConfig", "evaluate", "load_base",
+           "recipe_cross_validation", "train"]
 
 if TYPE_CHECKING:
     from .adapter import Adapter, AdapterConfig, AdapterMismatchError, Prediction
     from .base import Base, load_base
     from .interventions import RED, REGISTRY, DiReFT, LoReFT
     from .tagger import Tagger
-    from .training import train
+    from .training import CrossValidation, evaluate, recipe_cross_validation, train
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 # the two equal.
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
+EVALUATIONS = ("auto", "held_out", "k-fold")
 POSITIONS_PATTERN = r"^(all|f\d{1,3}\+l\d{1,3})$"
 MAX_SEED = 2**31 - 1
 _POSITIONS = re.compile(r"^f(\d{1,3})\+l(\d{1,3})$")
@@ -124,7 +125,15 @@ class TrainConfig:
     eval_fraction: float = option(0.15, "float", "held-out share (stratified)", ge=0.05, le=0.5)
     seed: int = option(0, "int", "determinism", ge=0, le=MAX_SEED)
     pooling: str = option("auto", "str", "head input", choices=POOLINGS)
-    patience: int = option(3, "int", "epochs without a better held-out score before stopping", ge=1, le=100)
+    patience: int = option(3, "int", "checks without a better held-out score before stopping", ge=1, le=100)
+    min_steps: int = option(100, "int", "optimizer steps at least, however few the examples", ge=0, le=100_000)
+    contrastive: float = option(0.0, "float", "weight of a supervised contrastive loss on the pooled representation",
+                                ge=0, le=10)
+    evaluation: str = option("auto", "str", "held_out (evaluation rows never trained on), k-fold (out-of-fold "
+                             "scores, then a refit on every example), or auto: k-fold below kfold_below examples",
+                             choices=EVALUATIONS)
+    kfold_below: int = option(200, "int", "auto evaluation: k-fold below this many examples", ge=0, le=1_000_000)
+    folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
 
     @classmethod
     def options(cls) -> dict[str, tuple[Option, Any]]:

@@ -3,6 +3,19 @@
 The blocks up to the lowest intervened layer are frozen and see the same texts every epoch,
 so their output is computed once (`HiddenCache`) and every step starts from it. Batches are
 length-bucketed (sorted by length, then shuffled as whole batches) so they carry few pads.
+
+How an adapter is evaluated depends on how many examples there are (`TrainConfig.evaluation`,
+"auto" by default):
+
+- held_out (at least `kfold_below` examples): evaluation rows — the caller's (`eval_mask`:
+  the service assigns each example once) or a stratified share (`eval_fraction`) — are never
+  trained on; they choose the epoch (early stopping), the multi-label thresholds, and give the
+  metrics.
+- k-fold (fewer): a single held-out split of a few rows would decide too much by chance.
+  The recipe is trained once per fold (every fold from the same cached prefix); the step count
+  whose out-of-fold score is best is chosen, and the adapter is refit on every example for that
+  many steps. Metrics are the out-of-fold predictions' (every example scored once, by a model
+  that did not see it).
 """
 from __future__ import annotations
 
@@ -12,6 +25,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +36,7 @@ from .adapter import Adapter
 from .attach import Edits, encode_prefix, run_from, run_full
 from .base import Base
 from .config import ReftConfigError, TrainConfig
-from .heads import default_pooling, scores_from_logits
+from .heads import default_pooling, pool, scores_from_logits
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
 
 Progress = Callable[[dict[str, Any]], None]
@@ -126,14 +140,18 @@ class NoCache:
         return (*self.base.pad([self.ids[i] for i in rows]), None)
 
 
-def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: Sequence[int]) -> torch.Tensor:
+def _last_hidden(adapter: Adapter, cache: HiddenCache | NoCache, start: int,
+                 rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edited last hidden state of these examples, and their mask."""
     input_ids, mask, hidden = cache.batch(rows)
     edits = Edits([(adapter, None)], mask)
     if hidden is None:
-        last = run_full(cache.base, input_ids, mask, edits)
-    else:
-        last = run_from(cache.base, hidden, start, input_ids, mask, edits)
-    return adapter.head(last, mask)
+        return run_full(cache.base, input_ids, mask, edits), mask
+    return run_from(cache.base, hidden, start, input_ids, mask, edits), mask
+
+
+def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: Sequence[int]) -> torch.Tensor:
+    return adapter.head(*_last_hidden(adapter, cache, start, rows))
 
 
 def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int],
@@ -151,14 +169,224 @@ def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict
     return single_label_metrics(probs, truth, adapter.label_names)
 
 
+def supervised_contrastive(pooled: torch.Tensor, targets: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Khosla et al.'s supervised contrastive loss on the batch's pooled representations: each
+    example is pulled toward the others that share a label (multi-label: any label) and pushed
+    from the rest. Zero when no example of the batch has a partner."""
+    z = F.normalize(pooled.float(), dim=-1)
+    similarity = z @ z.T / temperature
+    same = (targets @ targets.T > 0) if targets.dim() == 2 else (targets[:, None] == targets[None, :])
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    positive = (same & ~eye).float()
+    log_prob = similarity - torch.logsumexp(similarity.masked_fill(eye, -1e9), dim=1, keepdim=True)
+    has = positive.sum(1) > 0
+    if not has.any():
+        return similarity.new_zeros(())
+    return (-(positive * log_prob).sum(1)[has] / positive.sum(1)[has]).mean()
+
+
+def stratified_folds(targets: torch.Tensor, folds: int, seed: int) -> list[list[int]]:
+    """`folds` disjoint groups of rows: each label dealt round the folds in turn (single-label),
+    or a plain shuffle (multi-label)."""
+    rng = random.Random(seed)
+    groups: list[list[int]] = [[] for _ in range(folds)]
+    if targets.dim() == 2:
+        order = list(range(len(targets)))
+        rng.shuffle(order)
+        for k, row in enumerate(order):
+            groups[k % folds].append(row)
+        return [sorted(g) for g in groups]
+    turn = 0
+    for label in sorted(set(targets.tolist())):
+        members = [i for i, t in enumerate(targets.tolist()) if t == label]
+        rng.shuffle(members)
+        for row in members:
+            groups[turn % folds].append(row)
+            turn += 1
+    return [sorted(g) for g in groups]
+
+
+@dataclass
+class Fit:
+    """One training run: the adapter as it ended (held-out: at its best check), the loss per
+    epoch, the held-out score at each check, and the held-out probabilities at each check."""
+
+    adapter: Adapter
+    loss_curve: list[float]
+    checks: list[tuple[int, float]] = field(default_factory=list)  # (step, score)
+    check_probs: list[torch.Tensor] = field(default_factory=list)
+    steps: int = 0
+
+
+class Run:
+    """What every fit of one `train` call shares: the examples' cached prefix, their targets,
+    the config and the progress report. Fits differ only in their rows and step budget."""
+
+    def __init__(self, base: Base, cfg: TrainConfig, cache: HiddenCache | NoCache, lengths: list[int],
+                 targets: torch.Tensor, label_names: list[str], multi_label: bool, layers: list[int],
+                 length_buckets: bool, progress: Progress | None, planned_steps: int):
+        self.base, self.cfg, self.cache, self.lengths, self.targets = base, cfg, cache, lengths, targets
+        self.label_names, self.multi_label, self.layers = label_names, multi_label, layers
+        self.start = layers[0]
+        self.length_buckets, self.progress = length_buckets, progress
+        self.pooling = default_pooling(base.family) if cfg.pooling == "auto" else cfg.pooling
+        self.steps_done, self.planned_steps = 0, planned_steps
+        self.fits_done, self.fits_planned = 0, 1
+        self.epoch, self.epochs = 0, 0  # of the fit under way
+        self.t0 = time.perf_counter()
+
+    def budget(self, n_train: int) -> tuple[int, int]:
+        """(steps per epoch, total steps) for `n_train` training rows: `epochs` epochs, but never
+        fewer than `min_steps` steps — a few examples make epochs of a step or two."""
+        per_epoch = math.ceil(n_train / self.cfg.batch_size)
+        return per_epoch, max(per_epoch * self.cfg.epochs, self.cfg.min_steps)
+
+    def new_adapter(self) -> Adapter:
+        return Adapter.new(self.base, intervention=self.cfg.intervention, layers=self.layers,
+                           positions=self.cfg.positions, rank=self.cfg.rank, dropout=self.cfg.dropout,
+                           label_names=list(self.label_names), multi_label=self.multi_label, pooling=self.pooling,
+                           train_config=self.cfg)
+
+    def batches(self, rows: Sequence[int], rng: random.Random) -> list[list[int]]:
+        if self.length_buckets:
+            return length_batches(self.lengths, rows, self.cfg.batch_size, rng)
+        return shuffled_batches(rows, self.cfg.batch_size, rng)
+
+    def score(self, adapter: Adapter, rows: list[int]) -> tuple[float, torch.Tensor]:
+        probs = _evaluate(adapter, self.cache, self.start, rows, 128)
+        return main_score(_metrics(adapter, probs, self.targets[rows]), self.multi_label), probs
+
+    def fit(self, train_rows: list[int], eval_rows: list[int], stop_at: int | None = None,
+            early_stopping: bool = False, seed: int | None = None) -> Fit:
+        """Train a new adapter on `train_rows` for the budget's steps (or until `stop_at`),
+        checking `eval_rows` about 20 times (at least once an epoch). With `early_stopping`
+        the best check's weights are kept and `patience` checks without gain stop the run."""
+        cfg = self.cfg
+        seed = cfg.seed if seed is None else seed
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        adapter = self.new_adapter()
+        per_epoch, total = self.budget(len(train_rows))
+        end = min(total, stop_at) if stop_at is not None else total
+        check_every = max(per_epoch, math.ceil(total / 20))
+        optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+        warmup = max(1, total // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        result = Fit(adapter, [])
+        self.epoch, self.epochs = 1, math.ceil(end / per_epoch)
+        best_score, stale = -math.inf, 0
+        best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        adapter.train()
+        step, epoch_loss, epoch_rows = 0, 0.0, 0
+        while step < end:
+            for rows in self.batches(train_rows, rng):
+                loss = self.loss(adapter, rows)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                epoch_loss += loss.item() * len(rows)
+                epoch_rows += len(rows)
+                self.report(loss.item())
+                if eval_rows and (step % check_every == 0 or step == end):
+                    score, probs = self.score(adapter, eval_rows)
+                    result.checks.append((step, score))
+                    result.check_probs.append(probs)
+                    if score > best_score:
+                        best_score, stale = score, 0
+                        best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+                    else:
+                        stale += 1
+                if step >= end or (early_stopping and stale >= cfg.patience):
+                    break
+            result.loss_curve.append(round(epoch_loss / max(1, epoch_rows), 5))
+            epoch_loss, epoch_rows = 0.0, 0
+            self.epoch += 1
+            if early_stopping and stale >= cfg.patience:
+                break
+        if early_stopping and eval_rows:
+            adapter.load_state_dict(best_state)
+        adapter.eval()
+        result.steps = step
+        self.fits_done += 1
+        return result
+
+    def loss(self, adapter: Adapter, rows: list[int]) -> torch.Tensor:
+        last, mask = _last_hidden(adapter, self.cache, self.start, rows)
+        logits = adapter.head(last, mask)
+        y = self.targets[rows].to(self.base.device)
+        loss = F.binary_cross_entropy_with_logits(logits, y) if self.multi_label else F.cross_entropy(logits, y)
+        if self.cfg.contrastive:
+            loss = loss + self.cfg.contrastive * supervised_contrastive(pool(last, mask, self.pooling), y)
+        return loss
+
+    def report(self, loss: float) -> None:
+        self.steps_done += 1
+        if self.progress is None:
+            return
+        total = max(self.planned_steps, self.steps_done)
+        elapsed = time.perf_counter() - self.t0
+        self.progress({"step": self.steps_done, "total_steps": total, "epoch": min(self.epoch, self.epochs),
+                       "epochs": self.epochs, "fit": self.fits_done + 1, "fits": self.fits_planned,
+                       "loss": round(loss, 5),
+                       "eta_seconds": round(elapsed / self.steps_done * (total - self.steps_done), 1)})
+
+
+@dataclass
+class CrossValidation:
+    """A recipe's k-fold result on some examples: the chosen step count, its mean out-of-fold
+    score (and each fold's), and the out-of-fold probabilities at that step, in row order."""
+
+    steps: int
+    score: float
+    fold_scores: list[float]
+    probs: torch.Tensor
+    folds: int
+
+
+def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
+    """Fit the recipe once per fold and choose the step count with the best mean out-of-fold
+    score (the latest of those tied: more training at the same score)."""
+    # The folds do not depend on the recipe's seed: recipes compared on the same examples meet the same folds.
+    groups = [g for g in stratified_folds(run.targets[rows], folds, seed=0) if g]
+    groups = [[rows[i] for i in g] for g in groups]
+    fits = [run.fit([r for other in groups if other is not held for r in other], held) for held in groups]
+    steps = [s for s, _ in fits[0].checks]
+    means = [sum(f.checks[k][1] for f in fits) / len(fits) for k in range(len(steps))]
+    best = max(range(len(steps)), key=lambda k: (means[k], k))
+    probs = torch.zeros(len(run.targets), len(run.label_names))
+    for fit, held in zip(fits, groups):
+        probs[held] = fit.check_probs[best]
+    return CrossValidation(steps[best], means[best], [round(f.checks[best][1], 4) for f in fits], probs[rows],
+                           len(groups))
+
+
+def evaluation_plan(cfg: TrainConfig, targets: torch.Tensor, eval_mask: Sequence[bool] | None) -> tuple[str, int]:
+    """("held_out" | "k-fold" | "none", folds). Auto: k-fold below `kfold_below` examples;
+    with fewer than two examples per fold, none (every row trains, nothing is measured)."""
+    n = len(targets)
+    kind = cfg.evaluation
+    if kind == "auto":
+        kind = "k-fold" if n < cfg.kfold_below else "held_out"
+    if kind == "k-fold":
+        folds = min(cfg.folds, n // 2)
+        return ("k-fold", folds) if folds >= 2 else ("none", 0)
+    return "held_out", 0
+
+
 def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str], multi_label: bool = False,
           config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
-          cache_prefix: bool = True, length_buckets: bool = True) -> Adapter:
-    """Train an adapter; its `metrics` are measured on a held-out split of the examples.
+          eval_mask: Sequence[bool] | None = None, cache_prefix: bool = True,
+          length_buckets: bool = True) -> Adapter:
+    """Train an adapter. Its `metrics` say how it was evaluated (`evaluation`: held_out with
+    `n_eval` rows, or k-fold with `folds`; the module docstring has the rules).
 
-    `cache_prefix=False` recomputes the frozen lower layers every step, `length_buckets=False`
-    pads shuffled batches to their longest text instead (both for comparison only: together they
-    are the way pyreft trains).
+    `eval_mask[i]` marks example i as an evaluation row (held_out); without it a stratified
+    `eval_fraction` of the rows is held out. `cache_prefix=False` recomputes the frozen lower
+    layers every step, `length_buckets=False` pads shuffled batches to their longest text
+    instead (both for comparison only: together they are the way pyreft trains).
     """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -167,74 +395,79 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         raise ReftConfigError("label_names", "need at least two distinct labels")
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if eval_mask is not None and len(eval_mask) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(eval_mask)} evaluation marks")
     layers = cfg.resolve_layers(base.num_layers)
     targets = _encode_labels(labels, label_names, multi_label)
-
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    pooling = default_pooling(base.family) if cfg.pooling == "auto" else cfg.pooling
-    adapter = Adapter.new(base, intervention=cfg.intervention, layers=layers, positions=cfg.positions,
-                          rank=cfg.rank, dropout=cfg.dropout, label_names=list(label_names),
-                          multi_label=multi_label, pooling=pooling, train_config=cfg)
-    train_rows, eval_rows = split_held_out(targets, cfg.eval_fraction, cfg.seed)
-
     ids = base.tokenize(texts, cfg.max_length)
-    lengths = [len(row) for row in ids]
-    start = layers[0]
-    cache = HiddenCache(base, ids, upto=start) if cache_prefix else NoCache(base, ids)
+    cache = HiddenCache(base, ids, upto=layers[0]) if cache_prefix else NoCache(base, ids)
+    kind, folds = evaluation_plan(cfg, targets, eval_mask)
+    every = list(range(len(texts)))
 
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = max(1, total_steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
-
-    # -inf: the first epoch is always the best so far, whatever its score (with no held-out
-    # rows the score is minus the training loss, which may stay below -1 for a long time).
-    best_score, stale, step = -math.inf, 0, 0
-    best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
-    loss_curve: list[float] = []
-    adapter.train()
-    for epoch in range(cfg.epochs):
-        epoch_loss = 0.0
-        for rows in (length_batches(lengths, train_rows, cfg.batch_size, rng) if length_buckets
-                     else shuffled_batches(train_rows, cfg.batch_size, rng)):
-            logits = _forward(adapter, cache, start, rows)
-            y = targets[rows].to(base.device)
-            loss = (F.binary_cross_entropy_with_logits(logits, y) if multi_label else F.cross_entropy(logits, y))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            epoch_loss += loss.item() * len(rows)
-            if progress:
-                elapsed = time.perf_counter() - t0
-                progress({"step": step, "total_steps": total_steps, "epoch": epoch + 1, "epochs": cfg.epochs,
-                          "loss": round(loss.item(), 5),
-                          "eta_seconds": round(elapsed / step * (total_steps - step), 1)})
-        loss_curve.append(round(epoch_loss / max(1, len(train_rows)), 5))
-        score = main_score(_metrics(adapter, _evaluate(adapter, cache, start, eval_rows, 128), targets[eval_rows]),
-                           multi_label) if eval_rows else -loss_curve[-1]
-        if score > best_score:
-            best_score, stale = score, 0
-            best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+    if kind == "held_out":
+        if eval_mask is not None:
+            eval_rows = [i for i in every if eval_mask[i]]
+            train_rows = [i for i in every if not eval_mask[i]]
         else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
+            train_rows, eval_rows = split_held_out(targets, cfg.eval_fraction, cfg.seed)
+        run = Run(base, cfg, cache, [len(r) for r in ids], targets, label_names, multi_label, layers,
+                  length_buckets, progress, planned_steps=0)
+        run.planned_steps = run.budget(len(train_rows))[1]
+        fit = run.fit(train_rows, eval_rows, early_stopping=True)
+        adapter = fit.adapter
+        evaluation: dict[str, Any] = {"evaluation": "held_out", "n_eval": len(eval_rows),
+                                      "split": "given" if eval_mask is not None else "stratified"}
+        probs, truth = (_evaluate(adapter, cache, layers[0], eval_rows, 128), targets[eval_rows]) if eval_rows \
+            else (None, None)
+        steps = fit.steps
+    else:
+        run = Run(base, cfg, cache, [len(r) for r in ids], targets, label_names, multi_label, layers,
+                  length_buckets, progress, planned_steps=0)
+        per_fold = run.budget(len(texts) - len(texts) // max(folds, 1))[1]
+        run.planned_steps = per_fold * folds + run.budget(len(texts))[1]
+        run.fits_planned = folds + 1
+        cv = cross_validate(run, every, folds) if kind == "k-fold" else None
+        fit = run.fit(every, [], stop_at=cv.steps if cv else None)
+        adapter = fit.adapter
+        steps = fit.steps
+        if cv is not None:
+            evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
+                          "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
+            probs, truth = cv.probs, targets
+        else:
+            evaluation = {"evaluation": "none", "n_eval": 0}
+            probs, truth = None, None
 
-    adapter.load_state_dict(best_state)
-    adapter.eval()
     metrics: dict[str, Any] = {}
-    if eval_rows:
-        probs = _evaluate(adapter, cache, start, eval_rows, 128)
-        truth = targets[eval_rows]
+    if probs is not None and truth is not None:
         if multi_label:
             adapter.with_config(thresholds=tuple(tune_thresholds(probs, truth)))
         metrics = _metrics(adapter, probs, truth)
-    metrics.update({"n_train": len(train_rows), "n_eval": len(eval_rows), "epochs_run": len(loss_curve),
-                    "loss_curve": loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
+    n_train = len(texts) - (evaluation["n_eval"] if kind == "held_out" else 0)
+    metrics.update({**evaluation, "n_train": n_train, "steps_run": steps, "epochs_run": len(fit.loss_curve),
+                    "loss_curve": fit.loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
                     "params": adapter.param_count})
     return adapter.with_config(metrics=metrics)
+
+
+def evaluate(base: Base, adapter: Adapter, texts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
+    """An adapter's metrics on these labelled texts (the label names are the adapter's own)."""
+    targets = _encode_labels(labels, adapter.label_names, adapter.multi_label)
+    ids = base.tokenize(texts, adapter.max_length)
+    start = min(adapter.layers)
+    probs = _evaluate(adapter, HiddenCache(base, ids, upto=start), start, list(range(len(texts))), 128)
+    return _metrics(adapter, probs, targets)
+
+
+def recipe_cross_validation(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str],
+                            multi_label: bool, config: dict[str, Any] | TrainConfig | None,
+                            folds: int | None = None) -> CrossValidation:
+    """How a training recipe (a config) does on these examples: fit per fold, out-of-fold scores.
+    The folds depend only on the examples and `folds`, so two recipes are scored on the same."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    layers = cfg.resolve_layers(base.num_layers)
+    targets = _encode_labels(labels, label_names, multi_label)
+    ids = base.tokenize(texts, cfg.max_length)
+    run = Run(base, cfg, HiddenCache(base, ids, upto=layers[0]), [len(r) for r in ids], targets, label_names,
+              multi_label, layers, True, None, planned_steps=0)
+    return cross_validate(run, list(range(len(texts))), min(folds or cfg.folds, len(texts) // 2))

@@ -35,7 +35,7 @@ class Settings:
     max_examples_per_request: int = field(default_factory=lambda: _int("REFTAG_MAX_EXAMPLES", 50_000))
     max_predict_items: int = field(default_factory=lambda: _int("REFTAG_MAX_PREDICT_ITEMS", 64))
     max_labels: int = field(default_factory=lambda: _int("REFTAG_MAX_LABELS", 1_000))
-    min_examples_per_label: int = field(default_factory=lambda: _int("REFTAG_MIN_EXAMPLES_PER_LABEL", 4))
+    min_examples_per_label: int = field(default_factory=lambda: _int("REFTAG_MIN_EXAMPLES_PER_LABEL", 1))
 
     # Work splitting and leases.
     chunk_size: int = field(default_factory=lambda: _int("REFTAG_CHUNK_SIZE", 256))

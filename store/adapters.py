@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, defer
-
-from reft_core.config import main_metric
 
 from . import label_sets
 from .db import session_scope
@@ -95,38 +93,55 @@ class StoredAdapter:
     note: str | None
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """Whether a new version replaces the active one, and why: the worker scored both on the
+    same rows (`rule`: held_out, the set's evaluation examples; k-fold, each version's recipe
+    retrained per fold on the current examples; first, nothing to compare with)."""
+
+    promote: bool
+    rule: str
+    metric: str
+    new_score: float | None
+    active_version: int | None
+    active_score: float | None
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"promoted": self.promote, "rule": self.rule, "metric": self.metric, "new_score": self.new_score,
+                "active_version": self.active_version, "active_score": self.active_score, "reason": self.reason,
+                **self.detail}
+
+
+def first_version(metric: str, new_score: float | None) -> Promotion:
+    return Promotion(True, "first", metric, new_score, None, None, "the first version of the set is active")
+
+
 def add_version(session: Session, label_set: LabelSet, train_job_id: str, weights: bytes, config_json: str,
-                metrics: dict[str, Any], param_count: int) -> Adapter:
-    """Write the label set's next version. It becomes active if it is the first, or if its
-    held-out score (`main_metric`) is at least the active one's; otherwise it stays inactive
-    with a note that says why. The caller holds the label set's row lock, so two versions
-    finishing at once take turns for a number."""
+                metrics: dict[str, Any], param_count: int, promotion: Promotion) -> tuple[Adapter, Promotion]:
+    """Write the label set's next version, active as `promotion` decided — unless the active
+    version is no longer the one it was compared with (another version was activated or
+    promoted meanwhile): then it stays inactive, and the returned promotion says so. The caller
+    holds the label set's row lock, so two versions finishing at once take turns."""
     version = (session.scalar(select(func.max(Adapter.version)).where(Adapter.label_set_id == label_set.id)) or 0) + 1
     active = session.scalar(select(Adapter).where(Adapter.label_set_id == label_set.id, Adapter.is_active.is_(True)))
-    key = main_metric(label_set.multi_label)
-    score = metrics.get(key)
-    note = None
-    if active is None:
-        make_active = True
-    else:
-        active_score = (active.metrics or {}).get(key)
-        make_active = active_score is None or (score is not None and score >= active_score)
-        if make_active:
-            active.is_active = False
-        else:
-            note = (
-                f"not activated: held-out {key} {score:.4f} is below active version "
-                f"{active.version}'s {active_score:.4f}" if score is not None
-                else f"not activated: no held-out {key} to compare with active version {active.version}"
-            )
-    session.flush()  # the old active row is inactive before the new one is written
+    now_active = active.version if active is not None else None
+    if now_active != promotion.active_version:
+        promotion = replace(promotion, promote=False, reason=(
+            f"not activated: it was compared with version {promotion.active_version}, but version {now_active} "
+            "became active while it trained; activate it by hand to use it"))
+    if promotion.promote and active is not None:
+        active.is_active = False
+        session.flush()  # the old active row is inactive before the new one is written
     adapter = Adapter(
-        label_set_id=label_set.id, version=version, is_active=make_active, weights=weights, config_json=config_json,
-        checksum=adapter_checksum(weights, config_json), metrics=metrics, param_count=param_count,
-        size_bytes=len(weights) + len(config_json.encode()), train_job_id=train_job_id, note=note,
+        label_set_id=label_set.id, version=version, is_active=promotion.promote, weights=weights,
+        config_json=config_json, checksum=adapter_checksum(weights, config_json), metrics=metrics,
+        param_count=param_count, size_bytes=len(weights) + len(config_json.encode()), train_job_id=train_job_id,
+        note=None if promotion.promote else promotion.reason,
     )
     session.add(adapter)
-    return adapter
+    return adapter, promotion
 
 
 # --- serving: what a worker loads ------------------------------------------------------------------

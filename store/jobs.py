@@ -76,12 +76,18 @@ def _failpoint(name: str) -> None:
 # --- creating, reading, cancelling (the API's side) -----------------------------------------------
 
 
+# A label with fewer examples than this trains, with a warning on the train job.
+FEW_EXAMPLES = 4
+
+
 def create_train_job(
     session: Session, tenant_id: str, label_set_id: str, config: dict[str, Any], min_examples_per_label: int
 ) -> Job:
     """A queued train job. Its `config` is the label set's overrides with the request's on top,
     merged here once: the job records what it trains with. Refuses while another train job of
-    the set is unfinished, and when any label has fewer than `min_examples_per_label` examples."""
+    the set is unfinished, and when any label has fewer than `min_examples_per_label` examples
+    (at least one: a label nobody gave an example of cannot be learned); a label with fewer than
+    FEW_EXAMPLES trains with a warning on the job."""
     label_set = label_sets.label_set_row(session, tenant_id, label_set_id, lock=True)
     busy = session.scalar(select(Job.id).where(
         Job.label_set_id == label_set.id, Job.type == JobType.TRAIN, Job.status.in_(JobStatus.unfinished())))
@@ -89,14 +95,22 @@ def create_train_job(
         raise Conflict(f"label set {label_set_id!r} is already training (job {busy}); wait for it or cancel it",
                        [{"job_id": busy}], code="training_in_progress")
     counts = label_sets.label_example_counts(session, label_set)
-    short = {name: n for name, n in counts.items() if n < min_examples_per_label}
+    needed = max(1, min_examples_per_label)
+    short = {name: n for name, n in counts.items() if n < needed}
     if short:
         listing = ", ".join(f"{name!r} has {n}" for name, n in short.items())
-        raise Invalid(f"too few examples to train: {min_examples_per_label} per label are needed; {listing}",
-                      [{"label": name, "examples": n, "needed": min_examples_per_label} for name, n in short.items()],
+        raise Invalid(f"too few examples to train: {needed} per label are needed; {listing}",
+                      [{"label": name, "examples": n, "needed": needed} for name, n in short.items()],
                       code="too_few_examples")
+    few = [name for name, n in counts.items() if n < FEW_EXAMPLES]
+    warnings = [{"code": "few_examples",
+                 "message": f"{len(few)} label(s) have fewer than {FEW_EXAMPLES} examples; the adapter learns "
+                            f"them from very little and its scores on them are rough: "
+                            + ", ".join(f"{name!r} ({counts[name]})" for name in few[:20]),
+                 "labels": few}] if few else []
     job = Job(tenant_id=tenant_id, type=JobType.TRAIN, label_set_id=label_set.id,
-              config={**(label_set.config or {}), **config}, total=label_sets.example_count(session, label_set.id))
+              config={**(label_set.config or {}), **config}, total=label_sets.example_count(session, label_set.id),
+              warnings=warnings)
     session.add(job)
     session.flush()
     return job
@@ -215,6 +229,16 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
 
 
 @dataclass(frozen=True)
+class ActiveVersion:
+    """The version a new one is compared with: what serves now, and how it was trained."""
+
+    version: int
+    checksum: str
+    metrics: dict[str, Any]
+    config_json: str
+
+
+@dataclass(frozen=True)
 class TrainWork:
     job_id: str
     attempt: int
@@ -224,7 +248,9 @@ class TrainWork:
     label_names: list[str]
     texts: list[str]
     labels: list[Any]  # list[str] single-label, list[list[str]] multi-label
+    evaluation: list[bool]  # each example's evaluation mark
     config: dict[str, Any]
+    active: ActiveVersion | None
 
 
 def lease_train_job(job_id: str) -> TrainWork | None:
@@ -252,7 +278,8 @@ def lease_train_job(job_id: str) -> TrainWork | None:
         job.lease_expires_at = now + timedelta(seconds=settings.train_lease_seconds)
         job.started_at = job.started_at or now
         label_set = s.get_one(LabelSet, job.label_set_id)
-        texts, labels = label_sets.training_examples(s, label_set)
+        examples = label_sets.training_examples(s, label_set)
+        active = s.scalar(select(Adapter).where(Adapter.label_set_id == label_set.id, Adapter.is_active.is_(True)))
         return TrainWork(
             job_id=job.id,
             attempt=job.attempts,
@@ -260,9 +287,12 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             label_set_id=label_set.id,
             multi_label=label_set.multi_label,
             label_names=[label.name for label in label_set.labels],
-            texts=texts,
-            labels=labels,
+            texts=examples.texts,
+            labels=examples.labels,
+            evaluation=examples.evaluation,
             config=dict(job.config or {}),
+            active=ActiveVersion(active.version, active.checksum, dict(active.metrics or {}), active.config_json)
+            if active is not None else None,
         )
 
 
@@ -289,12 +319,14 @@ def complete_train_job(
     config_json: str,
     metrics: dict[str, Any],
     param_count: int,
+    promotion: adapters.Promotion,
     detail: dict[str, Any] | None = None,
 ) -> adapters.StoredAdapter | None:
-    """Store a trained adapter (`adapters.add_version`: the next version, promoted or not) and
-    finish its train job, in one transaction. A job stores at most one adapter (unique
-    `train_job_id`): a retried job that finds its adapter already stored returns it unchanged.
-    None if the job was cancelled or failed meanwhile."""
+    """Store a trained adapter (`adapters.add_version`: the next version, active as `promotion`
+    decided) and finish its train job, in one transaction; the job's metrics say whether the
+    version was promoted and why. A job stores at most one adapter (unique `train_job_id`): a
+    retried job that finds its adapter already stored returns it unchanged. None if the job was
+    cancelled or failed meanwhile."""
     now = utcnow()
     with session_scope() as s:
         job = s.get(Job, job_id, with_for_update=True)
@@ -307,10 +339,11 @@ def complete_train_job(
             return None
         # Lock the label set so that two train jobs finishing at once take turns for a version.
         label_set = s.get_one(LabelSet, job.label_set_id, with_for_update=True)
-        adapter = adapters.add_version(s, label_set, job_id, weights, config_json, metrics, param_count)
+        adapter, decided = adapters.add_version(s, label_set, job_id, weights, config_json, metrics, param_count,
+                                                promotion)
         job.adapter_version = adapter.version
         job.metrics = {**metrics, "adapter_version": adapter.version, "activated": adapter.is_active,
-                       "note": adapter.note}
+                       "note": adapter.note, "promotion": decided.as_json()}
         if detail is not None:
             job.detail = detail
         _finish(job, JobStatus.SUCCEEDED, now)

@@ -95,6 +95,28 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Evaluation examples: about this share of the examples, given when each is added and never
+# changed, so that versions trained months apart are scored on the same rows. A label keeps its
+# first MIN_TRAINING_PER_LABEL examples for training, however the draw falls.
+EVAL_SHARE = 0.15
+MIN_TRAINING_PER_LABEL = 4
+
+
+def evaluation_marks(label_set_id: str, trained: Counter[str], new: Sequence[tuple[str, list[str]]]) -> list[bool]:
+    """Whether each new (text hash, labels) is an evaluation example: a draw from the hash of the
+    set and the text (the same text, the same draw, whatever the order), below EVAL_SHARE, and
+    every label it carries already has MIN_TRAINING_PER_LABEL training examples. `trained` (the
+    set's training examples per label) is brought up to date as the new ones are marked."""
+    marks = []
+    for digest, names in new:
+        draw = int(hashlib.sha256(f"{label_set_id}:{digest}".encode()).hexdigest()[:8], 16) / 2**32
+        mark = draw < EVAL_SHARE and all(trained[name] >= MIN_TRAINING_PER_LABEL for name in names)
+        if not mark:
+            trained.update(names)
+        marks.append(mark)
+    return marks
+
+
 def add_examples(
     session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[str, list[str]]]
 ) -> ExamplesAdded:
@@ -128,8 +150,10 @@ def add_examples(
     for start in range(0, len(hashes), 500):
         existing.update(session.scalars(select(Example.text_hash).where(
             Example.label_set_id == label_set.id, Example.text_hash.in_(hashes[start:start + 500]))))
-    rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "created_at": utcnow()}
-            for h, (text, names) in by_hash.items() if h not in existing]
+    new = [(h, text, names) for h, (text, names) in by_hash.items() if h not in existing]
+    marks = evaluation_marks(label_set.id, training_counts(session, label_set.id), [(h, names) for h, _, names in new])
+    rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "evaluation": mark,
+             "created_at": utcnow()} for (h, text, names), mark in zip(new, marks)]
     if rows:
         try:
             session.execute(insert(Example), rows)
@@ -153,6 +177,15 @@ def relabel_example(session: Session, tenant_id: str, label_set_id: str, text: s
     return True
 
 
+def training_counts(session: Session, label_set_id: str) -> Counter[str]:
+    """How many training (not evaluation) examples carry each label."""
+    counts: Counter[str] = Counter()
+    for names in session.scalars(select(Example.labels).where(Example.label_set_id == label_set_id,
+                                                              Example.evaluation.is_(False))):
+        counts.update(names)
+    return counts
+
+
 def label_example_counts(session: Session, label_set: LabelSet) -> dict[str, int]:
     """How many examples carry each label (every label of the set, zero included)."""
     counts: Counter[str] = Counter()
@@ -161,10 +194,21 @@ def label_example_counts(session: Session, label_set: LabelSet) -> dict[str, int
     return {label.name: counts.get(label.name, 0) for label in label_set.labels}
 
 
-def training_examples(session: Session, label_set: LabelSet) -> tuple[list[str], list[Any]]:
-    """Every example of the set, oldest first: texts, and labels as training takes them (one
-    name per text for single-label sets, a list of names for multi-label ones)."""
+@dataclass(frozen=True)
+class TrainingExamples:
+    """Every example of a set, oldest first: texts, labels as training takes them (one name per
+    text for single-label sets, a list of names for multi-label ones), evaluation marks."""
+
+    texts: list[str]
+    labels: list[Any]
+    evaluation: list[bool]
+
+
+def training_examples(session: Session, label_set: LabelSet) -> TrainingExamples:
     rows = session.execute(
-        select(Example.text, Example.labels).where(Example.label_set_id == label_set.id).order_by(Example.id)
+        select(Example.text, Example.labels, Example.evaluation).where(Example.label_set_id == label_set.id)
+        .order_by(Example.id)
     ).all()
-    return [r.text for r in rows], [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows]
+    return TrainingExamples([r.text for r in rows],
+                            [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows],
+                            [bool(r.evaluation) for r in rows])

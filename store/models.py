@@ -138,7 +138,10 @@ class Label(Base):
 
 
 class Example(Base):
-    """A human-labelled text. `labels` is a list of label names (one for single-label sets)."""
+    """A human-labelled text. `labels` is a list of label names (one for single-label sets).
+    `evaluation` is given once, when the example is added (`label_sets.evaluation_marks`): an
+    evaluation example is never trained on once the set is large enough for held-out
+    evaluation, and every adapter version is scored on the same ones."""
 
     __tablename__ = "examples"
     __table_args__ = (UniqueConstraint("label_set_id", "text_hash"),)
@@ -148,6 +151,7 @@ class Example(Base):
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[list[Any]] = mapped_column()
+    evaluation: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -204,6 +208,8 @@ class Job(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Train jobs: what the request should know but did not stop it (e.g. labels with very few examples).
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -21,7 +21,7 @@ from service.settings import get_settings
 from store import adapters, jobs
 from store.results import ResultRow
 
-from . import model_cache
+from . import model_cache, promotion
 from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app, enqueue_chunk, enqueue_train
 from .train_lease import Heartbeat, LeasedReport, TrainProgress
 
@@ -62,10 +62,11 @@ def train_adapter(self: Task, job_id: str) -> dict[str, Any] | None:
     with Heartbeat(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
         try:
             trained = train(
-                model_cache.base(), job.texts, job.labels, job.label_names,
-                multi_label=job.multi_label, config=job.config, progress=LeasedReport(heartbeat, progress),
+                model_cache.base(), job.texts, job.labels, job.label_names, multi_label=job.multi_label,
+                config=job.config, progress=LeasedReport(heartbeat, progress), eval_mask=job.evaluation,
             )
             weights, config_json = trained.to_bytes()
+            decided = promotion.decide(job, trained)
         except jobs.LeaseLost:
             log.info("train job %s was cancelled or taken over; stopping", job_id)
             return None
@@ -76,9 +77,8 @@ def train_adapter(self: Task, job_id: str) -> dict[str, Any] | None:
         except Exception as exc:
             jobs.release_train_job(job_id, job.attempt, f"{type(exc).__name__}: {exc}")
             raise retry_soon(self, exc) from exc
-    stored = jobs.complete_train_job(
-        job_id, weights, config_json, trained.metrics, int(trained.param_count["total"]), detail=progress.detail()
-    )
+    stored = jobs.complete_train_job(job_id, weights, config_json, trained.metrics, int(trained.param_count["total"]),
+                                     decided, detail=progress.detail())
     if stored is None:
         return None
     return {"version": stored.version, "active": stored.is_active, "note": stored.note}

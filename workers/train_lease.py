@@ -58,7 +58,8 @@ class TrainProgress:
         self._last_write: float | None = None
 
     def __call__(self, report: dict[str, Any]) -> None:
-        self.latest = {k: report.get(k) for k in ("step", "total_steps", "epoch", "epochs", "loss", "eta_seconds")}
+        self.latest = {k: report.get(k) for k in ("step", "total_steps", "epoch", "epochs", "fit", "fits", "loss",
+                                                  "eta_seconds")}
         if report.get("loss") is not None:
             self.loss_history.append([report["step"], round(float(report["loss"]), 6)])
         last = report.get("step") is not None and report.get("step") == report.get("total_steps")

@@ -259,6 +259,14 @@ class Progress(BaseModel):
     failed: int
 
 
+class JobWarning(BaseModel):
+    """Something a train job's request should know that did not stop it."""
+
+    code: str
+    message: str
+    labels: list[str] = Field(default_factory=list, description="the labels it is about")
+
+
 class JobOut(BaseModel):
     id: str
     type: JobType
@@ -270,7 +278,12 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: dict[str, Any] | None
-    metrics: dict[str, Any] | None
+    metrics: dict[str, Any] | None = Field(description=(
+        "train jobs: the new version's metrics — `evaluation` (held_out with `n_eval` rows, or k-fold with "
+        "`folds`), accuracy, macro_f1 (micro_f1 for multi-label), per label — and `promotion`: whether it "
+        "replaced the active version, by which rule, with both scores"))
+    warnings: list[JobWarning] = Field(default_factory=list, description="train jobs: e.g. labels with very few "
+                                                                          "examples (code `few_examples`)")
     detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports them")
 
 
@@ -384,7 +397,7 @@ def job_json(job: Job) -> dict[str, Any]:
         id=job.id, type=JobType(job.type), status=JobStatus(job.status), label_set_id=job.label_set_id,
         adapter_version=job.adapter_version, progress=job_progress(job),
         created_at=as_utc(job.created_at), started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
-        error=job.error, metrics=job.metrics, detail=job.detail or {},
+        error=job.error, metrics=job.metrics, warnings=job.warnings or [], detail=job.detail or {},
     ).model_dump(mode="json")
 
 

@@ -39,17 +39,41 @@ def test_train_accepts_an_empty_body(client, auth, make_label_set):
     assert client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth).status_code == 202
 
 
-def test_training_with_too_few_examples_says_how_many_are_needed(client, auth, make_label_set, count_rows, clean_redis):
+def test_a_label_without_examples_is_refused_by_name(client, auth, make_label_set, count_rows, clean_redis):
     ls = make_label_set(labels=("a", "b", "c"))
     add_examples(client, auth, ls, {"a": 4, "b": 1})
     response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "too_few_examples"
-    assert "4 per label are needed" in error["message"]
-    assert "'b' has 1" in error["message"] and "'c' has 0" in error["message"]
-    assert error["details"] == [{"label": "b", "examples": 1, "needed": 4}, {"label": "c", "examples": 0, "needed": 4}]
+    assert "1 per label are needed" in error["message"] and "'c' has 0" in error["message"]
+    assert error["details"] == [{"label": "c", "examples": 0, "needed": 1}]
     assert count_rows(Job) == 0 and clean_redis.queue_length("train") == 0
+
+
+def test_labels_with_one_to_three_examples_train_with_a_warning(client, auth, make_label_set, clean_redis):
+    ls = make_label_set(labels=("a", "b", "c"))
+    add_examples(client, auth, ls, {"a": 4, "b": 1, "c": 3})
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert response.status_code == 202
+    [warning] = response.get_json()["warnings"]
+    assert warning["code"] == "few_examples" and warning["labels"] == ["b", "c"]
+    assert "'b' (1)" in warning["message"] and "'c' (3)" in warning["message"]
+    job = client.get(f"/v1/jobs/{response.get_json()['id']}", headers=auth).get_json()
+    assert job["warnings"] == [warning]  # kept on the job
+    enough = make_label_set(name="enough", labels=("a", "b"))
+    add_examples(client, auth, enough, {"a": 4, "b": 4})
+    assert client.post(f"/v1/label-sets/{enough['id']}/train", headers=auth, json={}).get_json()["warnings"] == []
+
+
+def test_an_operator_can_ask_for_more_examples_per_label(make_app, auth, make_label_set, count_rows, clean_redis):
+    client = make_app(min_examples_per_label=4).test_client()
+    ls = make_label_set(labels=("a", "b", "c"))
+    add_examples(client, auth, ls, {"a": 4, "b": 1})
+    error = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()["error"]
+    assert error["code"] == "too_few_examples" and "4 per label are needed" in error["message"]
+    assert error["details"] == [{"label": "b", "examples": 1, "needed": 4}, {"label": "c", "examples": 0, "needed": 4}]
+    assert count_rows(Job) == 0
 
 
 def test_invalid_train_config_is_rejected_by_field(client, auth, make_label_set, count_rows):

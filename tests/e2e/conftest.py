@@ -417,7 +417,7 @@ class TaggingUnderWay:
         self.tagger = self.stack.start_worker("tag")
         self.stack.start_beat()
         self.stack.start_web()
-        label_set_id, _ = self.stack.create_trained_label_set(news, per_label=12, config={"epochs": 2})
+        label_set_id, _ = self.stack.create_trained_label_set(news, per_label=12, config={"epochs": 2, "min_steps": 0})
         self.stack.wait_ready(self.tagger)
 
         self.items = [{"id": f"{id_prefix}-{i}", "text": r["text"]} for i, r in enumerate(news.test_rows(n_items))]

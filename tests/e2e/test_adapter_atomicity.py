@@ -19,6 +19,9 @@ from store.migrate import upgrade
 from store.models import Adapter, Job, Label, LabelSet, Tenant, utcnow
 from tests.e2e.conftest import REPO, wait_for
 
+# What a worker decides for a label set's first version.
+FIRST = adapters.first_version("macro_f1", None)
+
 WEIGHTS = bytes(range(256)) * 200  # 51 KB, about a real adapter's size
 CONFIG = '{"intervention": "loreft", "rank": 4}'
 
@@ -44,7 +47,8 @@ def test_a_worker_killed_while_storing_an_adapter_leaves_no_version_and_the_retr
     marker = tmp_path / "storing"
     doomed = subprocess.Popen(
         [sys.executable, "-c", "import sys; from store import jobs; jobs.lease_train_job(sys.argv[1]); "
-         "jobs.complete_train_job(sys.argv[1], bytes(range(256)) * 200, sys.argv[2], {'macro_f1': 0.8}, 10)",
+         "from store import adapters; jobs.complete_train_job(sys.argv[1], bytes(range(256)) * 200, sys.argv[2], "
+         "{'macro_f1': 0.8}, 10, adapters.first_version('macro_f1', 0.8))",
          job_id, CONFIG],
         cwd=REPO, env={**os.environ, "REFTAG_FAILPOINT": f"store_adapter:{marker}"})
     try:
@@ -65,9 +69,10 @@ def test_a_worker_killed_while_storing_an_adapter_leaves_no_version_and_the_retr
     assert jobs.reconcile().train_jobs == [job_id]
     retry = jobs.lease_train_job(job_id)
     assert retry.attempt == 2
-    stored = jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10)
+    stored = jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10, FIRST)
     assert (stored.version, stored.is_active) == (1, True)
-    assert jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10) == stored  # a third run: no new row
+    again = jobs.complete_train_job(job_id, WEIGHTS, CONFIG, {"macro_f1": 0.8}, 10, FIRST)
+    assert again == stored  # a third run: no new row
 
     with session_scope(readonly=True) as s:
         [row] = s.scalars(select(Adapter).where(Adapter.label_set_id == label_set_id)).all()

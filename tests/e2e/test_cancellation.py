@@ -11,7 +11,7 @@ def test_cancelled_tag_job_stops_and_keeps_its_results(make_stack, news_en):
     stack.start_worker("train,predict")
     tagger = stack.start_worker("tag")
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2, "min_steps": 0})
     stack.wait_ready(tagger)
 
     client, base = stack.client(), stack.base_url

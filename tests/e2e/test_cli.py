@@ -112,7 +112,7 @@ def test_cli_session_from_label_set_to_results_in_chinese(run, news_zh):
     assert name in listed and str(len(examples) + 8) in listed
     assert_aligned(listed)
 
-    trained = run("train", "-c", "epochs=2", "--wait")
+    trained = run("train", "-c", "epochs=2", "-c", "min_steps=0", "--wait")
     out = ok(trained)
     assert "succeeded" in out and "adapter v1 (active)" in out and "macro_f1" in out, out
     bar = trained.stderr.strip().splitlines()[-1]  # the bar's last state (stderr is not a terminal)

@@ -88,7 +88,7 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
     en_id = create_label_set(stack, f"News topics {secrets.token_hex(2)}",
                              [{"name": name, "description": f"news about {name}"} for name in news_en.label_names],
                              en_examples)
-    trained = stack.wait_for_job(stack.start_training(zh_id, {"epochs": 2, "batch_size": 16}))
+    trained = stack.wait_for_job(stack.start_training(zh_id, {"epochs": 2, "batch_size": 16, "min_steps": 0}))
     assert trained["status"] == "succeeded", trained
     timings = {"data and training": time.monotonic() - t0}
     zh_names = set(ZH_NAMES.values())
@@ -106,7 +106,7 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
 
         # The English set trains next on the stack's one worker, so the tag job below waits behind
         # it: the job page opens before the job is done and has to follow it live.
-        en_train = stack.start_training(en_id, {"epochs": 2})
+        en_train = stack.start_training(en_id, {"epochs": 2, "min_steps": 0})
         items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(news_zh.test_rows(N_TAG))]
         submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
         assert submitted.status_code == 202, submitted.text

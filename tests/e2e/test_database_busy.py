@@ -21,7 +21,7 @@ def test_concurrent_writers_lose_no_write_and_fail_no_job(make_stack, news_en):
     stack = make_stack(REFTAG_CHUNK_SIZE=str(CHUNK_SIZE))
     workers = [stack.start_worker("train,tag,predict"), stack.start_worker("tag")]
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1, "min_steps": 0})
     other_set = stack.create_label_set(news_en, per_label=4)
     for worker in workers:
         stack.wait_ready(worker)

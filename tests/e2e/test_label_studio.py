@@ -18,7 +18,7 @@ def label_config(label_names: list[str]) -> str:
 
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
 def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, news_en):
-    label_set_id, trained = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
+    label_set_id, trained = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2, "min_steps": 0})
     backend = f"{stack.base_url}/ls/{label_set_id}"
     session = requests.Session()
     session.auth = ("label-studio", stack.api_key)  # Label Studio's "Basic auth" option

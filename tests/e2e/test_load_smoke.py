@@ -13,7 +13,7 @@ from bench.load import LARGE, SMALL, STATUS, cancel_unfinished, generate_load
 # SQLite only: PostgreSQL under concurrent writers is test_database_busy.py's.
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
 def test_clients_polling_and_submitting_get_no_errors(stack, news_en):
-    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=8, config={"epochs": 1, "min_steps": 0})
     texts = [r["text"] for r in news_en.test]
     report = asyncio.run(generate_load(stack.base_url, stack.api_key, label_set_id, texts, clients=10, seconds=10,
                                        think=0.2, submit_share=0.1, large_pause=3.0))

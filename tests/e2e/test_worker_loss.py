@@ -39,7 +39,7 @@ def test_train_job_survives_worker_kill(make_stack, news_en):
     stack.start_web()
     label_set_id = stack.create_label_set(news_en, per_label=12)
     stack.wait_ready(doomed)
-    job_id = stack.start_training(label_set_id, {"epochs": 3})
+    job_id = stack.start_training(label_set_id, {"epochs": 3, "min_steps": 0})
 
     client, deadline = stack.client(), time.monotonic() + 120
     while not client.get(f"{stack.base_url}/v1/jobs/{job_id}").json()["detail"].get("step"):
@@ -74,7 +74,7 @@ def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results
     taggers = [stack.start_worker("tag"), stack.start_worker("tag")]
     stack.start_beat()
     stack.start_web()
-    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2})
+    label_set_id, _ = stack.create_trained_label_set(news_en, per_label=12, config={"epochs": 2, "min_steps": 0})
     for tagger in taggers:
         stack.wait_ready(tagger)
     texts = [r["text"] for r in news_en.test_rows(N_LARGE)]
@@ -125,7 +125,7 @@ def test_a_train_worker_killed_while_storing_its_adapter_leaves_one_whole_versio
     stack.start_web()
     label_set_id = stack.create_label_set(news_en, per_label=12)
     stack.wait_ready(doomed)
-    job_id = stack.start_training(label_set_id, {"epochs": 2})
+    job_id = stack.start_training(label_set_id, {"epochs": 2, "min_steps": 0})
     wait_for(storing.exists, 300, "the train worker inside store_adapter", doomed)
     doomed.kill()  # every row of the new version written, nothing committed
 

@@ -35,8 +35,10 @@ def test_progress_reports_step_epoch_loss_and_eta(tokenizer):
     seen = []
     train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST, progress=seen.append)
     assert [e["step"] for e in seen] == list(range(1, len(seen) + 1))
-    assert {"step", "total_steps", "epoch", "epochs", "loss", "eta_seconds"} <= set(seen[0])
-    assert seen[-1]["epoch"] <= 3 and all(e["loss"] >= 0 and e["eta_seconds"] >= 0 for e in seen)
+    assert {"step", "total_steps", "epoch", "epochs", "fit", "fits", "loss", "eta_seconds"} <= set(seen[0])
+    assert all(1 <= e["epoch"] <= e["epochs"] and 1 <= e["fit"] <= e["fits"] for e in seen)
+    assert seen[-1]["fit"] == seen[-1]["fits"] == 6  # five folds, then the refit on every example
+    assert all(e["loss"] >= 0 and e["eta_seconds"] >= 0 for e in seen)
 
 
 def test_training_from_the_cache_equals_a_full_forward(tokenizer):
@@ -155,3 +157,56 @@ def test_training_with_no_held_out_rows_and_a_loss_above_one_ends_with_an_adapte
                     config={"lr": 1e-6, "epochs": 2})
     assert adapter.metrics["n_eval"] == 0 and adapter.metrics["loss_curve"][0] > 1.0
     assert len(Tagger(minilm).predict(adapter, ["fine"])) == 1
+
+
+def test_a_small_set_is_scored_out_of_fold_then_refit_on_every_example(tokenizer):
+    base = make_base("bert", tokenizer)
+    adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)  # 20 examples: below kfold_below
+    m = adapter.metrics
+    assert (m["evaluation"], m["folds"], m["n_eval"], m["n_train"]) == ("k-fold", 5, 20, 20)
+    assert len(m["fold_scores"]) == 5 and sum(map(sum, m["confusion"])) == 20  # each example scored once
+    assert 0 < m["steps_chosen"] and m["steps_run"] == m["steps_chosen"]  # the refit stops where the folds were best
+
+
+def test_a_large_set_holds_out_the_rows_it_is_given_and_never_trains_on_them(tokenizer):
+    base = make_base("bert", tokenizer)
+    marks = [i % 5 == 0 for i in range(len(TEXTS))]
+    config = {**FAST, "kfold_below": 10}
+    adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=config, eval_mask=marks)
+    m = adapter.metrics
+    assert (m["evaluation"], m["split"], m["n_eval"], m["n_train"]) == ("held_out", "given", 4, 16)
+    # Training never sees the evaluation rows' labels: flip them, and every step's loss is the same
+    # (they only choose which checkpoint is kept).
+    flipped = [("pos" if label == "neg" else "neg") if mark else label for label, mark in zip(LABELS, marks)]
+    other = train(base, TEXTS, flipped, ["neg", "pos"], config={**config, "patience": 100}, eval_mask=marks)
+    again = train(base, TEXTS, LABELS, ["neg", "pos"], config={**config, "patience": 100}, eval_mask=marks)
+    assert other.metrics["loss_curve"] == again.metrics["loss_curve"] and other.metrics["steps_run"] > 0
+
+
+def test_a_few_examples_still_get_min_steps_of_training(tokenizer):
+    base = make_base("bert", tokenizer)
+    adapter = train(base, TEXTS[:4], LABELS[:4], ["neg", "pos"],
+                    config={"epochs": 1, "batch_size": 32, "min_steps": 25, "evaluation": "held_out"})
+    assert adapter.metrics["steps_run"] >= 1 and len(adapter.metrics["loss_curve"]) >= 1
+    folds = train(base, TEXTS, LABELS, ["neg", "pos"], config={"epochs": 1, "batch_size": 32, "min_steps": 25})
+    assert folds.metrics["steps_chosen"] <= 25 and folds.metrics["steps_run"] == folds.metrics["steps_chosen"]
+
+
+def test_two_recipes_are_cross_validated_on_the_same_folds(tokenizer):
+    from reft_core import recipe_cross_validation
+
+    base = make_base("bert", tokenizer)
+    a = recipe_cross_validation(base, TEXTS, LABELS, ["neg", "pos"], False, {**FAST, "seed": 1})
+    b = recipe_cross_validation(base, TEXTS, LABELS, ["neg", "pos"], False, {**FAST, "seed": 2})
+    assert a.folds == b.folds == 5 and len(a.fold_scores) == 5
+    assert a.probs.shape == b.probs.shape == (20, 2)
+
+
+def test_the_contrastive_loss_pulls_same_labels_together():
+    from reft_core.training import supervised_contrastive
+
+    together = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    apart = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert supervised_contrastive(together, labels) < supervised_contrastive(apart, labels)
+    assert supervised_contrastive(together, torch.tensor([0, 1, 2, 3])) == 0  # nobody has a partner

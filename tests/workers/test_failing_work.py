@@ -13,6 +13,9 @@ from store.models import Adapter, Chunk, Job, Result
 from tests.workers.conftest import run_as_worker
 from workers import model_cache, tasks
 
+# What a worker decides for a label set's first version.
+FIRST = adapters.first_version("macro_f1", None)
+
 
 def deliver_until_quiet(redis, first: list, limit: int = 20) -> int:
     """Run tag_chunk on `first`, then on every message it (re)sent, until the queue is empty;
@@ -65,7 +68,7 @@ def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows
     label_set_id = rows.label_set()
     train_job = rows.train_job(label_set_id)
     jobs.lease_train_job(train_job)
-    jobs.complete_train_job(train_job, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1)
+    jobs.complete_train_job(train_job, b"weights", '{"rank": 4}', {"macro_f1": 0.9}, 1, FIRST)
     with session_scope() as s:  # a torn write or a bad disk: the bytes change, the checksum does not
         s.scalar(select(Adapter).where(Adapter.label_set_id == label_set_id)).weights = b"weightz"
     model_cache.clear()

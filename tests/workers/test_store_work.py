@@ -12,6 +12,8 @@ from store.db import session_scope
 from store.models import Adapter, Chunk, Job, Result
 from workers import train_lease
 
+FIRST = adapters.first_version("macro_f1", None)
+
 
 def ago(seconds: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=seconds)
@@ -147,10 +149,16 @@ def test_lease_reads_examples_and_merges_config(rows):
     assert jobs.lease_train_job(job_id) is None  # its lease is live
 
 
+def decided(promote: bool, active_version: int | None, new: float = 0.8, active: float | None = 0.8):
+    """A worker's decision (workers/promotion.py scores both versions on the same rows)."""
+    return adapters.Promotion(promote, "held_out", "macro_f1", new, active_version, active,
+                              f"{'promoted' if promote else 'not activated'}: macro_f1 {new} vs {active}")
+
+
 def test_adapter_is_stored_once_per_train_job(rows):
     ls, job_id, leased = train(rows)
-    first = jobs.complete_train_job(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.8}, 100)
-    again = jobs.complete_train_job(job_id, b"other weights", '{"rank": 4}', {"macro_f1": 0.9}, 100)
+    first = jobs.complete_train_job(job_id, b"weights", '{"rank": 4}', {"macro_f1": 0.8}, 100, FIRST)
+    again = jobs.complete_train_job(job_id, b"other weights", '{"rank": 4}', {"macro_f1": 0.9}, 100, FIRST)
     assert first == again == adapters.StoredAdapter(version=1, is_active=True, note=None)
     with session_scope() as s:
         stored = s.scalars(select(Adapter).where(Adapter.label_set_id == ls)).all()
@@ -158,40 +166,48 @@ def test_adapter_is_stored_once_per_train_job(rows):
     assert stored[0].checksum == adapters.adapter_checksum(b"weights", '{"rank": 4}')
     done = job(job_id)
     assert done.status == "succeeded" and done.adapter_version == 1 and done.metrics["macro_f1"] == 0.8
+    assert done.metrics["promotion"]["rule"] == "first" and done.metrics["promotion"]["promoted"] is True
     assert done.finished_at is not None and done.lease_expires_at is None
 
 
-def test_a_better_adapter_is_activated_and_a_worse_one_kept_inactive_with_a_note(rows):
+def test_a_version_is_activated_as_the_worker_decided_and_says_why_when_not(rows):
     ls, job1, _ = train(rows)
-    assert jobs.complete_train_job(job1, b"w1", "{}", {"macro_f1": 0.80}, 1).is_active
+    assert jobs.complete_train_job(job1, b"w1", "{}", {"macro_f1": 0.80}, 1, FIRST).is_active
 
     _, job2, _ = train(rows, ls)
-    worse = jobs.complete_train_job(job2, b"w2", "{}", {"macro_f1": 0.70}, 1)
-    assert (worse.version, worse.is_active) == (2, False)
-    assert "0.7000" in worse.note and "version 1" in worse.note
+    worse = jobs.complete_train_job(job2, b"w2", "{}", {"macro_f1": 0.90}, 1, decided(False, 1, 0.70, 0.80))
+    assert (worse.version, worse.is_active) == (2, False) and "not activated" in worse.note
+    assert job(job2).metrics["promotion"] == {"promoted": False, "rule": "held_out", "metric": "macro_f1",
+                                              "new_score": 0.70, "active_version": 1, "active_score": 0.80,
+                                              "reason": worse.note}
 
     _, job3, _ = train(rows, ls)
-    equal = jobs.complete_train_job(job3, b"w3", "{}", {"macro_f1": 0.80}, 1)
-    assert (equal.version, equal.is_active) == (3, True)
+    better = jobs.complete_train_job(job3, b"w3", "{}", {"macro_f1": 0.10}, 1, decided(True, 1))
+    assert (better.version, better.is_active) == (3, True)
     assert adapters.adapter_ref(ls).version == 3
     with session_scope() as s:
         active = s.scalars(select(Adapter.version).where(Adapter.label_set_id == ls, Adapter.is_active)).all()
     assert active == [3]
 
 
-def test_multi_label_sets_compare_micro_f1(rows):
-    ls = rows.label_set(multi_label=True)
-    _, job1, _ = train(rows, ls)
-    jobs.complete_train_job(job1, b"w1", "{}", {"micro_f1": 0.5, "macro_f1": 0.9}, 1)
+def test_a_version_compared_with_an_active_one_that_changed_meanwhile_stays_inactive(rows):
+    ls, job1, _ = train(rows)
+    jobs.complete_train_job(job1, b"w1", "{}", {"macro_f1": 0.8}, 1, FIRST)
     _, job2, _ = train(rows, ls)
-    assert jobs.complete_train_job(job2, b"w2", "{}", {"micro_f1": 0.6, "macro_f1": 0.1}, 1).is_active
+    _, job3, _ = train(rows, ls)
+    jobs.complete_train_job(job2, b"w2", "{}", {"macro_f1": 0.8}, 1, decided(True, 1))  # v2 is active now
+    late = jobs.complete_train_job(job3, b"w3", "{}", {"macro_f1": 0.9}, 1, decided(True, 1))  # compared with v1
+    assert (late.version, late.is_active) == (3, False)
+    assert "version 2 became active while it trained" in late.note
+    assert adapters.adapter_ref(ls).version == 2
+    assert job(job3).metrics["promotion"]["promoted"] is False
 
 
 def test_a_cancelled_train_job_stores_nothing(rows):
     ls, job_id, _ = train(rows)
     with session_scope() as s:
         s.get(Job, job_id).status = "cancelled"
-    assert jobs.complete_train_job(job_id, b"w", "{}", {"macro_f1": 1.0}, 1) is None
+    assert jobs.complete_train_job(job_id, b"w", "{}", {"macro_f1": 1.0}, 1, FIRST) is None
     with pytest.raises(jobs.LeaseLost):
         jobs.renew_train_lease(job_id, 1)
 

@@ -1,0 +1,71 @@
+"""Whether a new adapter version replaces the active one: both scored on the same rows.
+
+- held_out (the new version was evaluated on the set's evaluation examples): the active version
+  is scored on the same examples — as it is, when it never trained on any of them (it was
+  trained on the same evaluation marks), else by retraining its recipe on the training examples.
+- k-fold (a small set; the new version was refit on every example): each version's recipe is
+  retrained per fold on the current examples, on the same folds; the mean fold score decides.
+- A first version is active at once; with too few examples to compare, the newer one wins.
+
+Ties promote the new version: it learned from the newest examples. The decision, with both
+scores, goes on the train job (`metrics.promotion`) and on a version that was not promoted.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING
+
+from reft_core.config import main_metric
+from store import adapters
+from store.jobs import TrainWork
+
+from . import model_cache
+
+if TYPE_CHECKING:
+    import reft_core
+
+
+def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
+    from reft_core import AdapterConfig, evaluate, recipe_cross_validation, train
+    from reft_core.metrics import main_score
+
+    metric = main_metric(work.multi_label)
+    evaluation = new.metrics.get("evaluation")
+    if work.active is None:
+        return adapters.first_version(metric, new.metrics.get(metric))
+    active = work.active
+    recipe = AdapterConfig.from_json(active.config_json).train_config
+    base = model_cache.base()
+    detail: dict[str, object] = {}
+    if evaluation == "held_out":
+        rows = [i for i, marked in enumerate(work.evaluation) if marked]
+        new_score = float(new.metrics[metric])
+        if active.metrics.get("split") == "given":
+            loaded = model_cache.adapter(adapters.AdapterRef(work.label_set_id, active.version, active.checksum))
+            scored = evaluate(base, loaded, [work.texts[i] for i in rows], [work.labels[i] for i in rows])
+            detail["active_scored"] = "as it is, on the evaluation examples (it never trained on them)"
+        else:
+            scored = train(base, work.texts, work.labels, work.label_names, work.multi_label,
+                           config={**recipe.to_dict(), "evaluation": "held_out"}, eval_mask=work.evaluation).metrics
+            detail["active_scored"] = ("its recipe retrained on the training examples (the version itself was "
+                                       "trained on some of the evaluation examples)")
+        active_score = main_score(scored, work.multi_label)
+        detail["n_eval"] = len(rows)
+    elif evaluation == "k-fold":
+        folds = int(new.metrics["folds"])
+        new_score = statistics.fmean(new.metrics["fold_scores"])
+        cv = recipe_cross_validation(base, work.texts, work.labels, work.label_names, work.multi_label,
+                                     {**recipe.to_dict(), "evaluation": "k-fold"}, folds=folds)
+        active_score = cv.score
+        detail.update(folds=folds, new_fold_scores=new.metrics["fold_scores"], active_fold_scores=cv.fold_scores)
+    else:
+        return adapters.Promotion(True, "none", metric, None, active.version, None,
+                                  "too few examples to compare the versions; the newer one is active")
+    promote = new_score >= active_score
+    rule = "held_out" if evaluation == "held_out" else "k-fold"
+    where = f"on the {detail['n_eval']} evaluation examples" if rule == "held_out" else \
+        f"over {detail['folds']} folds of the current examples"
+    reason = (f"{metric} {new_score:.4f} {'≥' if promote else '<'} active version {active.version}'s "
+              f"{active_score:.4f} {where}")
+    return adapters.Promotion(promote, rule, metric, round(new_score, 4), active.version, round(active_score, 4),
+                              ("promoted: " if promote else "not activated: ") + reason, detail)
