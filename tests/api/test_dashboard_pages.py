@@ -196,3 +196,34 @@ def test_a_multi_label_adapter_shows_micro_f1_and_no_confusion_matrix(client, te
     assert "Micro-F1" in html and "0.610" in html
     assert "No confusion matrix" in html and '<g class="cell' not in html
     assert "multi-label" in text_of(client.get("/ui/"))
+
+
+def test_an_adapter_page_says_how_it_was_evaluated(client, tenant, make_label_set, add_adapter):
+    label_set = make_label_set("small", labels=("a", "b"))
+    add_adapter(label_set["id"], metrics={"accuracy": 0.7, "macro_f1": 0.69, "evaluation": "k-fold", "folds": 5,
+                                          "n_eval": 24, "n_train": 24})
+    add_adapter(label_set["id"], version=2, active=False,
+                metrics={"accuracy": 0.9, "macro_f1": 0.9, "evaluation": "held_out", "n_eval": 30, "n_train": 170})
+    sign_in(client, tenant.key)
+    k_fold = text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/1"))
+    assert "Scores out of fold: 5 folds over all 24 examples" in k_fold and "24 / 5" in k_fold
+    held_out = text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/2?lang=zh-CN"))
+    assert "验证集得分（30 条样本，未参与训练）" in held_out and "170 / 30" in held_out
+
+
+def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted(client, tenant, make_label_set, db):
+    from store.models import Job
+
+    label_set = make_label_set("few", labels=("a", "b"))
+    with db() as session:
+        job = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="succeeded",
+                  warnings=[{"code": "few_examples", "message": "1 label(s) have fewer than 4 examples: 'b' (2)",
+                             "labels": ["b"]}],
+                  metrics={"promotion": {"promoted": False, "reason": "not activated: macro_f1 0.61 < active "
+                                                                        "version 1's 0.70 over 5 folds"}})
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/jobs/{job_id}"))
+    assert "&#39;b&#39; (2)" in html and "not activated: macro_f1 0.61 &lt; active version 1&#39;s 0.70" in html
