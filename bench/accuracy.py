@@ -173,6 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--train-rows", type=int, default=4000)
+    parser.add_argument("--base", default=None, help="a bundled base's name (default: all-MiniLM-L6-v2)")
     parser.add_argument("--test-rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=None, help="override the epoch budget of every trained method")
     parser.add_argument("--baseline-head-lr", type=float, default=None,
@@ -195,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     command = command_line("bench.accuracy")
-    base = load_base()
+    base = load_base(args.base)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     seeds = [int(x) for x in args.seeds.split(",")]
     payload = {"command": command, "machine": machine(), "base": base.name,

@@ -15,7 +15,7 @@ rows. Contenders, each on the bundled MiniLM:
            when every label has 2+ examples, else 1.0);
 - lora:    peft LoRA r=8 on query/value + reftag's head, trained with reftag's loop (bench/common.py).
 
-Every cell is one JSON line in bench/out/fewshot.jsonl (appended as it finishes), so contenders
+Every cell is one JSON line in bench/measured/fewshot.jsonl (appended as it finishes), so contenders
 can run apart and a long run keeps what it measured; `--table` prints the table from that file.
 
     python -m bench.fewshot --data sst2,ag_news,goemotions --k 4,8,16,32,64 --seeds 0,1,2 \\
@@ -33,17 +33,17 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from reft_core import Base, Tagger, TrainConfig, load_base, train
-from reft_core.base import bundled_model_path
+from reft_core.bases import BUNDLED, MINILM
 from reft_core.metrics import main_score
 
 from .common import (
-    OUT_DIR,
     Dataset,
     Split,
     command_line,
@@ -60,7 +60,9 @@ from .data import label_names, read_jsonl, row_labels
 
 DATASETS = ["sst2", "ag_news", "goemotions"]
 CONTENDERS = ["reftag", "setfit", "probe", "lora"]
-RESULTS = "fewshot.jsonl"
+# The measured cells are kept in the repository (not in the ignored bench/out/): a run of several
+# hours is made across sessions with --resume, and RESULTS.md's table is printed from this file.
+RESULTS = Path(__file__).resolve().parent / "measured" / "fewshot.jsonl"
 PROBE_C = (0.01, 0.1, 1.0, 10.0)
 # SetFit takes about 2 s per contrastive step (16 pairs of MiniLM) on this 2-core machine when it is
 # quiet (bench/RESULTS.md): 450 steps is about 15 minutes. A step cap, not a time cap, so that
@@ -151,9 +153,11 @@ def run_setfit(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     targets = data.targets(data.train)
-    model = SetFitModel.from_pretrained(str(bundled_model_path()), multi_target_strategy="one-vs-rest"
+    model = SetFitModel.from_pretrained(str(BUNDLED[base.name].locate()), multi_target_strategy="one-vs-rest"
                                         if data.multi_label else None)
-    train_set = HFDataset.from_dict({"text": list(data.train.texts), "label": targets.tolist()})
+    # SetFit sees the texts as reftag's base does (e5 expects its "query: " prefix).
+    prefix = base.text_prefix
+    train_set = HFDataset.from_dict({"text": [prefix + t for t in data.train.texts], "label": targets.tolist()})
     planned = setfit_planned_steps(targets, data.multi_label)
     capped = planned > args.setfit_max_steps
     with tempfile.TemporaryDirectory(prefix="setfit-") as checkpoints:  # SetFit saves checkpoints; not here
@@ -163,7 +167,7 @@ def run_setfit(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
-    raw = model.predict_proba(list(data.test.texts), as_numpy=True)
+    raw = model.predict_proba([prefix + t for t in data.test.texts], as_numpy=True)
     if data.multi_label and isinstance(raw, list):  # one-vs-rest: a (N, 2) array per label
         raw = np.stack([p[:, 1] for p in raw], axis=1)
     probs = torch.tensor(np.asarray(raw), dtype=torch.float32)
@@ -194,40 +198,44 @@ RUNNERS = {"reftag": run_reftag, "setfit": run_setfit, "probe": run_probe, "lora
 
 # -- results ----------------------------------------------------------------------------------------------
 def read_results() -> list[dict[str, Any]]:
-    path = OUT_DIR / RESULTS
+    path = RESULTS
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def append_result(cell: dict[str, Any]) -> None:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    with open(OUT_DIR / RESULTS, "a", encoding="utf-8") as f:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(json.dumps(cell, ensure_ascii=False) + "\n")
 
 
-def latest_cells(cells: list[dict[str, Any]]) -> dict[tuple[str, str, int, int], dict[str, Any]]:
-    """The last run of each (data, contender, K, seed): a contender re-run replaces its cells."""
-    return {(c["data"], c["contender"], c["k"], c["seed"]): c for c in cells}
+Cell = tuple[str, str, str, int, int]  # base, data, contender, K, seed
+
+
+def latest_cells(cells: list[dict[str, Any]]) -> dict[Cell, dict[str, Any]]:
+    """The last run of each (base, data, contender, K, seed): a contender re-run replaces its cells."""
+    return {(c.get("base", MINILM), c["data"], c["contender"], c["k"], c["seed"]): c for c in cells}
 
 
 def table(cells: list[dict[str, Any]]) -> str:
     latest = latest_cells(cells)
-    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
-    for (data, contender, k, _seed), cell in latest.items():
-        groups[(data, k, contender)].append(cell)
+    groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for (base, data, contender, k, _seed), cell in latest.items():
+        groups[(base, data, k, contender)].append(cell)
     rows = []
-    for data in dict.fromkeys(key[0] for key in groups):
-        for k in sorted({key[1] for key in groups if key[0] == data}):
-            row = [data, k]
+    for base, data in dict.fromkeys(key[:2] for key in groups):
+        for k in sorted({key[2] for key in groups if key[:2] == (base, data)}):
+            row = [base, data, k]
             for contender in CONTENDERS:
-                runs = groups.get((data, k, contender), [])
+                runs = groups.get((base, data, k, contender), [])
                 row.append(score_cell(runs))
                 row.append(seconds_cell(runs))
             rows.append(row)
-        if data in FULL_DATA:
-            rows.append([data, "4,000 rows", f"{FULL_DATA[data]} (issue 4)"] + [""] * (2 * len(CONTENDERS) - 1))
-    header = ["data", "K per label"]
+        if data in FULL_DATA and base == MINILM:
+            rows.append([base, data, "4,000 rows", f"{FULL_DATA[data]} (issue 4)"]
+                        + [""] * (2 * len(CONTENDERS) - 1))
+    header = ["base", "data", "K per label"]
     for contender in CONTENDERS:
         header += [f"{contender} (mean ± sd)", f"{contender} train s"]
     return markdown_table(header, rows)
@@ -254,6 +262,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--test-rows", type=int, default=2000)
+    parser.add_argument("--base", default=MINILM, choices=sorted(BUNDLED),
+                        help="the bundled base every contender starts from")
     parser.add_argument("--setfit-max-steps", type=int, default=SETFIT_MAX_STEPS,
                         help="cap SetFit's contrastive steps (default: about 15 minutes of a quiet 2-core "
                              "machine); a cell that would take more is capped, and the table says so")
@@ -261,8 +271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch threads for every contender (recorded with each cell; one run with 1 thread "
                              "leaves a core for other work, and contenders timed alike stay comparable)")
     parser.add_argument("--resume", action="store_true",
-                        help="skip the cells bench/out/fewshot.jsonl already holds (a stopped run goes on)")
-    parser.add_argument("--table", action="store_true", help="print the table from bench/out/fewshot.jsonl")
+                        help="skip the cells bench/measured/fewshot.jsonl already holds (a stopped run goes on)")
+    parser.add_argument("--table", action="store_true", help="print the table from bench/measured/fewshot.jsonl")
     args = parser.parse_args(argv)
     unknown = set(args.contenders.split(",")) - set(CONTENDERS)
     if unknown:
@@ -278,7 +288,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     command = command_line("bench.fewshot")
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = load_base()
+    base = load_base(args.base)
     made = []
     done = set(latest_cells(read_results())) if args.resume else set()
     for name in args.data.split(","):
@@ -286,17 +296,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             for seed in [int(x) for x in args.seeds.split(",")]:
                 data = sample(name, k, seed, args.test_rows)
                 for contender in args.contenders.split(","):
-                    if (name, contender, k, seed) in done:
+                    if (base.name, name, contender, k, seed) in done:
                         continue
                     torch.manual_seed(seed)
                     result = RUNNERS[contender](base, data, seed, args)
-                    cell = {"data": name, "contender": contender, "k": k, "seed": seed,
+                    cell = {"base": base.name, "data": name, "contender": contender, "k": k, "seed": seed,
                             "n_train": len(data.train.texts), "n_test": len(data.test.texts),
                             "score": main_score(result["metrics"], data.multi_label),
                             **result, "command": command, "machine": machine()}
                     append_result(cell)
                     made.append(cell)
-                    print(f"{name} K={k} seed {seed} {contender}: {cell['score']:.4f} "
+                    print(f"{base.name} {name} K={k} seed {seed} {contender}: {cell['score']:.4f} "
                           f"({cell['train_seconds']:.1f} s, {cell['n_train']} rows)", flush=True)
     print(f"\ncommand: {command}\n")
     print(table(read_results()))
