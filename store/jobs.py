@@ -31,8 +31,9 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from reft_core.bases import DEFAULT as DEFAULT_BASE
 from service.settings import get_settings
 
 from . import adapters, label_sets, results
@@ -81,19 +82,33 @@ FEW_EXAMPLES = 4
 
 
 def create_train_job(
-    session: Session, tenant_id: str, label_set_id: str, config: dict[str, Any], min_examples_per_label: int
-) -> Job:
-    """A queued train job. Its `config` is the label set's overrides with the request's on top,
-    merged here once: the job records what it trains with. Refuses while another train job of
-    the set is unfinished, and when any label has fewer than `min_examples_per_label` examples
-    (at least one: a label nobody gave an example of cannot be learned); a label with fewer than
-    FEW_EXAMPLES trains with a warning on the job."""
+    session: Session, tenant_id: str, label_set_id: str, config: dict[str, Any], min_examples_per_label: int,
+    english_base: str = DEFAULT_BASE,
+) -> tuple[Job, bool]:
+    """A queued train job, and whether this request made it. Its `config` is the label set's
+    overrides with the request's on top, merged here once: the job records what it trains with.
+    Train requests coalesce: while a train job of the set is queued and has not started, this
+    request is already part of it (it reads the examples when it starts) and that job comes back
+    (created False) — unless this request asks for another config (Conflict). While one runs, a
+    new job waits for it (`queued_after`; sent by `start_waiting_train_job` once the running one
+    has finished) — at most one waits per set. Refuses when any label has fewer than
+    `min_examples_per_label` examples (at least one: a label nobody gave an example of cannot be
+    learned); a label with fewer than FEW_EXAMPLES trains with a warning on the job. The set's
+    base model is resolved here if it was not yet (`english_base`: what "auto" means for
+    Latin-script examples)."""
     label_set = label_sets.label_set_row(session, tenant_id, label_set_id, lock=True)
-    busy = session.scalar(select(Job.id).where(
-        Job.label_set_id == label_set.id, Job.type == JobType.TRAIN, Job.status.in_(JobStatus.unfinished())))
-    if busy:
-        raise Conflict(f"label set {label_set_id!r} is already training (job {busy}); wait for it or cancel it",
-                       [{"job_id": busy}], code="training_in_progress")
+    unfinished = session.scalars(select(Job).where(
+        Job.label_set_id == label_set.id, Job.type == JobType.TRAIN, Job.status.in_(JobStatus.unfinished()))
+        .order_by(Job.created_at)).all()
+    merged = {**(label_set.config or {}), **config}
+    queued = next((job for job in unfinished if job.status == JobStatus.QUEUED), None)
+    if queued is not None:
+        if (queued.config or {}) != merged:
+            raise Conflict(f"label set {label_set_id!r} has a train job queued (job {queued.id}) with another "
+                           f"config; wait for it to start or cancel it", [{"job_id": queued.id}],
+                           code="training_in_progress")
+        return queued, False
+    running = unfinished[0].id if unfinished else None
     counts = label_sets.label_example_counts(session, label_set)
     needed = max(1, min_examples_per_label)
     short = {name: n for name, n in counts.items() if n < needed}
@@ -108,12 +123,13 @@ def create_train_job(
                             f"them from very little and its scores on them are rough: "
                             + ", ".join(f"{name!r} ({counts[name]})" for name in few[:20]),
                  "labels": few}] if few else []
+    label_sets.resolve_base_model(session, label_set, english_base)
     job = Job(tenant_id=tenant_id, type=JobType.TRAIN, label_set_id=label_set.id,
-              config={**(label_set.config or {}), **config}, total=label_sets.example_count(session, label_set.id),
-              warnings=warnings)
+              config=merged, total=label_sets.example_count(session, label_set.id),
+              warnings=warnings, queued_after=running)
     session.add(job)
     session.flush()
-    return job
+    return job, True
 
 
 def request_fingerprint(body: Any) -> str:
@@ -250,6 +266,7 @@ class TrainWork:
     labels: list[Any]  # list[str] single-label, list[list[str]] multi-label
     evaluation: list[bool]  # each example's evaluation mark
     config: dict[str, Any]
+    base_model: str
     active: ActiveVersion | None
 
 
@@ -266,6 +283,9 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             return None
         if job.status == JobStatus.RUNNING and not _expired(job.lease_expires_at, now):
             return None
+        if job.queued_after is not None and s.scalar(
+                select(Job.status).where(Job.id == job.queued_after)) in JobStatus.unfinished():
+            return None  # it waits for the version being trained; start_waiting_train_job sends it
         job.attempts += 1
         if job.attempts > settings.max_attempts:
             _finish(job, JobStatus.FAILED, now, error=_error(
@@ -291,6 +311,7 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             labels=examples.labels,
             evaluation=examples.evaluation,
             config=dict(job.config or {}),
+            base_model=label_set.base_model_resolved or label_sets.resolve_base_model(s, label_set, DEFAULT_BASE),
             active=ActiveVersion(active.version, active.checksum, dict(active.metrics or {}), active.config_json)
             if active is not None else None,
         )
@@ -358,6 +379,24 @@ def fail_train_job(job_id: str, code: str, message: str) -> None:
         job = s.get(Job, job_id, with_for_update=True)
         if job is not None and job.status not in JobStatus.finished():
             _finish(job, JobStatus.FAILED, utcnow(), error=_error(code, message))
+
+
+def start_waiting_train_job(finished_job_id: str) -> str | None:
+    """The train job that waited for `finished_job_id`, once that one has finished (succeeded,
+    failed or cancelled): it gets a pick-up deadline, and the caller enqueues it (if that message
+    is lost, the reconciler sends it after the deadline). None when nothing waits, or when
+    `finished_job_id` has not finished."""
+    settings = get_settings()
+    with session_scope() as s:
+        status = s.scalar(select(Job.status).where(Job.id == finished_job_id))
+        if status not in JobStatus.finished():
+            return None
+        waiting = s.scalar(select(Job).where(Job.queued_after == finished_job_id, Job.status == JobStatus.QUEUED)
+                           .with_for_update())
+        if waiting is None:
+            return None
+        waiting.lease_expires_at = utcnow() + timedelta(seconds=settings.train_lease_seconds)
+        return waiting.id
 
 
 def release_train_job(job_id: str, attempt: int, message: str) -> None:
@@ -577,8 +616,11 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
             and_(Job.status == JobStatus.QUEUED, Job.lease_expires_at < now - patience + train_wait),
             and_(Job.status == JobStatus.QUEUED, Job.lease_expires_at.is_(None), Job.created_at < now - patience),
         ]
+        # A job queued after a version still being trained is not lost: it waits for it.
+        before = aliased(Job)
+        waiting = select(before.id).where(before.id == Job.queued_after, before.status.in_(unfinished)).exists()
         lost_train = s.execute(
-            select(Job).where(Job.type == JobType.TRAIN, or_(*lost)).order_by(Job.created_at).limit(limit)
+            select(Job).where(Job.type == JobType.TRAIN, or_(*lost), ~waiting).order_by(Job.created_at).limit(limit)
         ).scalars().all()
         for job in lost_train:
             job.status = JobStatus.QUEUED

@@ -13,6 +13,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from reft_core.bases import choose_base
+
 from . import adapters
 from .errors import MAX_DETAILS, Conflict, Invalid, NotFound
 from .models import Adapter, Example, Label, LabelSet, utcnow
@@ -34,12 +36,15 @@ def create_label_set(
     labels: Sequence[tuple[str, str | None]],
     multi_label: bool = False,
     config: dict[str, Any] | None = None,
+    base_model: str = "auto",
 ) -> LabelSetView:
     """`labels` are (name, description) pairs, in score-vector order; the API has checked that
-    there are at least two and that names are distinct."""
+    there are at least two, that names are distinct, and that `base_model` is "auto" or a base
+    the service has."""
     if session.scalar(select(LabelSet.id).where(LabelSet.tenant_id == tenant_id, LabelSet.name == name)):
         raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}], code="label_set_exists")
-    label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {})
+    label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {},
+                         base_model=base_model)
     label_set.labels = [Label(name=n, description=d, position=i) for i, (n, d) in enumerate(labels)]
     session.add(label_set)
     try:
@@ -58,6 +63,29 @@ def label_set_row(session: Session, tenant_id: str, label_set_id: str, lock: boo
     if label_set is None:
         raise NotFound(f"label set {label_set_id!r} not found")
     return label_set
+
+
+def set_base_model(session: Session, tenant_id: str, label_set_id: str, base_model: str) -> LabelSetView:
+    """Train the set's next versions on another base ("auto": chosen again from the examples at
+    the next training). Versions already trained keep serving until a new one is promoted."""
+    label_set = label_set_row(session, tenant_id, label_set_id, lock=True)
+    if base_model != label_set.base_model:
+        label_set.base_model = base_model
+        label_set.base_model_resolved = None
+    session.flush()
+    return get_label_set(session, tenant_id, label_set_id)
+
+
+def resolve_base_model(session: Session, label_set: LabelSet, english: str) -> str:
+    """The base the set trains on: the one already resolved, the one it names, or for "auto"
+    the one its examples' script calls for (`english` for Latin-script text). Recorded on the set."""
+    if label_set.base_model_resolved is None:
+        if label_set.base_model == "auto":
+            texts = session.scalars(select(Example.text).where(Example.label_set_id == label_set.id))
+            label_set.base_model_resolved = choose_base(texts, english=english)
+        else:
+            label_set.base_model_resolved = label_set.base_model
+    return label_set.base_model_resolved
 
 
 def example_count(session: Session, label_set_id: str) -> int:

@@ -115,6 +115,11 @@ class LabelSet(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The base model its adapters are trained on: "auto" (chosen from the examples at the first
+    # training, reft_core.bases.choose_base) or a base's name. `base_model_resolved` is the one
+    # in use, set when a train job is created.
+    base_model: Mapped[str] = mapped_column(String(200), default="auto")
+    base_model_resolved: Mapped[str | None] = mapped_column(String(200), default=None)
     # Training-config overrides for every adapter of this set (merged under a train request's).
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -210,6 +215,9 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Train jobs: what the request should know but did not stop it (e.g. labels with very few examples).
     warnings: Mapped[list[Any]] = mapped_column(default=list)
+    # Train jobs: the running train job of the set that this one waits for (a request made while it
+    # ran); no worker starts this one before that one has finished (`store.jobs`, "waiting").
+    queued_after: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,9 +9,13 @@ reset, as it does a process restart.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -47,14 +51,62 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
-def _record(*commands: tuple[str, str, str, float]) -> None:
+def _send(build: Callable[[Any], None]) -> None:
+    """Run the commands `build` puts on a pipeline; an unreachable Redis drops them."""
     try:
         pipe = _client(get_settings().redis_url).pipeline(transaction=False)
-        for command, key, name, amount in commands:
-            getattr(pipe, command)(key, name, amount)
+        build(pipe)
         pipe.execute()
     except redis.RedisError as e:
         log.debug("metric not recorded: %s", e)
+
+
+def _record(*commands: tuple[str, str, str, float]) -> None:
+    def build(pipe: Any) -> None:
+        for command, key, name, amount in commands:
+            getattr(pipe, command)(key, name, amount)
+
+    _send(build)
+
+
+BASES_KEY = KEY_PREFIX + "bases"  # name → JSON {fingerprint, layers, hidden_size}
+
+
+def base_loaded_key(name: str) -> str:
+    return f"{KEY_PREFIX}base_loaded:{name}"  # worker → when it loaded the base
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def record_base(base: Any) -> None:
+    """A worker loaded `base`: what it is (the API lists it) and that this worker holds it."""
+    about = json.dumps({"fingerprint": base.fingerprint, "layers": base.num_layers, "hidden_size": base.hidden_size})
+
+    def build(pipe: Any) -> None:
+        pipe.hset(BASES_KEY, base.name, about)
+        pipe.hset(base_loaded_key(base.name), worker_id(), time.time())
+
+    _send(build)
+
+
+def forget_bases(names: list[str]) -> None:
+    """This worker stops: it no longer holds these bases."""
+    def build(pipe: Any) -> None:
+        for name in names:
+            pipe.hdel(base_loaded_key(name), worker_id())
+
+    _send(build)
+
+
+def read_bases(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """name → {fingerprint, layers, hidden_size, workers}: every base a worker has loaded."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, raw in client.hgetall(BASES_KEY).items():
+        key = name.decode() if isinstance(name, bytes) else name
+        found[key] = {**json.loads(raw), "workers": client.hlen(base_loaded_key(key))}
+    return found
 
 
 def count_adapter_cache(hit: bool) -> None:

@@ -34,8 +34,11 @@ def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
     if work.active is None:
         return adapters.first_version(metric, new.metrics.get(metric))
     active = work.active
-    recipe = AdapterConfig.from_json(active.config_json).train_config
-    base = model_cache.base()
+    # The active version's recipe includes its base, which may not be the new one's (a label set
+    # moved to another base): it is scored, or retrained, on its own.
+    active_config = AdapterConfig.from_json(active.config_json)
+    recipe = active_config.train_config
+    base = model_cache.base(active_config.base_model.name)
     detail: dict[str, object] = {}
     if evaluation == "held_out":
         rows = [i for i, marked in enumerate(work.evaluation) if marked]

@@ -14,14 +14,14 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 from service import logs
 from service.settings import get_settings
 from store import adapters, jobs
 from store.results import ResultRow
 
-from . import model_cache, promotion
+from . import metrics, model_cache, promotion
 from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app, enqueue_chunk, enqueue_train
 from .train_lease import Heartbeat, LeasedReport, TrainProgress
 
@@ -32,11 +32,17 @@ RETRY_DELAY_SECONDS = 5.0
 
 @worker_ready.connect
 def _load_base_model(**_: Any) -> None:
-    # Load the base model before the first message, so the first predict answers in time.
+    # Load the default base before the first message, so the first predict answers in time;
+    # other bases load when a task first needs them.
     try:
         model_cache.base()
     except Exception:  # the task that needs it reports the error against its job
         log.exception("could not load the base model at start")
+
+
+@worker_shutdown.connect
+def _forget_bases(**_: Any) -> None:
+    metrics.forget_bases(model_cache.loaded_bases())
 
 
 def retry_soon(task: Task, exc: Exception) -> Exception:
@@ -51,6 +57,24 @@ def retry_soon(task: Task, exc: Exception) -> Exception:
 
 @celery_app.task(name=TRAIN_ADAPTER, bind=True)
 def train_adapter(self: Task, job_id: str) -> dict[str, Any] | None:
+    try:
+        return train_version(self, job_id)
+    finally:
+        start_waiting(job_id)
+
+
+def start_waiting(job_id: str) -> None:
+    """A train job queued after this one starts once this one has finished, however it ended
+    (if the message cannot be sent, the reconciler sends it after the pick-up deadline)."""
+    try:
+        waiting = jobs.start_waiting_train_job(job_id)
+        if waiting is not None:
+            enqueue_train(waiting)
+    except Exception:
+        log.exception("could not start the train job waiting for %s; the reconciler will", job_id)
+
+
+def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
     job = jobs.lease_train_job(job_id)
     if job is None:
         return None
@@ -62,7 +86,7 @@ def train_adapter(self: Task, job_id: str) -> dict[str, Any] | None:
     with Heartbeat(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
         try:
             trained = train(
-                model_cache.base(), job.texts, job.labels, job.label_names, multi_label=job.multi_label,
+                model_cache.base(job.base_model), job.texts, job.labels, job.label_names, multi_label=job.multi_label,
                 config=job.config, progress=LeasedReport(heartbeat, progress), eval_mask=job.evaluation,
             )
             weights, config_json = trained.to_bytes()
@@ -96,8 +120,9 @@ def tag_chunk(self: Task, job_id: str, chunk_index: int) -> int | None:
     logs.bind(label_set_id=chunk.label_set_id, tenant=chunk.tenant_id)
     try:
         ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
-        predictions = model_cache.tagger().predict(model_cache.adapter(ref), chunk.texts)
-    except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError) as exc:
+        loaded = model_cache.adapter(ref)
+        predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts)
+    except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
         # Another try reads the same rows: fail the chunk's items now, with the reason.
         jobs.fail_chunk(job_id, chunk_index, str(exc))
         return 0
@@ -118,7 +143,8 @@ def tag_chunk(self: Task, job_id: str, chunk_index: int) -> int | None:
 @celery_app.task(name=PREDICT, ignore_result=False)
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str]) -> list[dict[str, Any]]:
     ref = adapters.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
-    predictions = model_cache.tagger().predict(model_cache.adapter(ref), texts)
+    loaded = model_cache.adapter(ref)
+    predictions = model_cache.tagger_for(loaded).predict(loaded, texts)
     return [
         {"labels": list(p.labels), "scores": dict(p.scores), "needs_review": bool(p.needs_review),
          "adapter_version": ref.version}

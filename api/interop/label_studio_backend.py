@@ -197,7 +197,8 @@ def webhook(label_set_id: str):
     `START_TRAINING`: a train job, as `POST /v1/label-sets/{id}/train`. Other actions: 200, ignored."""
     body = parse_body(WebhookBody)
     if body.action == "START_TRAINING":
-        return {"status": "ok", "action": body.action, "detail": {"train_job": start_training(label_set_id)}}, 201
+        job, created = start_training(label_set_id)
+        return {"status": "ok", "action": body.action, "detail": {"train_job": job}}, 201 if created else 200
     if body.action not in ANNOTATION_EVENTS:  # Label Studio sends its ML backend every action
         return {"status": "ignored", "action": body.action, "detail": {}}
     if not isinstance(body.annotation, dict) or not isinstance(body.task, dict):
@@ -226,16 +227,21 @@ def train(label_set_id: str):
         examples = validate(ExamplesUpload, upload.document)
         with transaction() as session:
             added = label_sets.add_examples(session, g.tenant_id, label_set_id, examples.pairs())
+    job, created = start_training(label_set_id)
     return {"status": "ok", "action": "TRAIN",
             "detail": {"added": added.added, "duplicates": added.duplicates, "skipped": upload.skipped,
-                       "train_job": start_training(label_set_id)}}, 201
+                       "train_job": job}}, 201 if created else 200
 
 
-def start_training(label_set_id: str) -> dict[str, Any]:
+def start_training(label_set_id: str) -> tuple[dict[str, Any], bool]:
+    """A train job as `POST /v1/label-sets/{id}/train` makes it (requests coalesce), and whether
+    this request made it."""
     with transaction() as session:
-        job = jobs.create_train_job(session, g.tenant_id, label_set_id, {}, settings().min_examples_per_label)
-    broker.submit_train(job.id)
-    return job_json(job)
+        job, created = jobs.create_train_job(session, g.tenant_id, label_set_id, {}, settings().min_examples_per_label,
+                                    english_base=settings().english_base)
+    if created and job.queued_after is None:
+        broker.submit_train(job.id)
+    return job_json(job), created
 
 
 def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[str, Any], config: LabelConfig,

@@ -105,4 +105,6 @@ def cancel_job(job_id: str):
     """Workers take no new chunks of a cancelled job; results already written stay readable.
     409 when the job has already finished."""
     with transaction() as session:
-        return job_json(jobs.cancel_job(session, g.tenant_id, job_id)), 202
+        cancelled = job_json(jobs.cancel_job(session, g.tenant_id, job_id))
+    broker.start_waiting_train(job_id)
+    return cancelled, 202

@@ -19,6 +19,7 @@ from .schemas import (
     LabelSetCreate,
     LabelSetList,
     LabelSetOut,
+    LabelSetUpdate,
     TrainRequest,
     adapter_json,
     job_json,
@@ -38,6 +39,7 @@ def create_label_set():
         view = label_sets.create_label_set(
             session, g.tenant_id, body.name, [(label.name, label.description) for label in body.labels],
             multi_label=body.multi_label, config=body.config.overrides() if body.config else {},
+            base_model=body.base_model,
         )
         return label_set_json(view), 201
 
@@ -54,6 +56,18 @@ def list_label_sets():
 def get_label_set(label_set_id: str):
     with read_transaction() as session:
         return label_set_json(label_sets.get_label_set(session, g.tenant_id, label_set_id))
+
+
+@bp.patch("/<id:label_set_id>")
+@operation("Change a label set's base model", tag="label sets", body=LabelSetUpdate, responses={200: LabelSetOut},
+           errors=(404,))
+def update_label_set(label_set_id: str):
+    """`{"base_model": "auto" | name}`: the set's next adapter trains on that base, from scratch
+    ("auto" chooses again from the examples). The versions already trained keep serving until a
+    new one is promoted — compared on the same evaluation rows, each on its own base."""
+    body = parse_body(LabelSetUpdate)
+    with transaction() as session:
+        return label_set_json(label_sets.set_base_model(session, g.tenant_id, label_set_id, body.base_model))
 
 
 @bp.post("/<id:label_set_id>/examples")
@@ -76,18 +90,22 @@ def add_examples(label_set_id: str):
 
 
 @bp.post("/<id:label_set_id>/train")
-@operation("Train a new adapter version", tag="label sets", body=TrainRequest, responses={202: JobOut},
-           errors=(404, 409, 503))
+@operation("Train a new adapter version", tag="label sets", body=TrainRequest, responses={202: JobOut, 200: JobOut},
+           errors=(404, 503))
 def train(label_set_id: str):
-    """Queues a train job (poll it at /v1/jobs/{id}). Needs `min_examples_per_label` examples
-    of every label; 409 while another train job of the set is unfinished."""
+    """Queues a train job (poll it at /v1/jobs/{id}); needs `min_examples_per_label` examples of
+    every label. Requests coalesce: while a train job of the set is queued and not yet started,
+    that job is the answer (200; it reads the examples when it starts). While one runs, a new job
+    is queued after it (202, `queued_after` names the running one) — at most one waits; further
+    requests get that one (200)."""
     body = parse_body(TrainRequest, allow_empty=True)
     with transaction() as session:
-        job = jobs.create_train_job(session, g.tenant_id, label_set_id,
+        job, created = jobs.create_train_job(session, g.tenant_id, label_set_id,
                                        body.config.overrides() if body.config else {},
-                                       settings().min_examples_per_label)
-    broker.submit_train(job.id)
-    return job_json(job), 202
+                                       settings().min_examples_per_label, english_base=settings().english_base)
+    if created and job.queued_after is None:
+        broker.submit_train(job.id)
+    return job_json(job), 202 if created else 200
 
 
 @bp.get("/<id:label_set_id>/adapters")

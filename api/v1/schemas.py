@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
+from reft_core import bases
 from reft_core.config import Option
 from reft_core.config import TrainConfig as CoreTrainConfig
 from service.settings import Settings
@@ -80,13 +81,28 @@ class LabelIn(RequestModel):
     description: Annotated[StoredStr, Field(max_length=2000)] | None = None
 
 
+BaseModelName = Annotated[str, Field(min_length=1, max_length=200, description=(
+    '"auto" (chosen from the examples at the first training: the multilingual base when most of their '
+    'letters are not Latin) or the name of a base in GET /v1/base-models'))]
+
+
+def check_base_model(name: str, settings: Settings, pointer: str = "/base_model") -> None:
+    known = ["auto", *bases.available(settings.english_base)]
+    if name not in known:
+        raise invalid([{"pointer": pointer, "type": "unknown_base_model",
+                        "message": f"unknown base model {name!r}; one of {', '.join(known)}"}],
+                      code="unknown_base_model")
+
+
 class LabelSetCreate(RequestModel):
     name: Name
     multi_label: bool = False
     labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 2})]  # checked in check(), by name
     config: TrainConfig | None = None
+    base_model: BaseModelName = "auto"
 
     def check(self, settings: Settings) -> None:
+        check_base_model(self.base_model, settings)
         if len(self.labels) < 2:
             raise invalid([{"pointer": "/labels", "type": "too_few_labels",
                             "message": f"a label set needs at least 2 labels, got {len(self.labels)}"}],
@@ -105,6 +121,28 @@ class LabelSetCreate(RequestModel):
             raise invalid(duplicates, code="duplicate_labels")
 
 
+class LabelSetUpdate(RequestModel):
+    base_model: BaseModelName
+
+    def check(self, settings: Settings) -> None:
+        check_base_model(self.base_model, settings)
+
+
+class BaseModelOut(BaseModel):
+    name: str
+    languages: str
+    layers: int
+    hidden_size: int
+    fingerprint: str | None = Field(description="of the weights, once a worker has loaded them "
+                                                "(adapters are tied to it)")
+    loaded: bool = Field(description="a worker holds it now")
+    english_default: bool = Field(description='what "auto" picks for Latin-script examples (BASE_MODEL)')
+
+
+class BaseModelList(BaseModel):
+    base_models: list[BaseModelOut]
+
+
 class LabelOut(BaseModel):
     name: str
     description: str | None
@@ -121,6 +159,8 @@ class LabelSetOut(BaseModel):
     multi_label: bool
     labels: list[LabelOut]
     config: dict[str, Any]
+    base_model: str = Field(description='as set: "auto" or a base\'s name')
+    resolved_base_model: str | None = Field(description="the base its adapters train on (set at the first training)")
     example_count: int
     active_adapter: ActiveAdapterOut | None
     created_at: datetime
@@ -285,6 +325,9 @@ class JobOut(BaseModel):
     warnings: list[JobWarning] = Field(default_factory=list, description="train jobs: e.g. labels with very few "
                                                                           "examples (code `few_examples`)")
     detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports them")
+    queued_after: str | None = Field(None, description=(
+        "train jobs: the train job of the set that was running when this one was asked for; this one waits "
+        "for it and starts when it has finished"))
 
 
 class JobList(BaseModel):
@@ -367,7 +410,8 @@ def label_set_json(view: LabelSetView) -> dict[str, Any]:
     return LabelSetOut(
         id=ls.id, name=ls.name, multi_label=ls.multi_label,
         labels=[LabelOut(name=label.name, description=label.description) for label in ls.labels],
-        config=ls.config or {}, example_count=view.example_count,
+        config=ls.config or {}, base_model=ls.base_model, resolved_base_model=ls.base_model_resolved,
+        example_count=view.example_count,
         active_adapter=ActiveAdapterOut(version=active.version, metrics=active.metrics or {}) if active else None,
         created_at=as_utc(ls.created_at),
     ).model_dump(mode="json")
@@ -398,6 +442,7 @@ def job_json(job: Job) -> dict[str, Any]:
         adapter_version=job.adapter_version, progress=job_progress(job),
         created_at=as_utc(job.created_at), started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
         error=job.error, metrics=job.metrics, warnings=job.warnings or [], detail=job.detail or {},
+        queued_after=job.queued_after,
     ).model_dump(mode="json")
 
 

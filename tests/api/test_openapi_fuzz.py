@@ -23,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from reft_core.bases import MINILM
 from store import jobs, results
 
 # Requests in all, shared evenly by the operations that take input (an operation without any has
@@ -59,7 +60,7 @@ def world(make_app, auth, make_label_set, add_adapter):
 
 def aim_at_real_objects(case, ids, data) -> None:
     """Point a schema-valid request at the world's objects: real ids in the path and the body,
-    real label names in examples (random ones are refused, rightly, as unknown labels)."""
+    a real base's name, real label names in examples (random ones are refused, rightly, as unknown labels)."""
     real = {"label_set_id": st.just(ids["label_set_id"]), "job_id": st.sampled_from(ids["job_ids"]),
             "version": st.just(ids["version"])}
     names = [p.name for p in case.operation.path_parameters if p.name in real]
@@ -68,6 +69,8 @@ def aim_at_real_objects(case, ids, data) -> None:
         return
     if "label_set_id" in case.body:
         case.body["label_set_id"] = ids["label_set_id"]
+    if "base_model" in case.body:  # a random name is refused, rightly, as an unknown base
+        case.body["base_model"] = data.draw(st.sampled_from(["auto", MINILM]))
     for example in case.body.get("examples") or []:
         label = data.draw(st.sampled_from(ids["labels"]))
         if example.get("label") is not None:

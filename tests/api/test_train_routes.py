@@ -1,7 +1,10 @@
-"""POST /v1/label-sets/{id}/train: enough examples, a valid config, one train job at a time."""
+"""POST /v1/label-sets/{id}/train: enough examples, a valid config; requests coalesce into one queued job."""
+from datetime import timedelta
+
 import pytest
 
-from store.models import Job
+from store import jobs
+from store.models import Job, JobStatus, utcnow
 
 
 def add_examples(client, auth, ls, per_label):
@@ -88,15 +91,57 @@ def test_invalid_train_config_is_rejected_by_field(client, auth, make_label_set,
     assert count_rows(Job) == 0
 
 
-def test_second_train_while_one_is_queued_is_a_conflict(client, auth, make_label_set, count_rows):
+def test_train_requests_coalesce_while_a_job_is_queued(client, auth, make_label_set, clean_redis, count_rows):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    first = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert first.status_code == 202
+    # Examples added now are read when the queued job starts: the second request is the same job.
+    add_examples(client, auth, ls, {"a": 1})
+    again = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    assert count_rows(Job) == 1
+    assert len(clean_redis.queued_tasks("train")) == 1  # sent once
+
+
+def test_a_train_request_with_another_config_while_queued_is_a_conflict(client, auth, make_label_set, count_rows):
     ls = make_label_set(labels=("a", "b"))
     add_examples(client, auth, ls, {"a": 4, "b": 4})
     first = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
-    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    response = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"rank": 2}})
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "training_in_progress"
-    assert first["id"] in response.get_json()["error"]["message"]
+    message = response.get_json()["error"]["message"]
+    assert first["id"] in message and "another config" in message
     assert count_rows(Job) == 1
+
+
+def test_a_train_request_while_one_runs_waits_for_it(client, auth, make_label_set, clean_redis, db, count_rows):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    running = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()["id"]
+    assert jobs.lease_train_job(running) is not None  # a worker has started it
+    waiting = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert waiting.status_code == 202
+    waiting_job = waiting.get_json()
+    assert waiting_job["queued_after"] == running and waiting_job["status"] == "queued"
+    # Not sent yet, and a worker that gets it anyway leaves it; further requests join it.
+    assert len(clean_redis.queued_tasks("train")) == 1
+    assert jobs.lease_train_job(waiting_job["id"]) is None
+    third = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={})
+    assert third.status_code == 200 and third.get_json()["id"] == waiting_job["id"]
+    assert count_rows(Job) == 2
+    # The reconciler does not take the waiting job for lost while the running one runs.
+    with db() as session:
+        session.get(Job, waiting_job["id"]).created_at = utcnow() - timedelta(hours=1)
+    jobs.reconcile()
+    with db() as session:
+        assert session.get(Job, waiting_job["id"]).status == JobStatus.QUEUED
+    assert jobs.start_waiting_train_job(running) is None  # the running one has not finished
+    # Cancelling the running one starts the waiting one.
+    assert client.post(f"/v1/jobs/{running}/cancel", headers=auth).status_code == 202
+    assert [waiting_job["id"]] in [t["args"] for t in clean_redis.queued_tasks("train")]
+    assert jobs.lease_train_job(waiting_job["id"]) is not None
 
 
 def test_training_an_unknown_label_set_is_404(client, auth):
@@ -133,7 +178,7 @@ def test_concurrent_train_requests_start_one_job(app, auth, make_label_set, coun
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         statuses = sorted(pool.map(post, range(4)))
-    assert statuses == [202, 409, 409, 409]
+    assert statuses == [200, 200, 200, 202]  # one job made, the others joined it
     assert count_rows(Job) == 1 and clean_redis.queue_length("train") == 1
 
 

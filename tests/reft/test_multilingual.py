@@ -15,7 +15,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from reft_core import multilingual
-from reft_core.base import BUNDLED, fingerprint, load_base
+from reft_core.base import fingerprint, load_base
+from reft_core.bases import BUNDLED
 
 HOTEL_ZH = "这家酒店的服务非常好，房间也很干净。"
 HOTEL_EN = "The hotel's service is very good, and the room is also very clean."
@@ -197,3 +198,12 @@ def test_a_name_that_is_neither_bundled_nor_a_directory_fails_naming_the_bundled
     with pytest.raises(FileNotFoundError) as err:
         load_base("multilingual-e5-large")
     assert "multilingual-e5-small" in str(err.value) and "all-MiniLM-L6-v2" in str(err.value)
+
+
+def test_a_loaded_multilingual_base_prefixes_every_text_as_e5_was_trained(converted):
+    from reft_core import load_base
+
+    tokenizer, _ = converted
+    base = load_base("multilingual-e5-small", device="cpu")
+    assert base.text_prefix == "query: "
+    assert base.tokenize([HOTEL_ZH], 64) == [tokenizer("query: " + HOTEL_ZH)["input_ids"]]

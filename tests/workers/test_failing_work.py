@@ -49,7 +49,7 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
     monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
-    monkeypatch.setattr(model_cache, "tagger", OutOfMemory)
+    monkeypatch.setattr(model_cache, "tagger_for", lambda adapter: OutOfMemory())
 
     assert deliver_until_quiet(clean_redis, [job_id, 0]) == 4  # three tries, then the claim that gives up
 
