@@ -81,12 +81,39 @@ def json_pointer(loc: tuple[Any, ...]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc)
 
 
-def validation_error(error: pydantic.ValidationError, prefix: tuple[Any, ...] = ()) -> ApiError:
-    details = [
-        {"pointer": json_pointer(prefix + tuple(e["loc"])), "message": e["msg"], "type": e["type"]}
-        for e in error.errors(include_url=False, include_input=False)
-    ]
-    return invalid(details)
+def validation_error(error: pydantic.ValidationError, document: Any = None) -> ApiError:
+    """422 with one detail per problem. Given the validated `document`, pointers leave out the
+    names pydantic gives the members of a union (an item id is a string or an integer: its errors
+    come as `id/constrained-int`…), and where one member took the value and failed on its content,
+    the other members' "wrong type" errors are dropped: `/items/0/id: must not contain NUL`."""
+    found: list[tuple[dict[str, Any], bool]] = []  # (detail, from a union member)
+    for e in error.errors(include_url=False, include_input=False):
+        loc, union_member = located_in(tuple(e["loc"]), document) if document is not None else (tuple(e["loc"]), False)
+        found.append(({"pointer": json_pointer(loc), "message": e["msg"], "type": e["type"]}, union_member))
+    took_it = {d["pointer"] for d, member in found if member and not wrong_type(d["type"])}
+    return invalid([d for d, member in found if not (member and wrong_type(d["type"]) and d["pointer"] in took_it)])
+
+
+def located_in(loc: tuple[Any, ...], document: Any) -> tuple[tuple[Any, ...], bool]:
+    """The parts of a pydantic error location that address `document`, and whether any were left
+    out: a part that neither names a key of an object (present or missing) nor indexes an array
+    is the label of a union member."""
+    path: list[Any] = []
+    node, labelled = document, False
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str):
+            path.append(part)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        else:
+            labelled = True
+    return tuple(path), labelled
+
+
+def wrong_type(error_type: str) -> bool:
+    return error_type.endswith("_type") or error_type == "literal_error"
 
 
 def invalid(details: list[dict[str, Any]], code: str = "invalid_request") -> ApiError:

@@ -12,6 +12,7 @@ from flask import current_app, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from reft_core.config import TrainConfig as CoreTrainConfig
 from service.settings import Settings
 
 from .errors import ApiError, invalid, json_pointer, validation_error
@@ -36,14 +37,31 @@ def storable(value: str) -> str:
     return value
 
 
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters never shown —
+# zero-width spaces and joiners, the byte order mark, bidi controls, variation selectors, Hangul
+# fillers, tag characters. A text of only these and whitespace has nothing to read.
+INVISIBLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+             (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+             (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+             (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+
+
+def blank(text: str) -> bool:
+    """Nothing to read: every character is whitespace (ASCII or not: U+3000, NBSP, …) or invisible."""
+    return all(char.isspace() or any(lo <= ord(char) <= hi for lo, hi in INVISIBLE) for char in text)
+
+
 def not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("empty_text", "must not be empty or only whitespace")
+    if blank(value):
+        raise PydanticCustomError("empty_text", "must not be empty or only whitespace or invisible characters")
     return value
 
 
-# The documented form of `not_blank` (JSON Schema search semantics: some non-space character).
-NOT_BLANK = {"minLength": 1, "pattern": r"\S"}
+# The documented form of `not_blank` (JSON Schema search semantics: some character that is neither
+# whitespace — Python's, which adds U+001C-U+001F and U+0085 to ECMAScript's — nor invisible; the
+# invisible characters above U+FFFF are left out, as a pattern without the `u` flag cannot name them).
+NOT_BLANK = {"minLength": 1, "pattern": "[^\\s\\x1c-\\x1f\\x85" + "".join(
+    f"\\u{lo:04x}" + (f"-\\u{hi:04x}" if hi > lo else "") for lo, hi in INVISIBLE if hi <= 0xFFFF) + "]"}
 StoredStr = Annotated[str, AfterValidator(storable)]
 Name = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=NOT_BLANK), AfterValidator(storable),
                  AfterValidator(not_blank)]
@@ -93,9 +111,15 @@ class RequestModel(BaseModel):
 
 
 def text_problems(texts: list[tuple[str, str]], settings: Settings) -> list[dict[str, Any]]:
+    """Texts over the limit, counted in characters (code points: a Chinese character is one, as a
+    Latin letter is). The limit guards storage and is the same for every label set; what a model
+    reads is shorter still — the first `max_length` tokens of the set's own tokenizer, the rest cut,
+    not refused — so the message says that sending the start of a text is enough."""
+    reads = CoreTrainConfig.options()["max_length"][1]
     return [
-        {"pointer": pointer, "message": f"text has {len(text)} characters; the limit is {settings.max_text_chars}",
-         "type": "text_too_long"}
+        {"pointer": pointer, "type": "text_too_long",
+         "message": f"text has {len(text)} characters; the limit is {settings.max_text_chars} (a model reads only "
+                    f"a text's first max_length tokens, {reads} by default: its start is enough)"}
         for pointer, text in texts if len(text) > settings.max_text_chars
     ]
 
@@ -149,7 +173,7 @@ def validate(model: type[RequestModel], data: Any) -> Any:
     try:
         parsed = model.model_validate(data)
     except ValidationError as e:
-        raise validation_error(e) from None
+        raise validation_error(e, data) from None
     parsed.check(settings())
     return parsed
 

@@ -36,7 +36,7 @@ from .. import auth, broker
 from ..db import read_transaction, transaction
 from ..errors import ApiError, invalid
 from ..openapi import operation
-from ..requests import RequestModel, parse_body, settings, too_many, validate
+from ..requests import RequestModel, blank, parse_body, settings, too_many, validate
 from ..v1.schemas import ExamplesUpload, job_json
 from . import label_studio
 from .document import ReadOptions, model_version
@@ -179,7 +179,7 @@ def predict(label_set_id: str):
     texts = [text[: settings().max_text_chars] for text in task_texts(body.tasks, config.data_key)]
     with read_transaction() as session:
         version = adapters.resolve_adapter(session, g.tenant_id, label_set_id, None).version
-    asked = [i for i, text in enumerate(texts) if text.strip()]  # an empty text gets an empty answer
+    asked = [i for i, text in enumerate(texts) if not blank(text)]  # nothing to read: an empty answer
     answers = broker.predict_many(g.tenant_id, label_set_id, version, [texts[i] for i in asked],
                                   settings().max_predict_items, settings().predict_timeout)
     by_task: dict[int, dict[str, Any]] = dict(zip(asked, answers))

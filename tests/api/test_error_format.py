@@ -120,3 +120,18 @@ def test_nul_in_item_meta_is_422(client, auth, make_label_set, add_adapter, coun
 def test_ids_that_cannot_be_ids_are_404_before_the_database(client, auth):
     for url in ["/v1/label-sets/a%00b", "/v1/jobs/%F0%9F%92%A5", "/v1/jobs/" + "x" * 65]:
         assert_error(client.get(url, headers=auth), 404, "not_found")
+
+
+def test_an_item_id_string_or_integer_is_refused_at_its_own_pointer(client, auth, make_label_set, add_adapter):
+    """Pointers address the request, not pydantic's union members ("…/id/constrained-int"), and a
+    string id's problem is not buried under "Input should be a valid integer"."""
+    ls = make_label_set()
+    add_adapter(ls["id"])
+    for item_id, message in [("a\u0000", "NUL"), (-1, "greater than or equal to 0"), (1.5, "valid integer")]:
+        response = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"],
+                                                               "items": [{"id": item_id, "text": "a"}]})
+        error = assert_error(response, 422, "invalid_request")
+        assert {d["pointer"] for d in error["details"]} == {"/items/0/id"}, error
+        assert any(message in d["message"] for d in error["details"]) and "constrained" not in error["message"]
+    layers = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"layers": "all"}})
+    assert {d["pointer"] for d in assert_error(layers, 422, "invalid_request")["details"]} == {"/config/layers"}

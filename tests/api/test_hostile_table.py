@@ -62,7 +62,8 @@ REFUSED = [
      lambda ls: dumps({"name": "n", "labels": [{"name": "a\u0000b"}, {"name": "c"}]}),
      422, "invalid_request", "/labels/0/name"),
     ("a NUL in an item id", "/v1/jobs", JSON,
-     lambda ls: dumps({"label_set_id": ls, "items": [{"id": "a\u0000", "text": "t"}]}), 422, "invalid_request", None),
+     lambda ls: dumps({"label_set_id": ls, "items": [{"id": "a\u0000", "text": "t"}]}), 422, "invalid_request",
+     "/items/0/id"),
     ("a NUL in an example label", "/v1/label-sets/{ls}/examples", JSON,
      lambda ls: dumps({"examples": [{"text": "t", "label": "billing\u0000"}]}), 422, None, None),
 ]
