@@ -7,6 +7,7 @@
     reftag tag texts.jsonl --wait -o results.jsonl     # a bar over items, then the results file
     reftag jobs
     reftag adapters                                    # versions, scores; `adapters activate 2` rolls back
+    reftag base-models                                 # what a label set can train on; `label-sets set-base` picks
 
 An error from the server is printed as its one-line message, and the exit status is 1; a job
 that ends failed or cancelled exits 1 too.
@@ -160,6 +161,14 @@ def plain(value: Any) -> Text:
     return Text("" if value is None else str(value))
 
 
+def base_model_line(ls: dict[str, Any]) -> str:
+    """The base a label set's adapters train on: the resolved one, else what it asks for."""
+    resolved, asked = ls.get("resolved_base_model"), ls.get("base_model") or "auto"
+    if resolved:
+        return f"{resolved} (auto)" if asked == "auto" else resolved
+    return "auto (chosen at the next training)" if asked == "auto" else asked
+
+
 def score_line(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "-"
@@ -171,7 +180,7 @@ def score_line(metrics: dict[str, Any] | None) -> str:
 @cli.group("label-sets", cls=ReftagGroup, invoke_without_command=True)
 @click.pass_context
 def label_sets(ctx: click.Context) -> None:
-    """List label sets (subcommands: create, show, use)."""
+    """List label sets (subcommands: create, show, use, set-base)."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(list_label_sets)
 
@@ -181,12 +190,12 @@ def label_sets(ctx: click.Context) -> None:
 def list_label_sets(session: Session) -> None:
     """List your label sets; `*` marks the one in use."""
     current = config.resolve("label_set", None, "").value
-    table = Table("", "id", "name", "labels", "examples", "adapter", "held-out", title=None)
+    table = Table("", "id", "name", "labels", "examples", "base model", "adapter", "held-out", title=None)
     for ls in session.client.label_sets():
         active = ls["active_adapter"]
         table.add_row("*" if current in (ls["id"], ls["name"]) else "", ls["id"], plain(ls["name"]),
-                      str(len(ls["labels"])), str(ls["example_count"]), f"v{active['version']}" if active else "-",
-                      score_line(active["metrics"] if active else None))
+                      str(len(ls["labels"])), str(ls["example_count"]), base_model_line(ls),
+                      f"v{active['version']}" if active else "-", score_line(active["metrics"] if active else None))
     out.print(table)
 
 
@@ -194,13 +203,17 @@ def list_label_sets(session: Session) -> None:
 @click.argument("name")
 @click.option("--labels", required=True, metavar="A,B,C", help="label names, comma-separated, in score order")
 @click.option("--multi-label", is_flag=True, help="a text may carry several labels")
+@click.option("--base-model", metavar="NAME", help="the base its adapters train on (`reftag base-models`; "
+                                                   "default: auto, chosen from the examples at the first training)")
 @click.option("--use/--no-use", default=True, show_default=True, help="use it for the next commands")
 @pass_session
-def create_label_set(session: Session, name: str, labels: str, multi_label: bool, use: bool) -> None:
+def create_label_set(session: Session, name: str, labels: str, multi_label: bool, base_model: str | None,
+                     use: bool) -> None:
     """Create the label set NAME."""
     names = [label.strip() for label in labels.split(",") if label.strip()]
-    created = session.client.create_label_set(name, names, multi_label)
-    click.echo(f"created label set {created['name']} ({created['id']}) with {len(names)} labels")
+    created = session.client.create_label_set(name, names, multi_label, base_model)
+    click.echo(f"created label set {created['name']} ({created['id']}) with {len(names)} labels, "
+               f"base model {base_model_line(created)}")
     if use:
         config.write_file({"label_set": created["id"]})
         click.echo(f"using {created['name']} from now on")
@@ -210,11 +223,12 @@ def create_label_set(session: Session, name: str, labels: str, multi_label: bool
 @click.argument("label_set_ref", metavar="[ID_OR_NAME]", required=False)
 @pass_session
 def show_label_set(session: Session, label_set_ref: str | None) -> None:
-    """A label set's labels, examples and active adapter."""
+    """A label set's labels, examples, base model and active adapter."""
     ls = session.label_set(label_set_ref)
     active = ls["active_adapter"]
     out.print(Text(f"{ls['name']} ({ls['id']}), {'multi-label' if ls['multi_label'] else 'single-label'}, "
                    f"{ls['example_count']} examples"))
+    out.print(Text(f"base model: {base_model_line(ls)}"))
     per_label = (active["metrics"].get("per_label") or {}) if active else {}
     table = Table("#", "label", "description", "held-out F1")
     for i, label in enumerate(ls["labels"]):
@@ -234,6 +248,42 @@ def use_label_set(session: Session, label_set_ref: str) -> None:
     ls = session.label_set(label_set_ref)
     config.write_file({"label_set": ls["id"]})
     click.echo(f"using {ls['name']} ({ls['id']})")
+
+
+@label_sets.command("set-base")
+@click.argument("base_model", metavar="NAME|auto")
+@label_set_option
+@pass_session
+def set_base_model(session: Session, base_model: str, label_set_ref: str | None) -> None:
+    """Choose the base model the label set's next adapter trains on.
+
+    NAME is one that `reftag base-models` lists, or auto (chosen from the examples' script at
+    the next training). The next adapter trains on it from scratch; the versions already
+    trained keep serving until a new one is promoted."""
+    ls = session.label_set(label_set_ref)
+    changed = session.client.set_base_model(ls["id"], base_model)
+    if changed["base_model"] == ls["base_model"]:
+        click.echo(f"{changed['name']}: base model {base_model_line(changed)} (unchanged)")
+        return
+    click.echo(f"{changed['name']}: base model {base_model_line(changed)}")
+    active = changed["active_adapter"]
+    if active:
+        click.echo(f"the next `reftag train` trains a new adapter on it from scratch; v{active['version']} "
+                   f"keeps serving until a new version is promoted")
+
+
+@cli.command("base-models")
+@pass_session
+def base_models(session: Session) -> None:
+    """The base models label sets can train on; `*` marks what auto picks for English."""
+    table = Table("name", "languages", "layers", "hidden", "English default", "loaded", "fingerprint")
+    for base in session.client.base_models():
+        table.add_row(plain(base["name"]), plain(base["languages"]), str(base["layers"] or "-"),
+                      str(base["hidden_size"] or "-"), "*" if base["english_default"] else "",
+                      "yes" if base["loaded"] else "", (base["fingerprint"] or "-")[:12])
+    out.print(table)
+    click.echo("auto (a label set's default) picks the multilingual base when half or more of the examples' "
+               "letters are not Latin (Chinese, …), else the English default (*)")
 
 
 # --- examples ---------------------------------------------------------------------------------------
@@ -284,8 +334,13 @@ def parse_config(pairs: tuple[str, ...]) -> dict[str, Any]:
 def train(session: Session, label_set_ref: str | None, pairs: tuple[str, ...], wait: bool) -> None:
     """Train a new adapter version of the label set."""
     ls = session.label_set(label_set_ref)
-    job = session.client.train(ls["id"], parse_config(pairs))
-    click.echo(f"train job {job['id']} queued for {ls['name']}")
+    job, created = session.client.train(ls["id"], parse_config(pairs))
+    if created:
+        click.echo(f"train job {job['id']} queued for {ls['name']}")
+    else:  # train requests coalesce: the job already queued reads the examples when it starts
+        click.echo(f"train job {job['id']} was already queued for {ls['name']}; this request joined it")
+    if job.get("queued_after"):
+        click.echo(f"it starts when train job {job['queued_after']} (running) has finished")
     if wait:
         finish(session, follow(session, job))
     else:
@@ -405,6 +460,8 @@ def show_job(session: Session, job_id: str) -> None:
     """A job's status, progress, scores or error."""
     job = session.client.job(job_id)
     click.echo(f"{job['id']}  {job['type']} job, {job['status']}, {job_progress(job)}, label set {job['label_set_id']}")
+    if job.get("queued_after") and job["status"] == "queued":
+        click.echo(f"waits for train job {job['queued_after']} to finish")
     describe_end(job)
 
 

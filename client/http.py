@@ -83,9 +83,19 @@ class ReftagClient:
     def label_set(self, label_set_id: str) -> dict[str, Any]:
         return self.get(f"/v1/label-sets/{label_set_id}")
 
-    def create_label_set(self, name: str, labels: list[str], multi_label: bool = False) -> dict[str, Any]:
-        return self.post("/v1/label-sets", {"name": name, "multi_label": multi_label,
-                                            "labels": [{"name": label} for label in labels]})
+    def create_label_set(self, name: str, labels: list[str], multi_label: bool = False,
+                         base_model: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "multi_label": multi_label,
+                                "labels": [{"name": label} for label in labels]}
+        if base_model is not None:
+            body["base_model"] = base_model
+        return self.post("/v1/label-sets", body)
+
+    def set_base_model(self, label_set_id: str, base_model: str) -> dict[str, Any]:
+        return self.request("PATCH", f"/v1/label-sets/{label_set_id}", json={"base_model": base_model}).json()
+
+    def base_models(self) -> list[dict[str, Any]]:
+        return self.get("/v1/base-models")["base_models"]
 
     def add_examples(self, label_set_id: str, body: bytes, content_type: str,
                      file_format: str | None) -> dict[str, Any]:
@@ -94,8 +104,12 @@ class ReftagClient:
         return self.request("POST", f"/v1/label-sets/{label_set_id}/examples", data=body, params=params,
                             headers={"Content-Type": content_type}).json()
 
-    def train(self, label_set_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        return self.post(f"/v1/label-sets/{label_set_id}/train", {"config": config} if config else {})
+    def train(self, label_set_id: str, config: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The train job, and whether this request made it (202) rather than joining the one
+        already queued for the set (200: train requests coalesce)."""
+        response = self.request("POST", f"/v1/label-sets/{label_set_id}/train",
+                                json={"config": config} if config else {})
+        return response.json(), response.status_code == 202
 
     def adapters(self, label_set_id: str) -> dict[str, Any]:
         return self.get(f"/v1/label-sets/{label_set_id}/adapters")

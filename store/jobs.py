@@ -311,7 +311,8 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             labels=examples.labels,
             evaluation=examples.evaluation,
             config=dict(job.config or {}),
-            base_model=label_set.base_model_resolved or label_sets.resolve_base_model(s, label_set, DEFAULT_BASE),
+            base_model=label_set.base_model_resolved
+            or label_sets.resolve_base_model(s, label_set, settings.english_base),
             active=ActiveVersion(active.version, active.checksum, dict(active.metrics or {}), active.config_json)
             if active is not None else None,
         )

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reft_core.bases import choose_base
+from reft_core.bases import choose_base, name_of
 
 from . import adapters
 from .errors import MAX_DETAILS, Conflict, Invalid, NotFound
@@ -69,20 +69,20 @@ def set_base_model(session: Session, tenant_id: str, label_set_id: str, base_mod
     """Train the set's next versions on another base ("auto": chosen again from the examples at
     the next training). Versions already trained keep serving until a new one is promoted."""
     label_set = label_set_row(session, tenant_id, label_set_id, lock=True)
-    if base_model != label_set.base_model:
-        label_set.base_model = base_model
-        label_set.base_model_resolved = None
+    label_set.base_model = base_model
+    label_set.base_model_resolved = None  # resolved again at the next train request
     session.flush()
     return get_label_set(session, tenant_id, label_set_id)
 
 
 def resolve_base_model(session: Session, label_set: LabelSet, english: str) -> str:
     """The base the set trains on: the one already resolved, the one it names, or for "auto"
-    the one its examples' script calls for (`english` for Latin-script text). Recorded on the set."""
+    the one its examples' script calls for (`english`, a bundled base's name or BASE_MODEL's
+    directory, for Latin-script text). Recorded on the set, by name."""
     if label_set.base_model_resolved is None:
         if label_set.base_model == "auto":
             texts = session.scalars(select(Example.text).where(Example.label_set_id == label_set.id))
-            label_set.base_model_resolved = choose_base(texts, english=english)
+            label_set.base_model_resolved = choose_base(texts, english=name_of(english))
         else:
             label_set.base_model_resolved = label_set.base_model
     return label_set.base_model_resolved

@@ -11,6 +11,7 @@ the API's.
 """
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from service.settings import dashboard_secret_key
 from store import adapters, jobs, results, tenants
 from store import label_sets as store_label_sets
 from store.errors import NotFound, StoreError
-from store.models import JobStatus, JobType, as_utc
+from store.models import Adapter, JobStatus, JobType, as_utc
 
 from ..db import read_transaction
 from ..errors import ApiError, error_response, store_error_response
@@ -124,6 +125,15 @@ bp.add_app_template_global(JobType, "JobType")
 def status_words() -> dict[str, str]:
     """Each job status in the page's language (the page's script shows statuses it polls)."""
     return {str(status): i18n.status_word(status) for status in JobStatus}
+
+
+@bp.app_template_global()
+def trained_on(adapter: Adapter | None) -> str | None:
+    """The base model an adapter version was trained on, as its saved config names it."""
+    try:
+        return str(json.loads(adapter.config_json)["base_model"]["name"]) if adapter is not None else None
+    except (ValueError, KeyError, TypeError):  # a config without it
+        return None
 
 
 @bp.app_template_global()

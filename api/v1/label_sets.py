@@ -91,7 +91,7 @@ def add_examples(label_set_id: str):
 
 @bp.post("/<id:label_set_id>/train")
 @operation("Train a new adapter version", tag="label sets", body=TrainRequest, responses={202: JobOut, 200: JobOut},
-           errors=(404, 503))
+           errors=(404, 409, 503))
 def train(label_set_id: str):
     """Queues a train job (poll it at /v1/jobs/{id}); needs `min_examples_per_label` examples of
     every label. Requests coalesce: while a train job of the set is queued and not yet started,

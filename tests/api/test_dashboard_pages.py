@@ -2,6 +2,7 @@
 what each page shows. (tests/e2e/test_dashboard.py drives the same pages in Chromium.)"""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -227,3 +228,67 @@ def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted
     sign_in(client, tenant.key)
     html = text_of(client.get(f"/ui/jobs/{job_id}"))
     assert "&#39;b&#39; (2)" in html and "not activated: macro_f1 0.61 &lt; active version 1&#39;s 0.70" in html
+
+
+def test_a_label_sets_base_model_shows_in_the_list_on_its_page_and_on_each_version(
+        client, tenant, make_label_set, add_adapter, db, clean_redis):
+    from store.models import Adapter
+
+    label_set = make_label_set("新闻", labels=("体育", "财经"))
+    sign_in(client, tenant.key)
+    listing = text_of(client.get("/ui/"))
+    assert re.search(r'class="base-model-cell[^>]*>\s*<span class="base-model muted"[^>]*>auto: chosen at the next '
+                     r'training</span>', listing), listing
+    assert "自动：下次训练时选定" in text_of(client.get("/ui/?lang=zh-CN"))
+
+    examples = [{"text": f"比赛第{i}场", "label": "体育"} for i in range(4)] + \
+               [{"text": f"股市第{i}天", "label": "财经"} for i in range(4)]
+    client.post(f"/v1/label-sets/{label_set['id']}/examples", headers=tenant.headers, json={"examples": examples})
+    # Version 1 as if trained on MiniLM before the set's examples turned Chinese; another without a base in its config.
+    add_adapter(label_set["id"])
+    add_adapter(label_set["id"], version=2, active=False)
+    with db() as session:
+        session.query(Adapter).filter_by(label_set_id=label_set["id"], version=1).one().config_json = json.dumps(
+            {"base_model": {"name": "all-MiniLM-L6-v2", "fingerprint": "5f3c"}})
+    assert client.post(f"/v1/label-sets/{label_set['id']}/train", headers=tenant.headers, json={}).status_code == 202
+
+    page = text_of(client.get(f"/ui/label-sets/{label_set['id']}?lang=en"))
+    assert 'Base model: <span class="base-model mono">multilingual-e5-small</span> <span class="muted small"' in page
+    assert "(auto)</span>" in page
+    assert re.findall(r'<div class="muted small mono adapter-base"[^>]*>(.*?)</div>', page) == ["all-MiniLM-L6-v2"]
+    assert ("Adapter v1 was trained on all-MiniLM-L6-v2; the next version trains on multilingual-e5-small, "
+            "from scratch") in page
+    traditional = text_of(client.get(f"/ui/label-sets/{label_set['id']}?lang=zh-TW"))
+    assert "基礎模型" in traditional and "（自動）" in traditional
+    assert "下一個版本將以 multilingual-e5-small 從頭訓練" in traditional
+
+    adapter_page = text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/1?lang=en"))
+    assert 'Base model: <span class="mono">all-MiniLM-L6-v2</span>' in adapter_page
+    assert "adapter-base" not in text_of(client.get(f"/ui/label-sets/{label_set['id']}/adapters/2"))
+
+    # A base named by the set (PATCH) is shown as it is, without "(auto)", before any training resolves it.
+    client.patch(f"/v1/label-sets/{label_set['id']}", headers=tenant.headers, json={"base_model": "all-MiniLM-L6-v2"})
+    page = text_of(client.get(f"/ui/label-sets/{label_set['id']}"))
+    assert 'Base model: <span class="base-model mono">all-MiniLM-L6-v2</span></div>' in page
+    assert "base-change" not in page  # the active version is on that base already
+
+
+def test_a_train_job_that_waits_names_the_one_it_waits_for(client, tenant, make_label_set, db):
+    from store.models import Job
+
+    label_set = make_label_set("news", labels=("a", "b"))
+    with db() as session:
+        running = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="running")
+        session.add(running)
+        session.flush()
+        waiting = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="queued",
+                      queued_after=running.id)
+        session.add(waiting)
+        session.flush()
+        running_id, waiting_id = running.id, waiting.id
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/jobs/{waiting_id}"))
+    assert (f'Waits for train job <a class="mono" href="/ui/jobs/{running_id}">{running_id}</a>, which was running '
+            f"when this one was asked for") in html
+    assert "queued-after" not in text_of(client.get(f"/ui/jobs/{running_id}"))
+    assert "等待训练任务 <a" in text_of(client.get(f"/ui/jobs/{waiting_id}?lang=zh-CN"))

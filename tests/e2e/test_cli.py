@@ -130,6 +130,7 @@ def test_cli_session_from_label_set_to_results_in_chinese(run, news_zh):
 
     shown = ok(run("label-sets", "show", name))
     assert all(label in shown for label in LABELS.values())
+    assert "base model: multilingual-e5-small (auto)" in shown  # Chinese examples: "auto" chose it
     assert_aligned(shown)
 
     tagged = run("tag", "news.jsonl", "--wait", "-o", "结果.jsonl")
