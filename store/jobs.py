@@ -89,7 +89,8 @@ def create_train_job(
     overrides with the request's on top, merged here once: the job records what it trains with.
     Train requests coalesce: while a train job of the set is queued and has not started, this
     request is already part of it (it reads the examples when it starts) and that job comes back
-    (created False) — unless this request asks for another config (Conflict). While one runs, a
+    (created False) — unless this request names a config that differs from the queued job's
+    (Conflict; a request naming none, as Label Studio's, joins whatever is queued). While one runs, a
     new job waits for it (`queued_after`; sent by `start_waiting_train_job` once the running one
     has finished) — at most one waits per set. Refuses when any label has fewer than
     `min_examples_per_label` examples (at least one: a label nobody gave an example of cannot be
@@ -103,7 +104,7 @@ def create_train_job(
     merged = {**(label_set.config or {}), **config}
     queued = next((job for job in unfinished if job.status == JobStatus.QUEUED), None)
     if queued is not None:
-        if (queued.config or {}) != merged:
+        if config and (queued.config or {}) != merged:  # a request that names no config joins any
             raise Conflict(f"label set {label_set_id!r} has a train job queued (job {queued.id}) with another "
                            f"config; wait for it to start or cancel it", [{"job_id": queued.id}],
                            code="training_in_progress")

@@ -116,6 +116,17 @@ def test_a_train_request_with_another_config_while_queued_is_a_conflict(client, 
     assert count_rows(Job) == 1
 
 
+def test_a_train_request_naming_no_config_joins_a_queued_job_with_one(client, auth, make_label_set, count_rows):
+    ls = make_label_set(labels=("a", "b"))
+    add_examples(client, auth, ls, {"a": 4, "b": 4})
+    first = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"rank": 2}}).get_json()
+    for body in ({}, {"config": {}}, None):  # as Label Studio's START_TRAINING: never a 4xx
+        joined = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json=body)
+        assert joined.status_code == 200 and joined.get_json()["id"] == first["id"]
+    assert client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={"config": {"rank": 2}}).status_code == 200
+    assert count_rows(Job) == 1
+
+
 def test_a_train_request_while_one_runs_waits_for_it(client, auth, make_label_set, clean_redis, db, count_rows):
     ls = make_label_set(labels=("a", "b"))
     add_examples(client, auth, ls, {"a": 4, "b": 4})
