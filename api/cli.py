@@ -1,16 +1,18 @@
-"""`flask --app api reftag ...`: tenants and API keys, and the bootstrap `make run` calls."""
+"""`flask --app api reftag ...`: tenants and API keys, the bootstrap `make run` calls, and the
+scheduled pull of Label Studio annotations."""
 from __future__ import annotations
 
 import click
-from flask import current_app
+from flask import current_app, g
 from flask.cli import AppGroup
 
 from service.settings import ROOT, get_settings
-from store import tenants
+from store import label_studio, tenants
 from store.errors import StoreError
 from store.migrate import upgrade
 
-from .db import transaction
+from .db import read_transaction, transaction
+from .interop import label_studio_pull
 
 cli = AppGroup("reftag", help="Manage reftag tenants and API keys.")
 DEFAULT_TENANT = "default"
@@ -93,3 +95,25 @@ def bootstrap_command() -> None:
     DEV_KEY_FILE.write_text(raw_key + "\n")
     DEV_KEY_FILE.chmod(0o600)
     click.echo(f"dev API key: {raw_key}")
+
+
+@cli.command("pull-label-studio")
+def pull_label_studio_command() -> None:
+    """Pull the annotations of every label set connected to a Label Studio project (train requests
+    pull on their own; run this from cron, e.g. every 10 minutes, so that examples follow
+    Label Studio between trainings too). Exit status 1 when any pull failed."""
+    with read_transaction() as session:
+        connected = label_studio.every_connection(session)
+    failed = 0
+    for tenant_id, label_set_id in connected:
+        g.tenant_id = tenant_id
+        try:
+            outcome = label_studio_pull.pull(label_set_id) or {}
+        except label_studio_pull.PullFailed as e:
+            failed += 1
+            click.echo(f"{label_set_id}: {e.message}", err=True)
+            continue
+        click.echo(f"{label_set_id}: {outcome['added']} added, {outcome['relabelled']} relabelled, "
+                   f"{outcome['removed']} removed, {outcome['unchanged']} unchanged")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(connected)} pulls failed")

@@ -47,6 +47,14 @@ class Settings:
     reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 10))
     predict_timeout: float = field(default_factory=lambda: _float("REFTAG_PREDICT_TIMEOUT", 30))
 
+    # Label Studio connections (docs/api.md, "Label Studio connection"): the hosts reftag may
+    # fetch annotations from — an operator's list, since a tenant names the URL (comma-separated
+    # host names or addresses; default: this machine only) — and how long one request may take.
+    label_studio_hosts: tuple[str, ...] = field(default_factory=lambda: tuple(
+        h.strip().lower().strip("[]") for h in os.environ.get("REFTAG_LABEL_STUDIO_HOSTS", "127.0.0.1,localhost,::1")
+        .split(",") if h.strip()))
+    label_studio_timeout: float = field(default_factory=lambda: _float("REFTAG_LABEL_STUDIO_TIMEOUT", 30))
+
     # Operations (README: "Operations"). json: one object per line; text: for people.
     log_format: str = field(default_factory=lambda: os.environ.get("LOG_FORMAT", "json"))
     # When set, GET /metrics wants `Authorization: Bearer <token>`; unset, it is public.

@@ -145,13 +145,9 @@ def evaluation_marks(label_set_id: str, trained: Counter[str], new: Sequence[tup
     return marks
 
 
-def add_examples(
-    session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[str, list[str]]]
-) -> ExamplesAdded:
-    """Add (text, label names) pairs. A text already in the set (or earlier in the same request)
-    counts as a duplicate and keeps its first labels. Any row naming an unknown label — or more
-    than one label in a single-label set — rejects the whole request, every bad row listed."""
-    label_set = label_set_row(session, tenant_id, label_set_id)
+def check_example_labels(label_set: LabelSet, examples: Sequence[tuple[str, list[str]]]) -> None:
+    """Any row naming an unknown label — or more than one label in a single-label set — is an
+    Invalid listing every bad row."""
     known = {label.name for label in label_set.labels}
     problems: list[dict[str, Any]] = []
     for index, (_text, names) in enumerate(examples):
@@ -170,6 +166,15 @@ def add_examples(
                       f"(the set's labels: {', '.join(label.name for label in label_set.labels[:50])})",
                       problems[:MAX_DETAILS], code="invalid_examples")
 
+
+def add_examples(
+    session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[str, list[str]]]
+) -> ExamplesAdded:
+    """Add (text, label names) pairs. A text already in the set (or earlier in the same request)
+    counts as a duplicate and keeps its first labels. Any row naming an unknown label — or more
+    than one label in a single-label set — rejects the whole request, every bad row listed."""
+    label_set = label_set_row(session, tenant_id, label_set_id)
+    check_example_labels(label_set, examples)
     by_hash: dict[str, tuple[str, list[str]]] = {}
     for text, names in examples:
         by_hash.setdefault(text_hash(text), (text, list(dict.fromkeys(names))))

@@ -270,3 +270,34 @@ class Result(Base):
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     adapter_version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class LabelStudioConnection(Base):
+    """A label set's Label Studio project, whose annotations reftag reads before training
+    (`store.label_studio`). The API token is sealed with the deployment's secret key
+    (`service.secret_box`) and never shown again."""
+
+    __tablename__ = "label_studio_connections"
+
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    project_id: Mapped[int] = mapped_column(Integer)
+    sealed_token: Mapped[bytes] = mapped_column(LargeBinary)
+    # What the latest pull did: {"at", "added", "relabelled", "removed", ...} or {"at", "error"}.
+    last_pull: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelStudioTask(Base):
+    """The example a Label Studio task's annotation became (by the webhook or a pull): sent
+    again it changes nothing, an updated annotation relabels the example, and a task whose
+    annotation is gone removes it — when the annotation made it (`owns_example`), not when the
+    text was already an example from elsewhere."""
+
+    __tablename__ = "label_studio_tasks"
+
+    label_set_id: Mapped[str] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    annotation_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), index=True)
+    owns_example: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -5,6 +5,9 @@ Connect it in Label Studio (project → Settings → Model → Connect Model) wi
 Label Studio then calls:
 
 - `GET /health` (and `GET /`): is the backend up;
+- `GET /versions` → `{"versions": [model_version...]}`: every version, newest first (Label Studio's
+  `GET /api/ml/{id}/versions` passes the list on); reftag adds which one is active and what the
+  latest training decided;
 - `POST /setup` `{project, schema, ...}` → `{"model_version"}`, on connecting and before predicting;
 - `POST /predict` `{tasks, project, label_config, params}` → `{"results": [prediction per task]}`;
 - `POST /webhook` `{action, annotation, task, project}`: `ANNOTATION_CREATED`/`_UPDATED` store the
@@ -14,7 +17,10 @@ Label Studio then calls:
 
 The request and answer shapes are Label Studio's, not reftag's (so they are declared here, not
 in the v1 schemas); reading its payloads and writing its predictions are the text functions of
-`label_studio.py`. Errors keep reftag's error format, which Label Studio shows as the message.
+`label_studio.py`. Errors keep reftag's error format, but Label Studio shows none of it: only
+"<status> Client Error: … check the ML backend server console logs". So every 4xx here is also
+logged at WARNING with its reason and the label set's id (`log_refusal`): reftag's log is that
+console.
 `/predict` never loads a model in the web tier: tasks go to the `predict` queue in batches of
 `max_predict_items` (grouped by length, so each is about one model batch), all sent at once,
 with the adapter version pinned for the whole request; each batch has `predict_timeout`
@@ -22,26 +28,31 @@ seconds, so a long list takes as long as the work, and a stalled worker is a 504
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint, g
+from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from store import adapters, jobs, label_sets
+from store import label_studio as label_studio_tasks
 from store.errors import StoreError
+from store.label_studio import Annotated
+from store.models import Adapter, Job, JobStatus, JobType, as_utc
 
 from .. import auth, broker
 from ..db import read_transaction, transaction
 from ..errors import ApiError, invalid
 from ..openapi import operation
 from ..requests import RequestModel, blank, parse_body, settings, too_many, validate
-from ..v1.schemas import ExamplesUpload, job_json
-from . import label_studio
+from ..v1.schemas import ExamplesUpload, JobOut, job_json
+from . import label_studio, label_studio_pull
 from .document import ReadOptions, model_version
 from .label_studio import LabelConfig, annotation_choices, check_choices, label_config, task_texts
 
+log = logging.getLogger("reftag.label_studio")
 bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
 bp.before_request(auth.require_tenant_bearer_or_basic)
 
@@ -110,6 +121,22 @@ class HealthOut(BaseModel):
     model_version: str
 
 
+class VersionOut(BaseModel):
+    model_version: str
+    version: int
+    active: bool
+    created_at: str
+    note: str | None = Field(description="why the version was not made active, when it was not")
+
+
+class VersionsOut(BaseModel):
+    versions: list[str] = Field(description="every version's model_version, newest first (what Label Studio reads)")
+    model_version: str = Field(description="the active version's: what /setup, /health and predictions say")
+    message: str = Field(description="which version is active, and what the latest train job decided")
+    latest_train_job: JobOut | None
+    detail: list[VersionOut]
+
+
 class WebhookOut(BaseModel):
     status: str
     action: str
@@ -123,6 +150,26 @@ def active_model_version(session: Any, label_set_id: str) -> str:
     label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
     active = adapters.active_adapter(session, label_set.id)
     return model_version(active.version if active else None)
+
+
+def training_summary(active: Adapter | None, latest: Job | None) -> str:
+    """One line for a person: which version answers predictions, and what the label set's
+    latest train job did — in particular a version that trained but was not made active."""
+    serving = f"{model_version(active.version)} is active" if active else "no version is active yet"
+    if latest is None:
+        return f"{serving}; no training yet"
+    if latest.status in JobStatus.unfinished():
+        waiting = f", waiting for {latest.queued_after}" if latest.queued_after else ""
+        return f"{serving}; training {latest.id} is {latest.status}{waiting}"
+    if latest.status == JobStatus.FAILED:
+        return f"{serving}; the latest training {latest.id} failed: {(latest.error or {}).get('message', '')}"
+    if latest.status == JobStatus.CANCELLED:
+        return f"{serving}; the latest training {latest.id} was cancelled"
+    trained = model_version(latest.adapter_version)
+    promotion = (latest.metrics or {}).get("promotion") or {}
+    if promotion.get("promoted", True):
+        return f"{serving}; the latest training made {trained}: {promotion.get('reason', 'promoted')}"
+    return f"{serving}; the latest training made {trained}, {promotion.get('reason', 'not activated')}"
 
 
 @contextmanager
@@ -139,6 +186,24 @@ def pointing_into_payload(where: dict[str, str]) -> Iterator[None]:
         raise
 
 
+@bp.after_request
+def log_refusal(response: Response) -> Response:
+    """Every 4xx on /ls/* as a WARNING line with its reason: Label Studio shows the user only the
+    status and "check the ML backend server console logs", so this line is the only place the
+    reason can be read. A 401 on /webhook is how annotations get lost (the webhook Label Studio
+    creates has no credentials), so its line says what to do."""
+    if 400 <= response.status_code < 500:
+        label_set_id = (request.view_args or {}).get("label_set_id")
+        error = (response.get_json(silent=True) or {}).get("error") or {}
+        hint = (" (the webhook Label Studio created has no credentials: add an Authorization header to it in "
+                "the project's Settings → Webhooks, or annotations do not reach reftag)"
+                if response.status_code == 401 and request.path.rstrip("/").endswith("/webhook") else "")
+        log.warning("Label Studio %s %s for label set %s refused with %d %s: %s%s", request.method,
+                    request.path, label_set_id, response.status_code, error.get("code"), error.get("message"), hint,
+                    extra={"label_set_id": label_set_id, "status": response.status_code, "code": error.get("code")})
+    return response
+
+
 # --- routes -------------------------------------------------------------------------------------
 
 
@@ -149,6 +214,27 @@ def health(label_set_id: str):
     """Auth: the API key as the Basic auth password, or as a Bearer token."""
     with read_transaction() as session:
         return {"status": "UP", "model_class": "reftag", "model_version": active_model_version(session, label_set_id)}
+
+
+@bp.get("/versions")
+@operation("Label Studio: model versions", tag="label studio", responses={200: VersionsOut}, errors=(401, 404),
+           public=True)
+def versions(label_set_id: str):
+    """Every adapter version as Label Studio names it (`reftag-v3`), newest first; which one is
+    active (the one /setup and /health answer and that predicts); and what the latest train job
+    decided, so a version that trained but was not promoted is not invisible."""
+    with read_transaction() as session:
+        stored = adapters.list_adapters(session, g.tenant_id, label_set_id)[::-1]
+        latest = next(iter(jobs.list_jobs(session, g.tenant_id, label_set_id, job_type=JobType.TRAIN, limit=1)), None)
+        active = next((a for a in stored if a.is_active), None)
+        return {
+            "versions": [model_version(a.version) for a in stored],
+            "model_version": model_version(active.version if active else None),
+            "message": training_summary(active, latest),
+            "latest_train_job": job_json(latest) if latest else None,
+            "detail": [{"model_version": model_version(a.version), "version": a.version, "active": a.is_active,
+                        "created_at": as_utc(a.created_at).isoformat(), "note": a.note} for a in stored],
+        }
 
 
 @bp.post("/setup")
@@ -162,7 +248,10 @@ def setup(label_set_id: str):
     with read_transaction() as session:
         label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
         check_choices(config, [label.name for label in label_set.labels], "/schema")
-        return {"model_version": active_model_version(session, label_set_id)}
+        version = active_model_version(session, label_set_id)
+    log.info("Label Studio project %s set up on label set %s: <Choices name=%r> on $%s, %s", body.project,
+             label_set_id, config.from_name, config.data_key, version, extra={"label_set_id": label_set_id})
+    return {"model_version": version}
 
 
 @bp.post("/predict")
@@ -197,8 +286,10 @@ def webhook(label_set_id: str):
     `START_TRAINING`: a train job, as `POST /v1/label-sets/{id}/train`. Other actions: 200, ignored."""
     body = parse_body(WebhookBody)
     if body.action == "START_TRAINING":
+        pulled = label_studio_pull.pull_before_training(label_set_id)
         job, created = start_training(label_set_id)
-        return {"status": "ok", "action": body.action, "detail": {"train_job": job}}, 201 if created else 200
+        detail = {"train_job": job, **({"pulled": pulled} if pulled is not None else {})}
+        return {"status": "ok", "action": body.action, "detail": detail}, 201 if created else 200
     if body.action not in ANNOTATION_EVENTS:  # Label Studio sends its ML backend every action
         return {"status": "ignored", "action": body.action, "detail": {}}
     if not isinstance(body.annotation, dict) or not isinstance(body.task, dict):
@@ -227,10 +318,11 @@ def train(label_set_id: str):
         examples = validate(ExamplesUpload, upload.document)
         with transaction() as session:
             added = label_sets.add_examples(session, g.tenant_id, label_set_id, examples.pairs())
+    pulled = label_studio_pull.pull_before_training(label_set_id)
     job, created = start_training(label_set_id)
     return {"status": "ok", "action": "TRAIN",
             "detail": {"added": added.added, "duplicates": added.duplicates, "skipped": upload.skipped,
-                       "train_job": job}}, 201 if created else 200
+                       "train_job": job, **({"pulled": pulled} if pulled is not None else {})}}, 201 if created else 200
 
 
 def start_training(label_set_id: str) -> tuple[dict[str, Any], bool]:
@@ -247,8 +339,10 @@ def start_training(label_set_id: str) -> tuple[dict[str, Any], bool]:
 def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[str, Any], config: LabelConfig,
                      relabel: bool) -> dict[str, Any]:
     """The annotation's choices as the example of the task's text, checked as any upload's
-    examples are. Sent again it is a duplicate; `relabel` (an update) gives the stored example
-    the new choices. An annotation that chooses nothing stores nothing."""
+    examples are, and remembered as the task's (so a pull later finds it, and a deleted
+    annotation removes it). Sent again it is a duplicate; another annotation of the same text
+    (`relabel`: an update) gives the example its choices. An annotation that chooses nothing
+    stores nothing."""
     [text] = task_texts([task], config.data_key, at="/task")
     labels, choice_pointers = annotation_choices(annotation, config.from_name)
     if not labels:
@@ -258,6 +352,13 @@ def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[s
     with pointing_into_payload(where):
         example = validate(ExamplesUpload, {"examples": [{"text": text, "labels": labels}]})
         with transaction() as session:
+            task_id, annotation_id = task.get("id"), annotation.get("id")
+            if isinstance(task_id, int):
+                [(text, labels)] = example.pairs()
+                stored = label_studio_tasks.store_annotations(session, g.tenant_id, label_set_id, [Annotated(
+                    task_id, annotation_id if isinstance(annotation_id, int) else None, text, labels)], strict=True)
+                return {"added": stored.added, "duplicates": stored.unchanged, "relabelled": stored.relabelled > 0,
+                        "labels": labels}
             added = label_sets.add_examples(session, g.tenant_id, label_set_id, example.pairs())
             relabelled = relabel and label_sets.relabel_example(session, g.tenant_id, label_set_id, text, labels)
     return {"added": added.added, "duplicates": added.duplicates, "relabelled": relabelled, "labels": labels}

@@ -7,6 +7,7 @@ from store import adapters, jobs, label_sets
 
 from .. import broker, interop
 from ..db import read_transaction, transaction
+from ..interop import label_studio_pull
 from ..openapi import operation
 from ..requests import body_text, parse_body, parse_query, settings, validate
 from .schemas import (
@@ -97,8 +98,9 @@ def train(label_set_id: str):
     every label. Requests coalesce: while a train job of the set is queued and not yet started,
     that job is the answer (200; it reads the examples when it starts). While one runs, a new job
     is queued after it (202, `queued_after` names the running one) — at most one waits; further
-    requests get that one (200)."""
+    requests get that one (200). A set connected to Label Studio pulls its annotations first."""
     body = parse_body(TrainRequest, allow_empty=True)
+    label_studio_pull.pull_before_training(label_set_id)
     with transaction() as session:
         job, created = jobs.create_train_job(session, g.tenant_id, label_set_id,
                                        body.config.overrides() if body.config else {},

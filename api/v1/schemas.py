@@ -237,6 +237,41 @@ class TrainRequest(RequestModel):
     config: TrainConfig | None = None
 
 
+# --- Label Studio connection -------------------------------------------------------------------------
+
+
+class LabelStudioConnectionIn(RequestModel):
+    url: Annotated[str, Field(min_length=1, max_length=2000, description="Label Studio's address, e.g. "
+                              "http://127.0.0.1:8080; its host must be in REFTAG_LABEL_STUDIO_HOSTS")]
+    project: Annotated[int, Field(ge=1, le=MAX_INT32, description="the Label Studio project's id")]
+    token: Annotated[str, Field(min_length=1, max_length=4096, description="a Label Studio user's API token "
+                                "(legacy or personal access token); stored sealed, never shown again")]
+
+
+class LabelStudioConnectionOut(BaseModel):
+    label_set_id: str
+    url: str
+    project: int
+    token: Literal["set"] = Field(description="the token is never shown")
+    last_pull: dict[str, Any] | None
+    created_at: datetime
+
+
+class LabelStudioPullOut(BaseModel):
+    added: int
+    relabelled: int
+    removed: int
+    unchanged: int
+    tasks: int = Field(description="annotated tasks read from Label Studio")
+    rejected: list[dict[str, Any]] = Field(description="tasks whose labels are not the set's: {task_id, reason}")
+    skipped: list[dict[str, Any]] = Field(description="annotated tasks with no text or no choice: {task_id, reason}")
+
+
+def connection_json(row: Any) -> dict[str, Any]:
+    return LabelStudioConnectionOut(label_set_id=row.label_set_id, url=row.url, project=row.project_id, token="set",
+                                    last_pull=row.last_pull, created_at=as_utc(row.created_at)).model_dump(mode="json")
+
+
 # --- adapters ---------------------------------------------------------------------------------
 
 

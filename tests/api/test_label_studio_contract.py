@@ -3,6 +3,9 @@ Label Studio sends (label_studio/ml/api_connector.py: predict, setup, train; web
 label_studio/webhooks/models.py serializes ANNOTATION_CREATED/UPDATED with their task)."""
 import base64
 import copy
+import io
+import json
+import logging
 import time
 
 import pytest
@@ -55,21 +58,22 @@ SETUP_BODY = {"project": "3.1714641164", "schema": LABEL_CONFIG, "hostname": "ht
               "access_token": "f0d6c4e1f7bb0d2d6e1a9c1f0e6b7a1c2d3e4f50", "extra_params": None}
 
 
-def annotation_webhook(choices, action="ANNOTATION_CREATED", text="I was charged twice", cancelled=False):
+def annotation_webhook(choices, action="ANNOTATION_CREATED", text="I was charged twice", cancelled=False, task_id=19,
+                       annotation_id=17):
     """ANNOTATION_CREATED / _UPDATED, with the nested task and the project."""
     return {
         "action": action,
         "annotation": {
-            "id": 17, "result": [] if cancelled else [
+            "id": annotation_id, "result": [] if cancelled else [
                 {"value": {"choices": list(choices)}, "id": "WArqkkifYE", "from_name": "topic", "to_name": "review",
                  "type": "choices", "origin": "manual"}],
             "was_cancelled": cancelled, "ground_truth": False, "created_at": "2024-05-02T13:52:48.536303Z",
             "updated_at": "2024-05-02T13:52:48.536370Z", "draft_created_at": None, "lead_time": 37.13,
             "prediction": {}, "result_count": 0, "unique_id": "1b0c7a3e", "import_id": None,
-            "last_action": None, "task": 19, "project": 3, "updated_by": 1, "parent_prediction": None,
+            "last_action": None, "task": task_id, "project": 3, "updated_by": 1, "parent_prediction": None,
             "parent_annotation": None, "last_created_by": None, "completed_by": 1,
         },
-        "task": {"id": 19, "data": {"body": text}, "meta": {}, "created_at": "2024-05-02T13:51:02.590839Z",
+        "task": {"id": task_id, "data": {"body": text}, "meta": {}, "created_at": "2024-05-02T13:51:02.590839Z",
                  "updated_at": "2024-05-02T13:52:48.590873Z", "is_labeled": True, "overlap": 1, "inner_id": 19,
                  "total_annotations": 1, "cancelled_annotations": 0, "total_predictions": 0, "comment_count": 0,
                  "unresolved_comment_count": 0, "last_comment_updated_at": None, "project": 3, "updated_by": 1,
@@ -148,6 +152,144 @@ def test_an_unusable_labeling_config_is_422_naming_the_problem(client, tenant, l
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "invalid_label_config"
     assert problem in response.get_json()["error"]["message"]
+
+
+# --- refusals in reftag's log (Label Studio shows only "422 Client Error … check the ML backend
+# server console logs") --------------------------------------------------------------------------
+
+
+def refusals(caplog):
+    return [r for r in caplog.records if r.name == "reftag.label_studio" and r.levelno == logging.WARNING]
+
+
+def test_a_refused_setup_is_logged_at_warning_with_the_reason_and_the_label_set(client, tenant, ls_set, caplog):
+    body = {**SETUP_BODY, "schema": LABEL_CONFIG.replace('<Choice value="other"/>', '<Choice value="spam"/>')}
+    with caplog.at_level(logging.INFO, logger="reftag"):
+        assert client.post(f"/ls/{ls_set['id']}/setup", headers=basic(tenant.key), json=body).status_code == 422
+    [line] = refusals(caplog)
+    assert line.label_set_id == ls_set["id"] and line.status == 422 and line.code == "label_config_mismatch"
+    message = line.getMessage()
+    assert ls_set["id"] in message and "/setup" in message and "'spam'" in message and "'other'" in message
+
+
+def test_a_setup_that_fits_is_logged_at_info_without_a_warning(client, tenant, ls_set, caplog):
+    with caplog.at_level(logging.INFO, logger="reftag"):
+        assert client.post(f"/ls/{ls_set['id']}/setup", headers=basic(tenant.key), json=SETUP_BODY).status_code == 200
+    assert refusals(caplog) == []
+    [line] = [r for r in caplog.records if r.name == "reftag.label_studio"]
+    assert line.levelno == logging.INFO and "'topic'" in line.getMessage() and "$body" in line.getMessage()
+
+
+@pytest.mark.parametrize("route, credentials, body, status, code, words", [
+    ("predict", "key", predict_body(["x"]), 409, "no_adapter", "no trained adapter"),
+    ("predict", "key", {**predict_body(["x"]), "label_config": "<View/>"}, 422, "invalid_label_config", "no <Choices"),
+    ("webhook", "key", annotation_webhook(["refunds"]), 422, "invalid_examples", "'refunds'"),
+    ("webhook", None, annotation_webhook(["billing"]), 401, "unauthorized", "Settings → Webhooks"),
+    ("predict", "rt_wrong", predict_body(["x"]), 401, "unauthorized", "unknown or revoked"),
+    ("webhook", "key", {"no": "action"}, 422, "invalid_request", "/action"),
+], ids=["409-no-adapter", "422-config", "422-unknown-choice", "401-webhook-without-credentials", "401-wrong-key",
+        "422-malformed"])
+def test_every_refusal_on_ls_is_logged_at_warning_with_its_reason(client, tenant, ls_set, clean_redis, caplog, route,
+                                                                  credentials, body, status, code, words):
+    headers = {} if credentials is None else basic(tenant.key if credentials == "key" else credentials)
+    with caplog.at_level(logging.INFO, logger="reftag"):
+        response = client.post(f"/ls/{ls_set['id']}/{route}", headers=headers, json=body)
+    assert response.status_code == status, response.get_json()
+    [line] = refusals(caplog)
+    assert line.label_set_id == ls_set["id"] and line.status == status and line.code == code
+    assert words in line.getMessage() and f"/ls/{ls_set['id']}/{route}" in line.getMessage()
+
+
+def test_another_tenants_label_set_is_logged_as_a_404(client, tenant, make_tenant, make_label_set, caplog):
+    theirs = make_label_set(name="theirs", headers=make_tenant("globex").headers)
+    with caplog.at_level(logging.INFO, logger="reftag"):
+        assert client.get(f"/ls/{theirs['id']}/health", headers=basic(tenant.key)).status_code == 404
+    [line] = refusals(caplog)
+    assert line.label_set_id == theirs["id"] and line.status == 404
+
+
+def test_the_refusal_is_a_json_log_line_with_the_label_set_id_as_a_field(client, tenant, ls_set):
+    from service import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter("web"))
+    handler.addFilter(logs.ContextFilter())
+    logger = logging.getLogger("reftag.label_studio")
+    logger.addHandler(handler)
+    try:
+        client.post(f"/ls/{ls_set['id']}/setup", headers=basic(tenant.key), json={**SETUP_BODY, "schema": "<View/>"})
+    finally:
+        logger.removeHandler(handler)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["level"] == "warning" and line["label_set_id"] == ls_set["id"] and line["status"] == 422
+    assert line["code"] == "invalid_label_config" and "no <Choices" in line["message"]
+
+
+# --- versions ---------------------------------------------------------------------------------------
+
+
+NOT_PROMOTED = {"promoted": False, "rule": "held_out", "metric": "macro_f1", "new_score": 0.81, "active_version": 2,
+                "active_score": 0.84, "reason": "not activated: macro_f1 0.8100 < active version 2's 0.8400 on the "
+                                                "40 evaluation examples"}
+
+
+def add_train_job(db, tenant, ls_id, status, adapter_version=None, promotion=None, error=None):
+    with db() as session:
+        job = Job(tenant_id=tenant.id, type="train", status=status, label_set_id=ls_id, adapter_version=adapter_version,
+                  metrics={"macro_f1": 0.81, "promotion": promotion} if promotion else None, error=error)
+        session.add(job)
+    return job.id
+
+
+def test_versions_before_training_lists_none(client, tenant, ls_set):
+    response = client.get(f"/ls/{ls_set['id']}/versions", headers=basic(tenant.key))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["versions"] == [] and body["model_version"] == "reftag-untrained" and body["detail"] == []
+    assert body["message"] == "no version is active yet; no training yet" and body["latest_train_job"] is None
+
+
+def test_versions_name_every_version_newest_first_the_active_one_and_a_version_not_promoted(
+        client, tenant, ls_set, add_adapter, db):
+    from sqlalchemy import update
+
+    from store.models import Adapter
+
+    add_adapter(ls_set["id"], version=1, active=False)
+    add_adapter(ls_set["id"], version=2)
+    add_adapter(ls_set["id"], version=3, active=False)
+    with db() as session:
+        session.execute(update(Adapter).where(Adapter.version == 3).values(note=NOT_PROMOTED["reason"]))
+    job_id = add_train_job(db, tenant, ls_set["id"], "succeeded", adapter_version=3, promotion=NOT_PROMOTED)
+    body = client.get(f"/ls/{ls_set['id']}/versions", headers=basic(tenant.key)).get_json()
+    # Label Studio reads `versions`: the very strings predictions carry, so any one can select them.
+    assert body["versions"] == ["reftag-v3", "reftag-v2", "reftag-v1"]
+    assert body["model_version"] == "reftag-v2"
+    assert client.post(f"/ls/{ls_set['id']}/setup", headers=basic(tenant.key),
+                       json=SETUP_BODY).get_json()["model_version"] == body["model_version"]
+    assert body["message"] == ("reftag-v2 is active; the latest training made reftag-v3, not activated: macro_f1 "
+                               "0.8100 < active version 2's 0.8400 on the 40 evaluation examples")
+    assert body["latest_train_job"]["id"] == job_id
+    assert body["latest_train_job"]["metrics"]["promotion"]["promoted"] is False
+    assert [(v["model_version"], v["active"], v["note"]) for v in body["detail"]] == [
+        ("reftag-v3", False, NOT_PROMOTED["reason"]), ("reftag-v2", True, None), ("reftag-v1", False, None)]
+
+
+@pytest.mark.parametrize("status, extra, says", [
+    ("running", {}, "reftag-v1 is active; training {job} is running"),
+    ("failed", {"error": {"code": "training_failed", "message": "out of memory"}},
+     "reftag-v1 is active; the latest training {job} failed: out of memory"),
+    ("cancelled", {}, "reftag-v1 is active; the latest training {job} was cancelled"),
+    ("succeeded", {"adapter_version": 1, "promotion": {"promoted": True, "reason": "the first version of the set is "
+                                                                                  "active"}},
+     "reftag-v1 is active; the latest training made reftag-v1: the first version of the set is active"),
+])
+def test_versions_say_what_the_latest_training_did(client, tenant, ls_set, add_adapter, db, status, extra, says):
+    add_adapter(ls_set["id"], version=1)
+    job_id = add_train_job(db, tenant, ls_set["id"], status, **extra)
+    body = client.get(f"/ls/{ls_set['id']}/versions", headers=basic(tenant.key)).get_json()
+    assert body["message"] == says.format(job=job_id)
 
 
 # --- predict --------------------------------------------------------------------------------------
@@ -294,7 +436,7 @@ def test_start_training_starts_a_train_job(client, tenant, ls_set, clean_redis, 
     too_few = client.post(url, headers=basic(tenant.key), json={"action": "START_TRAINING", "project": PROJECT})
     assert too_few.status_code == 422 and too_few.get_json()["error"]["code"] == "too_few_examples"
     for i in range(12):
-        body = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket number {i}")
+        body = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket number {i}", task_id=100 + i)
         assert client.post(url, headers=basic(tenant.key), json=body).status_code == 201
     started = client.post(url, headers=basic(tenant.key), json={"action": "START_TRAINING", "project": PROJECT})
     assert started.status_code == 201, started.get_json()
@@ -312,7 +454,7 @@ def test_train_stores_label_studios_annotated_tasks_then_trains(client, tenant, 
     """What Label Studio sends to /train when training webhooks are off: its JSON export."""
     tasks = []
     for i in range(13):
-        webhook = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket {i}")
+        webhook = annotation_webhook([("billing", "delivery", "other")[i % 3]], text=f"ticket {i}", task_id=100 + i)
         tasks.append({**copy.deepcopy(webhook["task"]), "annotations": [webhook["annotation"]], "predictions": []})
     tasks[12]["annotations"] = []  # not labelled yet: skipped, and said so
     body = {"annotations": tasks, "project": "3.1714641164", "label_config": LABEL_CONFIG,

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from reft_core.bases import MINILM
 from store import jobs, results
+from tests.api.test_label_studio_pull import TOKEN, FakeLabelStudio
 
 # Requests in all, shared evenly by the operations that take input (an operation without any has
 # one possible request); each share split between schema-valid requests with random ids, with the
@@ -36,10 +37,19 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.ge
 
 
 @pytest.fixture
-def world(make_app, auth, make_label_set, add_adapter):
+def label_studio():
+    fake = FakeLabelStudio()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def world(make_app, auth, make_label_set, add_adapter, label_studio):
     """An app (no predict worker: predict answers its documented 504 at once) and real objects: a
-    label set with examples and an adapter, a tag job with results, a queued train job."""
-    app = make_app(predict_timeout=0.01)
+    label set with examples and an adapter, a tag job with results, a queued train job, and a
+    Label Studio connection to a stand-in Label Studio (made again before each request to the
+    connection's routes, which a DELETE may have removed)."""
+    app = make_app(predict_timeout=0.01, secret_key="fuzz")
     client = app.test_client()
     ls = make_label_set("fuzz", labels=("billing", "delivery", "other"))
     add_adapter(ls["id"])
@@ -54,8 +64,14 @@ def world(make_app, auth, make_label_set, add_adapter):
         results.ResultRow(position, item_id, ["billing"], {"billing": 0.8, "delivery": 0.15, "other": 0.05}, False, 1)
         for position, item_id in zip(chunk.positions, chunk.item_ids)])
     train = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
+    connection = {"url": label_studio.url, "project": 7, "token": TOKEN}
+
+    def connect_label_studio() -> None:
+        assert client.put(f"/v1/label-sets/{ls['id']}/label-studio", headers=auth, json=connection).status_code == 200
+
     return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,
-                 "labels": ["billing", "delivery", "other"]}
+                 "labels": ["billing", "delivery", "other"], "label_studio": connection,
+                 "connect_label_studio": connect_label_studio}
 
 
 def aim_at_real_objects(case, ids, data) -> None:
@@ -65,8 +81,12 @@ def aim_at_real_objects(case, ids, data) -> None:
             "version": st.just(ids["version"])}
     names = [p.name for p in case.operation.path_parameters if p.name in real]
     case.path_parameters = {**(case.path_parameters or {}), **{name: data.draw(real[name]) for name in names}}
+    if "/label-studio" in case.operation.path:
+        ids["connect_label_studio"]()
     if not isinstance(case.body, dict):
         return
+    if "token" in case.body:  # a connection to the stand-in Label Studio (random URLs are refused, rightly)
+        case.body.update(ids["label_studio"])
     if "label_set_id" in case.body:
         case.body["label_set_id"] = ids["label_set_id"]
     if "base_model" in case.body:  # a random name is refused, rightly, as an unknown base
