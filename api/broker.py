@@ -4,16 +4,19 @@ never leaves a job behind that nobody will run."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import celery.exceptions
 
-from store import jobs
+from store import jobs, results
+from store.errors import Conflict
+from store.models import JobStatus
 from workers import celery_app
 
-from .db import transaction
+from .db import read_transaction, transaction
 from .errors import BROKER_ERRORS, ApiError, broker_unavailable
 
 log = logging.getLogger("reftag.api")
@@ -93,6 +96,59 @@ def predict_batches(tenant_id: str, label_set_id: str, adapter_version: int | No
     finally:
         for async_result in pending:
             async_result.forget()
+
+
+# How often a caller waiting for a tag job reads its progress (one row).
+TAG_JOB_POLL_SECONDS = 0.1
+
+
+def predict_by_tag_job(tenant_id: str, label_set_id: str, adapter_version: int,
+                       items: Sequence[tuple[str, str, dict[str, Any] | None]], chunk_size: int, timeout: float,
+                       detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Predict many texts as a tag job — chunks on the `tag` queue, results in the database — and
+    wait for it here: a long list does not fill the `predict` queue that other callers' short
+    predictions share. The job is an ordinary tag job (listed, readable, cancellable); `detail`
+    says who made it. Each chunk may take `timeout` seconds after the one before it; past that
+    the job is cancelled and the answer is 504. One {labels, scores, …} per item, in order."""
+    with transaction() as session:
+        job, _ = jobs.create_tag_job(session, tenant_id, label_set_id, items, chunk_size,
+                                     adapter_version=adapter_version, detail=detail)
+        job_id, chunks = job.id, jobs.chunk_indexes(session, job.id)
+    submit_tag(job_id, chunks)
+    status, error = wait_for_tag_job(tenant_id, job_id, timeout)
+    answers = list(results.iter_results(read_transaction, tenant_id, job_id))
+    failed = next((r.error for r in answers if r.error is not None), None) or error
+    if status != JobStatus.SUCCEEDED or failed is not None:
+        raise ApiError(502, "predict_failed", f"tag job {job_id} (made for this request) {status}: "
+                                              f"{failed or 'see the job'}")
+    return [{"labels": r.labels, "scores": r.scores, "needs_review": r.needs_review,
+             "adapter_version": r.adapter_version} for r in answers]
+
+
+def wait_for_tag_job(tenant_id: str, job_id: str, timeout: float) -> tuple[JobStatus, str | None]:
+    """Until the job has finished: its status and error message. Cancels it and raises 504 when
+    `timeout` seconds pass without a result written (no tag worker, or a queue ahead of it)."""
+    answered, deadline = -1, 0.0
+    while True:
+        with read_transaction() as session:
+            job = jobs.get_job(session, tenant_id, job_id)
+            status, progress, error = JobStatus(job.status), job.done + job.failed, (job.error or {}).get("message")
+        if status in JobStatus.finished():
+            return status, error
+        now = time.monotonic()
+        if progress > answered:
+            answered, deadline = progress, now + timeout
+        elif now > deadline:
+            try:
+                with transaction() as session:
+                    jobs.cancel_job(session, tenant_id, job_id)
+            except Conflict:  # it finished just now
+                continue
+            raise ApiError(504, "predict_timeout",
+                           f"no tag worker wrote a result of job {job_id} (made for this request) within "
+                           f"{timeout:g} s; it was cancelled. Is a worker running on the `tag` queue?",
+                           headers={"Retry-After": "5"})
+        time.sleep(TAG_JOB_POLL_SECONDS)
 
 
 @contextmanager

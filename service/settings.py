@@ -46,6 +46,9 @@ class Settings:
     max_attempts: int = field(default_factory=lambda: _int("REFTAG_MAX_ATTEMPTS", 5))
     reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 10))
     predict_timeout: float = field(default_factory=lambda: _float("REFTAG_PREDICT_TIMEOUT", 30))
+    # A Label Studio /predict of more tasks than this runs as a tag job (chunks on the `tag`
+    # queue), so one project's "Retrieve predictions" cannot fill the shared `predict` queue.
+    predict_via_tag_above: int = field(default_factory=lambda: _int("REFTAG_PREDICT_VIA_TAG_ABOVE", 256))
 
     # Label Studio connections (docs/api.md, "Label Studio connection"): the hosts reftag may
     # fetch annotations from — an operator's list, since a tenant names the URL (comma-separated

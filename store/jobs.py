@@ -155,17 +155,19 @@ def create_tag_job(
     adapter_version: int | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Create a tag job with its items (item_id, text, meta) and chunks of `chunk_size`.
     Returns (job, created): with an `idempotency_key` already used for the same request the
-    earlier job comes back with created=False; for another request, Conflict."""
+    earlier job comes back with created=False; for another request, Conflict. `detail` says
+    where a job came from when reftag made it for a caller (Label Studio's /predict)."""
     if idempotency_key is not None:
         earlier = _job_for_key(session, tenant_id, idempotency_key, request_hash or "")
         if earlier is not None:
             return earlier, False
     adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
     job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
-              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items))
+              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {})
     try:
         with session.begin_nested():
             session.add(job)

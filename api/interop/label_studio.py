@@ -102,6 +102,12 @@ def task_texts(tasks: list[dict[str, Any]], key: str, at: str = "/tasks/{i}") ->
     return [task["data"][key] for task in tasks]
 
 
+def task_ids(tasks: list[dict[str, Any]]) -> list[str]:
+    """A name for each task: its Label Studio id, or its position when ids are missing or repeat."""
+    ids = [str(task.get("id", ""))[:200] for task in tasks]
+    return ids if all(ids) and len(set(ids)) == len(ids) else [str(i) for i in range(len(tasks))]
+
+
 def annotation_choices(annotation: dict[str, Any], from_name: str) -> tuple[list[str], list[str]]:
     """The choices of `from_name` in an annotation, and the JSON pointer of each in the payload."""
     labels: list[str] = []

@@ -21,10 +21,14 @@ in the v1 schemas); reading its payloads and writing its predictions are the tex
 "<status> Client Error: … check the ML backend server console logs". So every 4xx here is also
 logged at WARNING with its reason and the label set's id (`log_refusal`): reftag's log is that
 console.
-`/predict` never loads a model in the web tier: tasks go to the `predict` queue in batches of
-`max_predict_items` (grouped by length, so each is about one model batch), all sent at once,
-with the adapter version pinned for the whole request; each batch has `predict_timeout`
-seconds, so a long list takes as long as the work, and a stalled worker is a 504 in seconds.
+`/predict` never loads a model in the web tier, and pins the adapter version for the whole
+request. Up to `predict_via_tag_above` tasks go to the `predict` queue in batches of
+`max_predict_items` (grouped by length, so each is about one model batch), all sent at once;
+more run as a tag job (chunks on the `tag` queue, results in the database, listed with the
+tenant's jobs, `detail.made_by` "label_studio_predict"), which this request waits for — so one
+project's "Retrieve predictions" cannot fill the `predict` queue that other tenants' synchronous
+predictions share. Either way each batch or chunk has `predict_timeout` seconds after the one
+before it: a long list takes as long as the work, and a stalled worker is a 504 in seconds.
 """
 from __future__ import annotations
 
@@ -57,6 +61,8 @@ bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
 bp.before_request(auth.require_tenant_bearer_or_basic)
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+# `detail.made_by` of a tag job that a large /predict ran as.
+PREDICT_JOB_MAKER = "label_studio_predict"
 LS_ERRORS = (400, 401, 404, 409, 413, 422)
 
 
@@ -269,12 +275,27 @@ def predict(label_set_id: str):
     with read_transaction() as session:
         version = adapters.resolve_adapter(session, g.tenant_id, label_set_id, None).version
     asked = [i for i, text in enumerate(texts) if not blank(text)]  # nothing to read: an empty answer
-    answers = broker.predict_many(g.tenant_id, label_set_id, version, [texts[i] for i in asked],
-                                  settings().max_predict_items, settings().predict_timeout)
+    answers = predict_texts(label_set_id, version, [texts[i] for i in asked],
+                            label_studio.task_ids([body.tasks[i] for i in asked]), body.project)
     by_task: dict[int, dict[str, Any]] = dict(zip(asked, answers))
     nothing = {"labels": [], "scores": {}, "adapter_version": version}
     return {"results": [label_studio.prediction(by_task.get(i, nothing), config.from_name, config.to_name)
                         for i in range(len(texts))]}
+
+
+def predict_texts(label_set_id: str, version: int, texts: list[str], task_ids: list[str],
+                  project: str | int | None) -> list[dict[str, Any]]:
+    """A few texts through the `predict` queue; more than `predict_via_tag_above` as a tag job
+    (items named by task id) that the tenant sees in its job list, marked as made by /predict."""
+    if len(texts) <= settings().predict_via_tag_above:
+        return broker.predict_many(g.tenant_id, label_set_id, version, texts, settings().max_predict_items,
+                                   settings().predict_timeout)
+    log.info("Label Studio /predict of %d tasks on label set %s runs as a tag job", len(texts), label_set_id,
+             extra={"label_set_id": label_set_id})
+    return broker.predict_by_tag_job(g.tenant_id, label_set_id, version,
+                                     [(task_id, text, None) for task_id, text in zip(task_ids, texts, strict=True)],
+                                     settings().chunk_size, settings().predict_timeout,
+                                     detail={"made_by": PREDICT_JOB_MAKER, "project": project})
 
 
 @bp.post("/webhook")

@@ -359,7 +359,9 @@ class JobOut(BaseModel):
         "replaced the active version, by which rule, with both scores"))
     warnings: list[JobWarning] = Field(default_factory=list, description="train jobs: e.g. labels with very few "
                                                                           "examples (code `few_examples`)")
-    detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports them")
+    detail: dict[str, Any] = Field(description="train jobs: step, epoch, loss, eta_seconds as the trainer reports "
+                                               "them; a tag job reftag made for a large Label Studio /predict: "
+                                               '{"made_by": "label_studio_predict", "project"}')
     queued_after: str | None = Field(None, description=(
         "train jobs: the train job of the set that was running when this one was asked for; this one waits "
         "for it and starts when it has finished"))

@@ -374,6 +374,105 @@ def test_predict_answers_one_label_studio_prediction_per_task_in_order(make_app,
     assert time.monotonic() - started < 5
 
 
+def test_a_large_predict_runs_as_a_tag_job_on_the_tag_queue_not_the_predict_queue(make_app, tenant, ls_set,
+                                                                                  add_adapter, clean_redis):
+    """No worker here: nothing is written, so the request gives up (504) and cancels the job it
+    made, leaving its messages and rows to inspect."""
+    add_adapter(ls_set["id"], version=4)
+    client = make_app(predict_via_tag_above=4, chunk_size=3, predict_timeout=0.3).test_client()
+    texts = [f"ticket {i}" for i in range(10)]
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
+    assert response.status_code == 504 and response.get_json()["error"]["code"] == "predict_timeout"
+    assert clean_redis.queue_length("predict") == 0
+    chunks = [task["args"] for task in clean_redis.queued_tasks("tag")]
+    assert sorted(index for _, index in chunks) == [0, 1, 2, 3]  # 10 tasks, 3 per chunk
+    job_id = chunks[0][0]
+    listed = client.get("/v1/jobs", headers=tenant.headers).get_json()["jobs"]
+    job = next(j for j in listed if j["id"] == job_id)  # an ordinary job of the tenant's
+    assert job["type"] == "tag" and job["adapter_version"] == 4 and job["status"] == "cancelled"
+    assert job["detail"] == {"made_by": "label_studio_predict", "project": "3.1714641164"}
+    assert job_id in response.get_json()["error"]["message"]
+
+
+def test_a_predict_at_the_threshold_stays_on_the_predict_queue(make_app, tenant, ls_set, add_adapter, clean_redis):
+    add_adapter(ls_set["id"])
+    client = make_app(predict_via_tag_above=4, predict_timeout=0.3).test_client()
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key),
+                           json=predict_body(["a", "b", "c", "d"]))
+    assert response.status_code == 504
+    assert clean_redis.queue_length("predict") == 1 and clean_redis.queue_length("tag") == 0
+
+
+@pytest.fixture
+def stand_in_tag_worker(clean_redis):
+    """A thread that takes chunk messages off the real `tag` queue and runs them through the real
+    chunk life (store.jobs: claim, write results), labelling by keyword instead of a model."""
+    import threading
+
+    from store import jobs
+    from store.results import ResultRow
+
+    stop = threading.Event()
+
+    def label(text):
+        return "billing" if "charge" in text else "delivery" if "parcel" in text else "other"
+
+    def work():
+        redis = clean_redis.client()
+        while not stop.is_set():
+            raw = redis.lpop("tag")
+            if raw is None:
+                time.sleep(0.02)
+                continue
+            job_id, index = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+            chunk = jobs.claim_chunk(job_id, index)
+            if chunk is not None:
+                jobs.write_chunk_results(job_id, index, [
+                    ResultRow(position, item_id, [label(text)], {label(text): 0.8}, False, chunk.adapter_version)
+                    for position, item_id, text in zip(chunk.positions, chunk.item_ids, chunk.texts)])
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(5)
+
+
+def test_a_large_predict_answers_from_its_tag_jobs_results_in_task_order(make_app, tenant, ls_set, add_adapter,
+                                                                         clean_redis, stand_in_tag_worker, db):
+    add_adapter(ls_set["id"], version=2)
+    client = make_app(predict_via_tag_above=3, chunk_size=2, predict_timeout=30).test_client()
+    texts = ["I was charged twice", "my parcel is lost", "", "hello there", "charge me less, a longer one",
+             "parcel", "ok"]
+    response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
+    assert response.status_code == 200, response.get_json()
+    chosen = [r["result"][0]["value"]["choices"][0] if r["result"] else None for r in response.get_json()["results"]]
+    assert chosen == ["billing", "delivery", None, "other", "billing", "delivery", "other"]
+    assert {r["model_version"] for r in response.get_json()["results"]} == {"reftag-v2"}
+    assert clean_redis.queue_length("predict") == 0
+    with db() as session:
+        from sqlalchemy import select
+
+        from store.models import JobItem
+
+        job = session.scalars(select(Job)).one()
+        assert job.status == "succeeded" and job.done == 6  # the empty task is not asked
+        items = session.scalars(select(JobItem.item_id).where(JobItem.job_id == job.id)
+                                .order_by(JobItem.position)).all()
+    assert items == ["101", "102", "104", "105", "106", "107"]  # named by Label Studio's task ids
+
+
+@pytest.mark.parametrize("tasks, names", [
+    ([{"id": 7}, {"id": 9}], ["7", "9"]),
+    ([{"id": 7}, {"id": 7}], ["0", "1"]),  # repeated: item ids must be unique within a job
+    ([{"id": 7}, {"data": {}}], ["0", "1"]),  # missing
+])
+def test_a_tag_jobs_items_are_named_by_task_id_else_by_position(tasks, names):
+    from api.interop.label_studio import task_ids
+
+    assert task_ids(tasks) == names
+
+
 # --- webhook --------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Label Studio's ML backend calls against the real stack with a trained adapter: connect (health,
-setup), pre-annotate 1,000 tasks in one /predict, and an annotation arriving by webhook."""
+setup), pre-annotate 1,000 tasks in one /predict (a tag job, as it is above 256 tasks), and an
+annotation arriving by webhook."""
 from __future__ import annotations
 
 import time
@@ -48,6 +49,11 @@ def test_label_studio_connects_and_pre_annotates_1000_tasks(stack, news_en):
     print(f"Label Studio /predict: {N_TASKS} tasks in {predict_s:.2f}s ({N_TASKS / predict_s:.0f} tasks/s), "
           f"accuracy {accuracy:.3f}")
     assert accuracy > 0.4  # chance is 0.25; a small adapter (12 examples per label, 2 epochs)
+    # Above REFTAG_PREDICT_VIA_TAG_ABOVE (256) it ran as a tag job, listed with the tenant's jobs.
+    tag_jobs = stack.client().get(f"{stack.base_url}/v1/jobs", params={"type": "tag", "label_set_id": label_set_id},
+                                  timeout=10).json()["jobs"]
+    assert [(j["status"], j["progress"]["done"], j["detail"]["made_by"]) for j in tag_jobs] == [
+        ("succeeded", N_TASKS, "label_studio_predict")]
 
     # The same answers as reftag's own predict: batching changes nothing, in order.
     sample = [0, 1, 417, 998]
