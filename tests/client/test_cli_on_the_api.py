@@ -16,6 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from store import jobs
+from tests.cli_checks import ok, one_line_error
 from workers import metrics as worker_metrics
 
 REFTAG = Path(sys.executable).parent / "reftag"
@@ -38,18 +39,6 @@ def run(app, tenant, tmp_path):
     yield invoke
     server.shutdown()
     thread.join()
-
-
-def ok(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 0, f"exit {process.returncode}\nstdout:\n{process.stdout}\nstderr:\n{process.stderr}"
-    return process.stdout
-
-
-def one_line_error(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 1, f"exit {process.returncode}\nstdout:\n{process.stdout}\nstderr:\n{process.stderr}"
-    lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), process.stderr
-    return lines[0]
 
 
 def add_examples(client, headers, label_set_id: str, examples: list[tuple[str, str]]) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_checks import ok, one_line_error
+
 REFTAG = Path(sys.executable).parent / "reftag"
 # Four of the fixture's categories under Chinese names (the fixture names them news_*).
 LABELS = {"news_sports": "体育", "news_finance": "财经", "news_car": "汽车", "news_edu": "教育"}
@@ -66,18 +68,6 @@ def assert_aligned(output: str) -> None:
     assert len({width for width, _ in columns}) == 1, output
     body = [borders for _, borders in columns[1:-1]]  # between the top and bottom rules
     assert all(b == body[0] for b in body), output
-
-
-def ok(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 0, f"exit {process.returncode}\nstdout:\n{process.stdout}\nstderr:\n{process.stderr}"
-    return process.stdout
-
-
-def one_line_error(process: subprocess.CompletedProcess) -> str:
-    assert process.returncode == 1, f"exit {process.returncode}\nstdout:\n{process.stdout}\nstderr:\n{process.stderr}"
-    lines = process.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), process.stderr
-    return lines[0]
 
 
 @sqlite_only
