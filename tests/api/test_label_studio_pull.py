@@ -80,13 +80,6 @@ class FakeLabelStudio:
 
 
 @pytest.fixture
-def label_studio():
-    fake = FakeLabelStudio()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
 def app(make_app):
     return make_app(secret_key="the deployment's secret")
 

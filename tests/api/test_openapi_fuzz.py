@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from reft_core.bases import MINILM
 from store import jobs, results
-from tests.api.test_label_studio_pull import TOKEN, FakeLabelStudio
+from tests.api.test_label_studio_pull import TOKEN
 
 # Requests in all, shared evenly by the operations that take input (an operation without any has
 # one possible request); each share split between schema-valid requests with random ids, with the
@@ -34,13 +34,6 @@ TOTAL = 1100
 RANDOM_IDS, REAL_IDS = 0.25, 0.45
 SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
-
-
-@pytest.fixture
-def label_studio():
-    fake = FakeLabelStudio()
-    yield fake
-    fake.close()
 
 
 @pytest.fixture
