@@ -4,6 +4,7 @@ a request. A row exists only once its bytes are complete; `checksum` is verified
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -152,6 +153,15 @@ class AdapterRef:
     label_set_id: str
     version: int
     checksum: str
+
+
+def trained_base(config_json: str) -> str | None:
+    """The base model an adapter's saved config names (reft_core's AdapterConfig.base_model);
+    None for a config without it."""
+    try:
+        return str(json.loads(config_json)["base_model"]["name"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def adapter_ref(label_set_id: str, version: int | None = None, tenant_id: str | None = None) -> AdapterRef:

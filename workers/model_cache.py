@@ -9,7 +9,6 @@ before they are deserialised: a mismatch is an error, and such an adapter is nev
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -111,10 +110,7 @@ def adapter(ref: adapters.AdapterRef) -> reft_core.Adapter:
 
 def base_name_in(config_json: str) -> str:
     """The base an adapter's config names (adapters saved before there were several: the default)."""
-    try:
-        return str(json.loads(config_json)["base_model"]["name"])
-    except (ValueError, KeyError, TypeError):
-        return default_base_name()
+    return adapters.trained_base(config_json) or default_base_name()
 
 
 def tagger_for(adapter: reft_core.Adapter) -> reft_core.Tagger:

@@ -11,7 +11,6 @@ the API's.
 """
 from __future__ import annotations
 
-import json
 import math
 import secrets
 from datetime import UTC, datetime
@@ -130,10 +129,7 @@ def status_words() -> dict[str, str]:
 @bp.app_template_global()
 def trained_on(adapter: Adapter | None) -> str | None:
     """The base model an adapter version was trained on, as its saved config names it."""
-    try:
-        return str(json.loads(adapter.config_json)["base_model"]["name"]) if adapter is not None else None
-    except (ValueError, KeyError, TypeError):  # a config without it
-        return None
+    return adapters.trained_base(adapter.config_json) if adapter is not None else None
 
 
 @bp.app_template_global()
