@@ -18,8 +18,9 @@ from torch import nn
 
 from . import __version__
 from .base import Base
+from .calibration import Calibration, item_confidence
 from .config import TrainConfig, parse_positions
-from .heads import Head, scores_from_logits
+from .heads import Head
 from .interventions import make_intervention
 
 FORMAT_VERSION = 1
@@ -35,6 +36,8 @@ class Prediction:
     labels: list[str]
     scores: dict[str, float]
     needs_review: bool
+    confidence: float = 1.0  # the calibrated probability that `labels` are exactly right
+    margin: float = 1.0  # how near another answer: top − runner-up score, or the score nearest its threshold
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class AdapterConfig:
     train_config: TrainConfig = field(default_factory=TrainConfig)
     thresholds: tuple[float, ...] = ()  # multi-label: one per label (tuned on held-out data)
     review_margin: float = 0.1
+    calibration: dict[str, Any] = field(default_factory=dict)  # calibration.Calibration, as a dict
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     library: str = f"reft_core {__version__}"
@@ -153,22 +157,34 @@ class Adapter(nn.Module):
         return self
 
     # -- turning scores into labels ------------------------------------------------------------
-    def predictions(self, logits: torch.Tensor) -> list[Prediction]:
-        probs = scores_from_logits(logits.float(), self.multi_label).cpu()
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated scores: softmax (single-label) or a sigmoid per label, after the calibration
+        fitted at training time (the identity for adapters trained before it)."""
+        return Calibration.from_dict(self.config.calibration).scores(logits.float(), self.multi_label)
+
+    def predictions(self, logits: torch.Tensor, review_threshold: float | None = None) -> list[Prediction]:
+        """Labels, calibrated scores and confidence per row. An item needs review when its
+        confidence is below `review_threshold` if one is given (auto-accept at a precision),
+        else when it is near a decision boundary (within the review margin)."""
+        probs = self.scores(logits).cpu()
         margin = self.config.review_margin
         names, thresholds = self.label_names, self.thresholds
+        confidence = item_confidence(probs, self.multi_label, thresholds).tolist()
         out = []
-        for row in probs.tolist():
+        for row, sure in zip(probs.tolist(), confidence):
             scores = dict(zip(names, row))
             if self.multi_label:
                 picked = [n for n, p, t in zip(names, row, thresholds) if p >= t]
-                unsure = any(abs(p - t) < margin for p, t in zip(row, thresholds))
+                closest = min(abs(p - t) for p, t in zip(row, thresholds))
+                unsure = closest < margin
             else:
                 top = max(range(len(row)), key=row.__getitem__)
                 picked = [names[top]]
-                runner_up = max((p for i, p in enumerate(row) if i != top), default=0.0)
-                unsure = row[top] - runner_up < 2 * margin
-            out.append(Prediction(picked, scores, unsure))
+                closest = row[top] - max((p for i, p in enumerate(row) if i != top), default=0.0)
+                unsure = closest < 2 * margin
+            if review_threshold is not None:
+                unsure = sure < review_threshold
+            out.append(Prediction(picked, scores, unsure, sure, closest))
         return out
 
     # -- files ----------------------------------------------------------------------------------

@@ -23,11 +23,16 @@ class Tagger:
     def __init__(self, base: Base, batch_size: int = 64):
         self.base, self.batch_size = base, batch_size
 
-    def predict(self, adapter: Adapter, texts: Sequence[str]) -> list[Prediction]:
-        return self.predict_mixed([(adapter, t) for t in texts])
+    def predict(self, adapter: Adapter, texts: Sequence[str],
+                review_threshold: float | None = None) -> list[Prediction]:
+        """`review_threshold`: items whose confidence is below it need review (see
+        `Adapter.predictions`); without it, those near a decision boundary do."""
+        return self.predict_mixed([(adapter, t) for t in texts],
+                                  None if review_threshold is None else {adapter: review_threshold})
 
     @torch.inference_mode()
-    def predict_mixed(self, pairs: Sequence[tuple[Adapter, str]]) -> list[Prediction]:
+    def predict_mixed(self, pairs: Sequence[tuple[Adapter, str]],
+                      review_thresholds: dict[Adapter, float] | None = None) -> list[Prediction]:
         if not pairs:
             return []
         # A text is cut at the length its adapter was trained with, so one text may be
@@ -47,13 +52,14 @@ class Tagger:
         with parametrize.cached():  # each LoReFT R is computed once per call, not per batch
             for lo in range(0, len(order), self.batch_size):
                 batch = order[lo:lo + self.batch_size]
-                preds = self._run_batch([pairs[i][0] for i in batch], [pair_text[i] for i in batch], ids)
+                preds = self._run_batch([pairs[i][0] for i in batch], [pair_text[i] for i in batch], ids,
+                                        review_thresholds or {})
                 for i, p in zip(batch, preds):
                     out[i] = p
         return out  # type: ignore[return-value]
 
-    def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int],
-                   ids: list[list[int]]) -> list[Prediction]:
+    def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int], ids: list[list[int]],
+                   review_thresholds: dict[Adapter, float]) -> list[Prediction]:
         base = self.base
         unique = list(dict.fromkeys(batch_texts))
         slot = {t: i for i, t in enumerate(unique)}
@@ -72,6 +78,6 @@ class Tagger:
         preds: list[Prediction | None] = [None] * len(batch_adapters)
         for adapter, rows in groups:
             logits = adapter.head(last[rows], mask[rows])
-            for row, p in zip(rows.tolist(), adapter.predictions(logits)):
+            for row, p in zip(rows.tolist(), adapter.predictions(logits, review_thresholds.get(adapter))):
                 preds[row] = p
         return preds  # type: ignore[return-value]

@@ -9,13 +9,17 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
 
 - held_out (at least `kfold_below` examples): evaluation rows — the caller's (`eval_mask`:
   the service assigns each example once) or a stratified share (`eval_fraction`) — are never
-  trained on; they choose the epoch (early stopping), the multi-label thresholds, and give the
-  metrics.
+  trained on; they choose the epoch (early stopping), fit the calibration (then the multi-label
+  thresholds, on calibrated scores), and give the metrics.
 - k-fold (fewer): a single held-out split of a few rows would decide too much by chance.
   The recipe is trained once per fold (every fold from the same cached prefix); the step count
   whose out-of-fold score is best is chosen, and the adapter is refit on every example for that
   many steps. Metrics are the out-of-fold predictions' (every example scored once, by a model
-  that did not see it).
+  that did not see it), and the calibration is fitted on them.
+
+Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
+stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
+and after, and the review table (the confidence threshold for each target precision).
 """
 from __future__ import annotations
 
@@ -32,11 +36,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import calibration
 from .adapter import Adapter
 from .attach import Edits, encode_prefix, run_from, run_full
 from .base import Base
 from .config import ReftConfigError, TrainConfig
-from .heads import default_pooling, pool, scores_from_logits
+from .heads import default_pooling, pool
 from .metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
 
 Progress = Callable[[dict[str, Any]], None]
@@ -160,7 +165,7 @@ def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: 
     with torch.no_grad(), torch.nn.utils.parametrize.cached():
         logits = [_forward(adapter, cache, start, rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
     adapter.train()
-    return scores_from_logits(torch.cat(logits).cpu(), adapter.multi_label)
+    return adapter.scores(torch.cat(logits)).cpu()
 
 
 def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
@@ -440,14 +445,37 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
 
     metrics: dict[str, Any] = {}
     if probs is not None and truth is not None:
-        if multi_label:
-            adapter.with_config(thresholds=tuple(tune_thresholds(probs, truth)))
-        metrics = _metrics(adapter, probs, truth)
+        metrics = calibrate(adapter, probs, truth)
     n_train = len(texts) - (evaluation["n_eval"] if kind == "held_out" else 0)
     metrics.update({**evaluation, "n_train": n_train, "steps_run": steps, "epochs_run": len(fit.loss_curve),
                     "loss_curve": fit.loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
                     "params": adapter.param_count})
     return adapter.with_config(metrics=metrics)
+
+
+def calibrate(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    """Fit the adapter's calibration (and then its multi-label thresholds) on predictions it did
+    not train on — held-out or out-of-fold, uncalibrated — and return the metrics of the
+    calibrated predictions, with the calibration's error before and after and the review table
+    (`calibration` module)."""
+    multi = adapter.multi_label
+    fitted = calibration.fit(probs, truth, multi)
+    scores = calibration.calibrated(fitted, probs, multi)
+    adapter.with_config(calibration=fitted.to_dict())
+    if multi:
+        adapter.with_config(thresholds=tuple(tune_thresholds(scores, truth)))
+    metrics = _metrics(adapter, scores, truth)
+    confidence = calibration.item_confidence(scores, multi, adapter.thresholds)
+    correct = calibration.item_correct(scores, truth, multi, adapter.thresholds)
+    review = calibration.Review.measure(confidence, correct)
+    metrics["calibration"] = {
+        "method": fitted.method, "bins": calibration.BINS, "n": len(probs),
+        "ece_before": calibration.ece(probs, truth, multi),
+        # each row calibrated by a fit on the other rows: what calibration does for new texts
+        "ece_after": calibration.cross_fitted_ece(probs, truth, multi),
+    }
+    metrics["review"] = {"n": review.n, "thresholds": review.thresholds, "coverage": review.coverage}
+    return metrics
 
 
 def evaluate(base: Base, adapter: Adapter, texts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
