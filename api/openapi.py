@@ -42,6 +42,7 @@ ERROR_TEXT = {
     413: "Body or item count over a limit",
     415: "Unsupported format",
     422: "Invalid field; details carry a JSON pointer per problem",
+    429: "Over a per-tenant quota; retry after Retry-After",
     502: "The worker failed",
     503: "The broker (Redis) is unreachable; retry after Retry-After",
     504: "No worker answered in time",
@@ -60,16 +61,18 @@ def operation(
     errors: tuple[int, ...] = (),
     headers: dict[str, str] | None = None,
     public: bool = False,
+    basic: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Declare a view for the OpenAPI document. `responses` maps a status to a schema (or a
     description); `errors` lists the error statuses it can answer beyond the common ones;
-    `body_media`/`response_media` name extra media types (media type → description)."""
+    `body_media`/`response_media` name extra media types (media type → description); `basic`:
+    the API key is also taken as an HTTP Basic password (Label Studio's ML backend)."""
 
     def mark(view: Callable) -> Callable:
         view.openapi = dict(  # type: ignore[attr-defined]
             summary=summary, tag=tag, responses=responses, body=body, body_media=body_media or {},
             response_media=response_media or {}, query=query, errors=errors, headers=headers or {}, public=public,
-            doc=inspect.cleandoc(view.__doc__ or ""))
+            basic=basic, doc=inspect.cleandoc(view.__doc__ or ""))
         return view
 
     return mark
@@ -96,7 +99,7 @@ def document(app: Flask) -> dict[str, Any]:
         spec = getattr(app.view_functions[rule.endpoint], "openapi", None) or {
             "summary": rule.endpoint, "tag": "undocumented", "responses": {200: "OK"}, "body": None,
             "body_media": {}, "response_media": {}, "query": None, "errors": (), "headers": {}, "public": True,
-            "doc": ""}
+            "basic": False, "doc": ""}
         path = PARAM.sub(r"{\2}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(rule, spec, refs)
@@ -112,7 +115,9 @@ def document(app: Flask) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": top.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API key"},
+                                "basic": {"type": "http", "scheme": "basic",
+                                          "description": "any user name, the API key as the password"}},
         },
     }
 
@@ -158,5 +163,5 @@ def _operation(rule: Any, spec: dict[str, Any], refs: dict[Any, Any]) -> dict[st
         responses[str(status)] = {"description": ERROR_TEXT.get(status, "Error"), "content": error_ref}
     op["responses"] = responses
     if not spec["public"]:
-        op["security"] = [{"bearer": []}]
+        op["security"] = [{"bearer": []}, *([{"basic": []}] if spec["basic"] else [])]
     return op

@@ -21,29 +21,41 @@ from .document import (
 )
 
 
-def answers(record: dict[str, Any], labels_from: str) -> dict[str, list[Any]]:
+def answers(record: dict[str, Any], labels_from: str) -> dict[str, list[Any]] | None:
     """question → the values given for it: people's responses (v2: {q: [{"value"}]}, v1:
-    [{"values": {q: {"value"}}, "status"}], discarded ones left out), or the suggestions."""
+    [{"values": {q: {"value"}}, "status"}], discarded ones left out), or the suggestions (v2:
+    {q: {"value"}}, v1: [{"question_name", "value"}]). None when they have neither shape."""
     found: dict[Any, list[Any]] = {}
     if labels_from == "predictions":
         suggestions = record.get("suggestions") or {}
-        pairs = (suggestions.items() if isinstance(suggestions, dict)
-                 else ((s.get("question_name"), s) for s in suggestions if isinstance(s, dict)))
+        if isinstance(suggestions, dict):
+            pairs = list(suggestions.items())
+        elif isinstance(suggestions, list):
+            pairs = [(s.get("question_name"), s) for s in suggestions if isinstance(s, dict)]
+        else:
+            return None
         for question, suggestion in pairs:
-            if isinstance(suggestion, dict) and "value" in suggestion:
+            if isinstance(question, str) and isinstance(suggestion, dict) and "value" in suggestion:
                 found.setdefault(question, []).append(suggestion["value"])
         return found
     responses = record.get("responses") or {}
     if isinstance(responses, dict):
         for question, given in responses.items():
+            if not isinstance(given, list):
+                return None
             found[question] = [a["value"] for a in given if isinstance(a, dict) and "value" in a
                                and a.get("status", "submitted") == "submitted"]
-    else:
+    elif isinstance(responses, list):
         for response in responses:
             if isinstance(response, dict) and response.get("status", "submitted") == "submitted":
-                for question, answer in (response.get("values") or {}).items():
+                values = response.get("values") or {}
+                if not isinstance(values, dict):
+                    return None
+                for question, answer in values.items():
                     if isinstance(answer, dict) and "value" in answer:
                         found.setdefault(question, []).append(answer["value"])
+    else:
+        return None
     return found
 
 
@@ -59,19 +71,25 @@ def read(text: str, options: ReadOptions) -> Upload:
     """`{"id", "fields": {"text"}, "responses": {q: [{"value", "user_id"}]}, "suggestions": {q:
     {"value", "score", "agent"}}}` per record (a JSON array, or one per line). The label is the
     answer most responses gave."""
-    records = json_rows(text, "Argilla records") if text.lstrip().startswith("[") else json_lines(text)
+    records = (json_rows(text, "Argilla records", options.max_rows) if text.lstrip().startswith("[")
+               else json_lines(text, options.max_rows))
     text_key = options.text_field or "text"
     values = [answers(r, options.labels_from) if isinstance(r, dict) else {} for r in records]
-    question = options.label_field or only_one({q for v in values for q, given in v.items() if given},
+    question = options.label_field or only_one({q for v in values if v for q, given in v.items() if given},
                                                "questions", "label_field")
     examples: list[dict[str, Any] | None] = []
     reasons: list[str | None] = []
     problems = []
+    kind = "response" if options.labels_from == "annotations" else "suggestion"
     for i, (record, record_answers) in enumerate(zip(records, values)):
         fields = record.get("fields") if isinstance(record, dict) else None
         if not isinstance(fields, dict) or text_key not in fields:
             problems.append({"pointer": f"/examples/{i}/fields", "message": f"a record has fields with a {text_key!r} "
                              "(name the text field with ?text_field=)"})
+            continue
+        if record_answers is None:
+            problems.append({"pointer": f"/examples/{i}/{kind}s", "message": f"{kind}s are not in Argilla's shape "
+                             '(responses: {question: [{"value", "status"}]}; suggestions: {question: {"value"}})'})
             continue
         given = record_answers.get(question or "", [])
         if any(not (isinstance(v, str) or isinstance(v, list)) for v in given):
@@ -79,7 +97,6 @@ def read(text: str, options: ReadOptions) -> Upload:
             continue
         names = majority(given) if given else []
         examples.append({"text": fields[text_key], "labels": names} if given else None)
-        kind = "response" if options.labels_from == "annotations" else "suggestion"
         reasons.append(None if given else f"record {record.get('id', i)} has no submitted {kind} to {question!r}")
     malformed(problems)
     return labelled(examples, reasons)

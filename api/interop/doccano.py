@@ -15,7 +15,7 @@ def read(text: str, options: ReadOptions) -> Upload:
     examples: list[dict[str, Any] | None] = []
     reasons: list[str | None] = []
     problems = []
-    for i, row in enumerate(json_lines(text)):
+    for i, row in enumerate(json_lines(text, options.max_rows)):
         label = row.get("label", row.get("labels")) if isinstance(row, dict) else None
         if not isinstance(row, dict) or label is None:
             problems.append({"pointer": f"/examples/{i}", "message": "expected {\"text\", \"label\": [...]}"})

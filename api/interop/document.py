@@ -25,7 +25,7 @@ from typing import Any
 from store.errors import StoreError
 
 from ..errors import ApiError, invalid
-from ..requests import parse_json, reject_constant
+from ..requests import MAX_JSON_DEPTH, NESTED_TOO_DEEP, parse_json, reject_constant, too_deep
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ class ReadOptions:
     text_field: str | None = None  # the text's key: Label Studio `data` key, JSON-MIN/CSV column, Argilla field
     label_field: str | None = None  # Label Studio <Choices> name (from_name), JSON-MIN/CSV column, Argilla question
     labels_from: str = "annotations"  # "annotations" (people's: LS annotations, Argilla responses) or "predictions"
+    max_rows: int | None = None  # REFTAG_MAX_EXAMPLES: an upload with more rows is refused before they are read
+
+
+def too_many_rows(limit: int) -> ApiError:
+    return ApiError(413, "too_many_examples", f"more than {limit} rows in one upload; the limit is {limit} "
+                    "(REFTAG_MAX_EXAMPLES)", [{"pointer": "/examples", "message": f"at most {limit} rows",
+                                               "limit": limit}])
 
 
 @dataclass
@@ -110,12 +117,17 @@ def model_version(adapter_version: int | None) -> str:
 # --- JSON --------------------------------------------------------------------------------------------
 
 
-def json_lines(text: str) -> list[Any]:
-    rows = []
+def json_lines(text: str, max_rows: int | None = None) -> list[Any]:
+    rows: list[Any] = []
     # split on "\n" only: str.splitlines() would also split inside texts holding U+2028 and friends
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        if too_deep(line):
+            raise ApiError(400, "malformed_jsonl", f"line {number} {NESTED_TOO_DEEP}",
+                           [{"line": number, "limit": MAX_JSON_DEPTH}])
+        if max_rows is not None and len(rows) == max_rows:
+            raise too_many_rows(max_rows)
         try:
             rows.append(json.loads(line, parse_constant=reject_constant))
         except (ValueError, RecursionError) as e:
@@ -124,9 +136,11 @@ def json_lines(text: str) -> list[Any]:
     return rows
 
 
-def json_rows(text: str, what: str) -> list[Any]:
+def json_rows(text: str, what: str, max_rows: int | None = None) -> list[Any]:
     """A JSON array of rows (or one object, read as one row)."""
     body = parse_json(text)
+    if max_rows is not None and isinstance(body, list) and len(body) > max_rows:
+        raise too_many_rows(max_rows)
     if isinstance(body, dict):
         return [body]
     if not isinstance(body, list):
@@ -159,14 +173,38 @@ def from_spreadsheet_safe(cell: str | None) -> str | None:
     return cell[1:] if cell and cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
-def csv_rows(text: str) -> tuple[list[str], list[dict[str, Any]]]:
+def json_cell(cell: str, row: int, column: str) -> Any:
+    """A CSV cell that holds JSON (ValueError when it is not JSON); 400 naming the row (the data
+    row, counted from 0, as `/examples/{row}` counts it) and column when it nests deeper than
+    MAX_JSON_DEPTH — checked on the cell's text before it is parsed."""
+    if too_deep(cell):
+        raise ApiError(400, "malformed_csv", f"/examples/{row}/{column}: the JSON in row {row}, column {column!r} "
+                       f"{NESTED_TOO_DEEP}", [{"pointer": f"/examples/{row}/{column}", "row": row, "column": column,
+                                              "limit": MAX_JSON_DEPTH}])
+    return json.loads(cell, parse_constant=reject_constant)
+
+
+def csv_rows(text: str, max_rows: int | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """A CSV's header and its data rows as dicts (cells made spreadsheet-safe by our exports
     read back as written)."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=EXTRA_CELLS)
+    rows: list[dict[str, Any]] = []
     try:
-        return list(reader.fieldnames or []), [{k: from_spreadsheet_safe(v) for k, v in row.items()} for row in reader]
+        for row in reader:
+            if max_rows is not None and len(rows) == max_rows:
+                raise too_many_rows(max_rows)
+            if EXTRA_CELLS in row:
+                columns = len(reader.fieldnames or [])
+                cells = columns + len(row[EXTRA_CELLS])
+                raise ApiError(400, "malformed_csv", f"CSV line {reader.line_num} has {cells} cells; the header names "
+                               f"{columns} columns", [{"line": reader.line_num}])
+            rows.append({k: from_spreadsheet_safe(v) for k, v in row.items()})
     except csv.Error as e:
         raise ApiError(400, "malformed_csv", f"CSV line {reader.line_num}: {e}") from None
+    return list(reader.fieldnames or []), rows
+
+
+EXTRA_CELLS = "\x00extra cells"  # the key under which DictReader puts a row's cells beyond the header's
 
 
 class SafeCsvWriter:

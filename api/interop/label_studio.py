@@ -19,6 +19,7 @@ from .document import (
     csv_rows,
     csv_writer,
     json_array,
+    json_cell,
     json_rows,
     labelled,
     malformed,
@@ -112,15 +113,21 @@ def annotation_choices(annotation: dict[str, Any], from_name: str) -> tuple[list
     """The choices of `from_name` in an annotation, and the JSON pointer of each in the payload."""
     labels: list[str] = []
     pointers: list[str] = []
-    for k, region in enumerate(annotation.get("result") or []):
+    for k, region in enumerate(listed(annotation.get("result"))):
         if isinstance(region, dict) and region.get("from_name") == from_name and region.get("type") == "choices":
-            choices = (region.get("value") or {}).get("choices")
+            value = region.get("value")
+            choices = value.get("choices") if isinstance(value, dict) else None
             if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
                 raise invalid([{"pointer": f"/annotation/result/{k}/value/choices",
                                 "message": "choices are a list of label names"}])
             labels += choices
             pointers += [f"/annotation/result/{k}/value/choices/{j}" for j in range(len(choices))]
     return labels, pointers
+
+
+def listed(value: Any) -> list[Any]:
+    """A payload's list, or none when it holds something else there."""
+    return value if isinstance(value, list) else []
 
 
 # --- reading exports as examples ---------------------------------------------------------------------
@@ -187,8 +194,8 @@ def tasks_as_examples(tasks: list[Any], options: ReadOptions) -> Upload:
     tasks with `data` and `annotations` (or `predictions`), each result of type `choices`."""
     key = task_text_key(tasks, options)
     from_names = {r.get("from_name") for t in tasks if isinstance(t, dict)
-                  for a in [*(t.get("annotations") or []), *(t.get("predictions") or [])] if isinstance(a, dict)
-                  for r in a.get("result") or [] if isinstance(r, dict) and r.get("type") == "choices"}
+                  for a in [*listed(t.get("annotations")), *listed(t.get("predictions"))] if isinstance(a, dict)
+                  for r in listed(a.get("result")) if isinstance(r, dict) and r.get("type") == "choices"}
     from_name = options.label_field or only_one({n for n in from_names if isinstance(n, str)},
                                                 "<Choices> (from_name)", "label_field")
     examples: list[dict[str, Any] | None] = []
@@ -216,7 +223,7 @@ def tasks_as_examples(tasks: list[Any], options: ReadOptions) -> Upload:
 
 
 def read(text: str, options: ReadOptions) -> Upload:
-    return tasks_as_examples(json_rows(text, "Label Studio tasks"), options)
+    return tasks_as_examples(json_rows(text, "Label Studio tasks", options.max_rows), options)
 
 
 def flat_records_as_examples(records: list[Any], options: ReadOptions) -> Upload:
@@ -247,19 +254,19 @@ def flat_records_as_examples(records: list[Any], options: ReadOptions) -> Upload
 
 
 def read_min(text: str, options: ReadOptions) -> Upload:
-    return flat_records_as_examples(json_rows(text, "JSON-MIN records"), options)
+    return flat_records_as_examples(json_rows(text, "JSON-MIN records", options.max_rows), options)
 
 
 def read_csv(text: str, options: ReadOptions) -> Upload:
-    _columns, rows = csv_rows(text)
+    _columns, rows = csv_rows(text, options.max_rows)
     records = []
-    for row in rows:
+    for i, row in enumerate(rows):
         record: dict[str, Any] = dict(row)
         for key, cell in row.items():
             # Label Studio writes a cell with several choices as JSON: {"choices": [...]}
             if isinstance(cell, str) and cell.startswith(("{", "[")) and key != (options.text_field or "text"):
                 try:
-                    record[key] = json.loads(cell)
+                    record[key] = json_cell(cell, i, key)
                 except ValueError:
                     pass
         records.append(record)

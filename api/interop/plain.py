@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..requests import parse_json
-from .document import ExportSpec, ReadOptions, Upload, csv_header, csv_rows, csv_writer, json_lines
+from .document import ExportSpec, ReadOptions, Upload, csv_header, csv_rows, csv_writer, json_cell, json_lines
 
 
 def read_json(text: str, options: ReadOptions) -> Upload:
@@ -17,28 +17,28 @@ def read_json(text: str, options: ReadOptions) -> Upload:
 
 
 def read_jsonl(text: str, options: ReadOptions) -> Upload:
-    return Upload({"examples": json_lines(text)})
+    return Upload({"examples": json_lines(text, options.max_rows)})
 
 
 def read_csv(text: str, options: ReadOptions) -> Upload:
-    columns, rows = csv_rows(text)
+    columns, rows = csv_rows(text, options.max_rows)
     if "text" not in columns or ("label" in columns) == ("labels" in columns):
         raise ApiError(422, "invalid_csv",
                        f"CSV header needs a `text` column and one of `label` or `labels`; got {columns}",
                        [{"pointer": "/columns", "columns": columns}])
     examples = []
-    for row in rows:
+    for i, row in enumerate(rows):
         if "labels" in row:
-            row["labels"] = csv_labels(row["labels"] or "")
+            row["labels"] = csv_labels(row["labels"] or "", i)
         examples.append({k: v for k, v in row.items() if k in ("text", "label", "labels") and v is not None})
     return Upload({"examples": examples})
 
 
-def csv_labels(cell: str) -> Any:
+def csv_labels(cell: str, row: int) -> Any:
     cell = cell.strip()
     if cell.startswith("["):
         try:
-            return json.loads(cell)
+            return json_cell(cell, row, "labels")
         except ValueError:
             raise ApiError(400, "malformed_csv", f"labels cell is not a JSON list: {cell[:80]!r}") from None
     return [name.strip() for name in cell.split("|") if name.strip()]

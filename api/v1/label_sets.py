@@ -82,7 +82,8 @@ def add_examples(label_set_id: str):
     no label at all (tasks nobody annotated) are left out and listed in `rejected`."""
     read = interop.example_reader(request.args.get("format") or interop.format_for_media(request.mimetype))
     query = parse_query(ExamplesQuery)
-    upload = read(body_text(), interop.ReadOptions(query.text_field, query.label_field, query.labels_from))
+    upload = read(body_text(), interop.ReadOptions(query.text_field, query.label_field, query.labels_from,
+                                                   settings().max_examples_per_request))
     with upload.errors_at_source_rows():
         body = validate(ExamplesUpload, upload.document)
         with transaction() as session:

@@ -19,7 +19,7 @@ from store.models import Adapter, Job, JobStatus, JobType, Result, as_utc
 
 from ..errors import invalid
 from ..interop import ExampleFormat, ResultFormat
-from ..requests import MAX_INT32, ItemId, Name, RequestModel, StoredStr, Text, storable_meta, text_problems, too_many
+from ..requests import MAX_INT32, CountLimit, ItemId, Name, RequestModel, StoredStr, Text, storable_meta, text_problems
 
 # --- training config --------------------------------------------------------------------------
 
@@ -197,12 +197,10 @@ class ExampleIn(RequestModel):
 
 
 class ExamplesUpload(RequestModel):
+    count_limit = CountLimit("examples", "max_examples_per_request", "REFTAG_MAX_EXAMPLES")
     examples: Annotated[list[ExampleIn], Field(min_length=1)]
 
     def check(self, settings: Settings) -> None:
-        if len(self.examples) > settings.max_examples_per_request:
-            raise too_many("examples", len(self.examples), settings.max_examples_per_request,
-                           "/examples", "REFTAG_MAX_EXAMPLES")
         problems = text_problems([(f"/examples/{i}/text", e.text) for i, e in enumerate(self.examples)], settings)
         if problems:
             raise invalid(problems)
@@ -305,13 +303,12 @@ class JobCreate(RequestModel):
     label_set_id: Annotated[StoredStr, Field(max_length=64)]
     items: Annotated[list[JobItemIn], Field(min_length=1)]
     adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
+    count_limit = CountLimit("items", "max_job_items", "REFTAG_MAX_JOB_ITEMS")
 
     def item_ids(self) -> list[str]:
         return [str(item.id) if item.id is not None else str(i) for i, item in enumerate(self.items)]
 
     def check(self, settings: Settings) -> None:
-        if len(self.items) > settings.max_job_items:
-            raise too_many("items", len(self.items), settings.max_job_items, "/items", "REFTAG_MAX_JOB_ITEMS")
         problems = text_problems([(f"/items/{i}/text", item.text) for i, item in enumerate(self.items)], settings)
         first_seen: dict[str, int] = {}
         for i, item_id in enumerate(self.item_ids()):
@@ -419,10 +416,9 @@ class PredictRequest(RequestModel):
     label_set_id: Annotated[StoredStr, Field(max_length=64)]
     items: Annotated[list[PredictItem], Field(min_length=1)]
     adapter_version: Annotated[int, Field(ge=1, le=MAX_INT32)] | None = None
+    count_limit = CountLimit("items", "max_predict_items", "REFTAG_MAX_PREDICT_ITEMS")
 
     def check(self, settings: Settings) -> None:
-        if len(self.items) > settings.max_predict_items:
-            raise too_many("items", len(self.items), settings.max_predict_items, "/items", "REFTAG_MAX_PREDICT_ITEMS")
         problems = text_problems([(f"/items/{i}/text", item.text) for i, item in enumerate(self.items)], settings)
         if problems:
             raise invalid(problems)

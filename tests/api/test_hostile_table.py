@@ -21,6 +21,8 @@ from store import jobs, results
 from store.models import Example, Job, JobItem, LabelSet
 
 JSON = "application/json"
+JSONL = "application/x-ndjson"
+CSV = "text/csv"
 MB = 1_000_000
 
 
@@ -30,6 +32,14 @@ def dumps(value) -> bytes:
 
 def nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
+
+
+def nest(depth: int) -> list:
+    """A value nested `depth` arrays deep."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
 
 
 # (case, path ({ls} is a label set with an adapter), Content-Type, body(ls), status, code, pointer)
@@ -58,6 +68,46 @@ REFUSED = [
     ("JSON nested 10,000 deep to predict", "/v1/predict", JSON, lambda ls: nested(10_000), 400, "malformed_json", None),
     ("JSON nested 40 deep in a label set", "/v1/label-sets", JSON,
      lambda ls: b'{"name": "n", "labels": ' + nested(40) + b"}", 400, "malformed_json", None),
+    ("JSON nested 600 deep in a job (parsed, then too deep to measure)", "/v1/jobs", JSON,
+     lambda ls: nested(600), 400, "malformed_json", None),
+    # The 116-byte body of issue 15: a JSON-MIN label nested 40 deep once took days to read.
+    ("a Label Studio JSON-MIN label nested 40 deep", "/v1/label-sets/{ls}/examples?format=label_studio_min", JSON,
+     lambda ls: b'[{"text":"hi","label":' + b"[" * 40 + b'"billing"' + b"]" * 40 + b"}]", 400, "malformed_json", None),
+    ("the same label in a Label Studio CSV cell", "/v1/label-sets/{ls}/examples?format=label_studio_csv", CSV,
+     lambda ls: b'text,label\nfine,billing\nhi,"' + b"[" * 40 + b'""billing""' + b"]" * 40 + b'"\n',
+     400, "malformed_csv", "/examples/1/label"),
+    ("a Label Studio CSV cell nested 5,000 deep", "/v1/label-sets/{ls}/examples?format=label_studio_csv", CSV,
+     lambda ls: b"text,label\nhi," + nested(5_000) + b"\n", 400, "malformed_csv", "/examples/0/label"),
+    ("a CSV labels cell nested 5,000 deep", "/v1/label-sets/{ls}/examples", CSV,
+     lambda ls: b"text,labels\nfine,billing\nhi," + nested(5_000) + b"\n", 400, "malformed_csv", "/examples/1/labels"),
+    # Depth is checked on the raw body, before a reader picks out what it reads.
+    ("Label Studio tasks with data nested 40 deep", "/v1/label-sets/{ls}/examples?format=label_studio", JSON,
+     lambda ls: dumps([{"data": {"text": "hi", "extra": nest(40)}, "annotations": [
+         {"result": [{"from_name": "label", "type": "choices", "value": {"choices": ["billing"]}}]}]}]),
+     400, "malformed_json", None),
+    ("a doccano line with meta nested 40 deep", "/v1/label-sets/{ls}/examples?format=doccano", JSONL,
+     lambda ls: dumps({"text": "fine", "label": ["billing"]}) + b"\n"
+     + dumps({"text": "hi", "label": ["billing"], "meta": nest(40)}) + b"\n", 400, "malformed_jsonl", None),
+    ("an Argilla record with metadata nested 40 deep", "/v1/label-sets/{ls}/examples?format=argilla", JSON,
+     lambda ls: dumps([{"fields": {"text": "hi"}, "metadata": nest(40),
+                        "responses": {"label": [{"value": "billing", "user_id": "u"}]}}]), 400, "malformed_json", None),
+    # Found by the fuzz guard (test_reader_fuzz.py): each was a 500.
+    ("a CSV row with more cells than the header", "/v1/label-sets/{ls}/examples", CSV,
+     lambda ls: b"text,label\nfine,billing\nhi,billing,extra\n", 400, "malformed_csv", None),
+    ("Label Studio tasks whose annotations are a number", "/v1/label-sets/{ls}/examples?format=label_studio", JSON,
+     lambda ls: dumps([{"data": {"text": "hi"}, "annotations": 1.5}]), 422, None, None),
+    ("Label Studio annotations whose result is a number", "/v1/label-sets/{ls}/examples?format=label_studio", JSON,
+     lambda ls: dumps([{"data": {"text": "hi"}, "annotations": [{"result": 7}]}]), 422, None, None),
+    ("Argilla suggestions that are a boolean", "/v1/label-sets/{ls}/examples?format=argilla&labels_from=predictions",
+     JSON, lambda ls: dumps([{"fields": {"text": "hi"}, "suggestions": True}]), 422, "invalid_request",
+     "/examples/0/suggestions"),
+    ("Argilla responses that are not lists", "/v1/label-sets/{ls}/examples?format=argilla", JSON,
+     lambda ls: dumps([{"fields": {"text": "hi"}, "responses": {"label": 3}}]), 422, "invalid_request",
+     "/examples/0/responses"),
+    ("a million wrong items in a job (2 MB)", "/v1/jobs", JSON,
+     lambda ls: dumps({"label_set_id": ls, "items": [0] * 1_000_000}), 413, "too_many_items", "/items"),
+    ("a million JSONL rows (limit 50,000)", "/v1/label-sets/{ls}/examples", JSONL,
+     lambda ls: b"0\n" * 1_000_000, 413, "too_many_examples", "/examples"),
     ("a NUL in a label name", "/v1/label-sets", JSON,
      lambda ls: dumps({"name": "n", "labels": [{"name": "a\u0000b"}, {"name": "c"}]}),
      422, "invalid_request", "/labels/0/name"),
@@ -94,6 +144,21 @@ def test_hostile_request_is_refused_clearly_and_stores_nothing(client, auth, lab
     if status == 413 and code == "too_many_items":
         assert "100000" in error["message"]  # the limit, named
     assert stored(count_rows) == before
+
+
+def test_json_nested_too_deep_is_refused_naming_the_limit_and_where(client, auth, label_set_id):
+    csv_upload = client.post(f"/v1/label-sets/{label_set_id}/examples?format=label_studio_csv",
+                             headers={**auth, "Content-Type": CSV}, data=b"text,label\nok,billing\nhi," + nested(33))
+    error = csv_upload.get_json()["error"]
+    assert csv_upload.status_code == 400 and "row 1, column 'label'" in error["message"] and "32" in error["message"]
+    assert error["details"] == [{"pointer": "/examples/1/label", "row": 1, "column": "label", "limit": 32}]
+    jsonl = client.post(f"/v1/label-sets/{label_set_id}/examples", headers={**auth, "Content-Type": JSONL},
+                        data=b'{"text": "ok", "label": "billing"}\n' + nested(33))
+    assert jsonl.status_code == 400 and jsonl.get_json()["error"]["details"] == [{"line": 2, "limit": 32}]
+    body = client.post("/v1/predict", headers={**auth, "Content-Type": JSON}, data=nested(33))
+    assert body.status_code == 400 and "deeper than 32 levels" in body.get_json()["error"]["message"]
+    # 32 deep is within the limit: the request gets as far as its schema
+    assert client.post("/v1/predict", headers={**auth, "Content-Type": JSON}, data=nested(32)).status_code == 422
 
 
 def test_a_10_mb_job_under_the_limits_is_stored_whole(client, auth, label_set_id, count_rows, clean_redis):

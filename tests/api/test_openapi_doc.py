@@ -31,12 +31,13 @@ def test_every_schema_reference_resolves(client):
     assert job_create["additionalProperties"] is False
 
 
-def test_v1_operations_declare_bearer_auth_and_the_error_schema(client):
+def test_v1_and_label_studio_operations_declare_their_auth_and_the_error_schema(client):
     doc = client.get("/openapi.json").get_json()
     for path, ops in doc["paths"].items():
         for op in ops.values():
-            if path.startswith("/v1/"):
-                assert op["security"] == [{"bearer": []}]
+            if path.startswith(("/v1/", "/ls/")):
+                # Label Studio connects with HTTP Basic, the API key as the password
+                assert op["security"] == [{"bearer": []}] + ([{"basic": []}] if path.startswith("/ls/") else [])
                 assert op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
             else:
                 assert "security" not in op

@@ -2,8 +2,11 @@
 thousand generated requests (schema-valid ones, with random ids and with ids of real objects,
 and schema-invalid ones), and for each answer: no 5xx, a documented status, the documented
 content type and headers, a body that matches its schema, invalid input refused, and auth
-enforced. (tests/api/test_hostile_input.py mutates known-good bodies with hand-picked hostile
-values; this one explores what the schema allows and forbids.)
+enforced. That covers Label Studio's ML backend (`/ls/*`, called with the API key as a bearer
+token or as the HTTP Basic password, as Label Studio sends it) and every value of the `format`
+query parameters: each upload format is read (a one-example upload as its tool writes it) and
+each export format written at least once. (tests/api/test_hostile_input.py mutates known-good
+bodies with hand-picked hostile values; this one explores what the schema allows and forbids.)
 
 Not checked: that every schema-valid request is accepted. JSON Schema cannot say "label names
 distinct", "a label of this set" or "2.0 is not an integer", which the API does refuse (422, by
@@ -11,6 +14,9 @@ design), so that check would only report the limits of the schema language.
 """
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import math
 from collections import Counter
 
@@ -23,6 +29,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from api import interop
 from reft_core.bases import MINILM
 from store import jobs, results
 from tests.api.test_label_studio_pull import TOKEN
@@ -64,20 +71,64 @@ def world(make_app, auth, make_label_set, add_adapter, label_studio):
 
     return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,
                  "labels": ["billing", "delivery", "other"], "label_studio": connection,
-                 "connect_label_studio": connect_label_studio}
+                 "connect_label_studio": connect_label_studio,
+                 "upload_formats": itertools.cycle(interop.EXAMPLE_FORMATS),
+                 "result_formats": itertools.cycle(["json", *interop.RESULT_FORMATS])}
+
+
+def upload_in(fmt: str, label: str) -> str:
+    """A one-example upload in format `fmt`, as its tool writes it (`?format=` of POST .../examples)."""
+    text = f"please refund me, {label}"
+    region = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+    return {
+        "json": json.dumps({"examples": [{"text": text, "label": label}]}),
+        "jsonl": json.dumps({"text": text, "label": label}) + "\n",
+        "csv": f'text,label\n"{text}",{label}\n',
+        "label_studio": json.dumps([{"id": 1, "data": {"text": text}, "annotations": [{"result": [region]}]}]),
+        "label_studio_min": json.dumps([{"id": 1, "text": text, "label": label}]),
+        "label_studio_csv": f"id,label,text\n1,{label},\"{text}\"\n",
+        "doccano": json.dumps({"text": text, "label": [label]}) + "\n",
+        "argilla": json.dumps([{"id": "1", "fields": {"text": text},
+                                "responses": {"label": [{"value": label, "status": "submitted"}]}}]),
+    }[fmt]
+
+
+def labeling_config(labels) -> str:
+    """A Label Studio project's config whose choices are the set's labels."""
+    return ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+            + "".join(f'<Choice value="{name}"/>' for name in labels) + "</Choices></View>")
 
 
 def aim_at_real_objects(case, ids, data) -> None:
     """Point a schema-valid request at the world's objects: real ids in the path and the body,
-    a real base's name, real label names in examples (random ones are refused, rightly, as unknown labels)."""
+    a real base's name, real label names in examples (random ones are refused, rightly, as unknown labels),
+    an upload in each format the examples route reads, and Label Studio payloads with a labeling
+    config of the set's labels and tasks with a text."""
     real = {"label_set_id": st.just(ids["label_set_id"]), "job_id": st.sampled_from(ids["job_ids"]),
             "version": st.just(ids["version"])}
     names = [p.name for p in case.operation.path_parameters if p.name in real]
     case.path_parameters = {**(case.path_parameters or {}), **{name: data.draw(real[name]) for name in names}}
     if "/label-studio" in case.operation.path:
         ids["connect_label_studio"]()
+    if case.operation.label.endswith("/examples"):  # each format in turn, with the query it needs
+        fmt = next(ids["upload_formats"])
+        case.query = {"format": fmt, "text_field": "text", "label_field": "label"} if fmt.startswith(
+            ("label_studio", "argilla")) else {"format": fmt}
+        case.media_type, case.body = "text/csv", upload_in(fmt, data.draw(st.sampled_from(ids["labels"])))
+        return
+    if case.operation.label.endswith("/results"):  # each format in turn, of the tag job
+        case.path_parameters["job_id"] = ids["job_ids"][0]
+        case.query = {**{k: v for k, v in (case.query or {}).items() if k != "cursor"},
+                      "format": next(ids["result_formats"])}
     if not isinstance(case.body, dict):
         return
+    for key in ("label_config", "schema"):  # Label Studio's /predict, /train and /setup
+        if key in case.body:
+            case.body[key] = labeling_config(ids["labels"])
+    if isinstance(case.body.get("tasks"), list):
+        case.body["tasks"] = [{"id": i, "data": {"text": f"text {i}"}} for i in range(len(case.body["tasks"]))]
+    if isinstance(case.body.get("annotations"), list):  # /train: annotated tasks, as Label Studio's export
+        case.body["annotations"] = [json.loads(upload_in("label_studio", label))[0] for label in ids["labels"]]
     if "token" in case.body:  # a connection to the stand-in Label Studio (random URLs are refused, rightly)
         case.body.update(ids["label_studio"])
     if "label_set_id" in case.body:
@@ -96,8 +147,11 @@ def test_generated_requests_get_no_5xx_and_answers_match_the_schema(world, auth)
     app, ids = world
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     statuses: Counter = Counter()
-    # With no predict worker POST /v1/predict answers 504, documented and checked below.
-    no_worker = "POST /v1/predict"
+    formats_answered: set[tuple[str, str]] = set()
+    basic = {"Authorization": "Basic " + base64.b64encode(b"label-studio:" + auth["Authorization"].split()[1].encode()
+                                                          ).decode()}
+    # With no predict worker, predictions answer 504, documented and checked below.
+    no_worker = ("POST /v1/predict", "POST /ls/{label_set_id}/predict")
 
     def run(operation, strategy, real_ids: bool, examples: int) -> None:
         @hypothesis.settings(max_examples=examples, **SETTINGS)
@@ -105,9 +159,14 @@ def test_generated_requests_get_no_5xx_and_answers_match_the_schema(world, auth)
         def call(case, data):
             if real_ids:
                 aim_at_real_objects(case, ids, data)
-            excluded = [positive_data_acceptance] + ([not_a_server_error] if operation.label == no_worker else [])
-            response = case.call_and_validate(headers=auth, excluded_checks=excluded)
+            excluded = [positive_data_acceptance] + ([not_a_server_error] if operation.label in no_worker else [])
+            # Label Studio connects with HTTP Basic, the API key as the password; it may send a bearer token too
+            headers = data.draw(st.sampled_from([auth, basic])) if operation.path.startswith("/ls/") else auth
+            response = case.call_and_validate(headers=headers, excluded_checks=excluded)
             statuses[(operation.label, response.status_code)] += 1
+            fmt = (case.query or {}).get("format")
+            if fmt and response.status_code < 300:
+                formats_answered.add((operation.label, fmt))
 
         try:
             call()
@@ -135,8 +194,12 @@ def test_generated_requests_get_no_5xx_and_answers_match_the_schema(world, auth)
         by_status[status] += n
     print(f"{total} requests; by status: {dict(sorted(by_status.items()))}")
     assert total >= 1000
-    assert {key for key in statuses if key[1] >= 500} <= {(no_worker, 504)}, statuses
-    # The real ids took the requests past the 404s: every /v1 operation succeeded at least once.
+    assert {key for key in statuses if key[1] >= 500} <= {(label, 504) for label in no_worker}, statuses
+    # The real ids took the requests past the 404s: every /v1 and /ls operation succeeded at least once.
     reached = {label for (label, status) in statuses if 200 <= status < 300}
-    v1 = {label for (label, _) in statuses if " /v1/" in label}
-    assert v1 - reached <= {no_worker}, f"never answered 2xx: {sorted(v1 - reached)}"
+    ours = {label for (label, _) in statuses if " /v1/" in label or " /ls/" in label}
+    assert ours - reached <= set(no_worker), f"never answered 2xx: {sorted(ours - reached)}"
+    # ... and every format: each upload format read, each export format written.
+    uploads = {fmt for label, fmt in formats_answered if label.endswith("/examples")}
+    exports = {fmt for label, fmt in formats_answered if label.endswith("/results")}
+    assert uploads == set(interop.EXAMPLE_FORMATS) and exports == {"json", *interop.RESULT_FORMATS}, formats_answered
