@@ -16,7 +16,7 @@ from werkzeug.routing import BaseConverter
 from service import logs
 from service.settings import Settings, get_settings
 
-from . import auth, cli, db, errors
+from . import auth, cli, db, errors, security_headers
 from .interop import label_studio_backend
 from .ui import dashboard
 from .v1 import base_models, jobs, label_sets, label_studio_connection, meta, metrics, predict
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     db.init_app(app)
     errors.init_app(app)
+    security_headers.init_app(app)
 
     v1 = Blueprint("v1", __name__, url_prefix="/v1")
     v1.before_request(auth.require_tenant)

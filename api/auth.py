@@ -27,19 +27,20 @@ def require_tenant() -> None:
 def require_tenant_bearer_or_basic() -> None:
     """before_request of /ls (Label Studio's ML backend): the API key as a Bearer token, or as
     the password of HTTP Basic auth, which is how Label Studio sends credentials (its "Basic
-    auth" option; the user name is not checked). A live key or 401."""
+    auth" option; the user name is not checked). A live key or 401, without a challenge."""
     credentials = request.authorization
     raw_key = None
     if credentials is not None and credentials.type == "basic":
         raw_key = credentials.password
     elif credentials is not None and credentials.type == "bearer":
         raw_key = credentials.token
-    challenge = {"WWW-Authenticate": 'Basic realm="reftag", charset="UTF-8"'}
+    # No `WWW-Authenticate: Basic` challenge on the 401: a browser would ask its user for the
+    # password and then send it on its own with every request to this origin, cross-site ones too.
     if not raw_key:
         raise ApiError(401, "unauthorized", "send the API key as the HTTP Basic auth password (any user name) "
-                       "or as `Authorization: Bearer <api key>`", headers=challenge)
+                       "or as `Authorization: Bearer <api key>`")
     with read_transaction() as session:
         tenant_id = tenants.tenant_id_for_key(session, raw_key)
     if tenant_id is None:
-        raise ApiError(401, "unauthorized", "API key is unknown or revoked", headers=challenge)
+        raise ApiError(401, "unauthorized", "API key is unknown or revoked")
     g.tenant_id = tenant_id

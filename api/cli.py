@@ -17,6 +17,7 @@ from .interop import label_studio_pull
 cli = AppGroup("reftag", help="Manage reftag tenants and API keys.")
 DEFAULT_TENANT = "default"
 DEV_KEY_FILE = ROOT / "var" / "dev-api-key"
+MIN_BOOTSTRAP_KEY_CHARS = 24
 
 
 def fail(error: StoreError) -> None:
@@ -70,15 +71,27 @@ def revoke_key_command(prefix: str) -> None:
 @cli.command("bootstrap")
 def bootstrap_command() -> None:
     """Migrate, ensure the tenant `default`, and give it a key: REFTAG_API_KEY when set, else a
-    development key (printed, and kept in var/dev-api-key) if it has none. Safe to rerun."""
+    development key (printed, and kept in var/dev-api-key) if it has none. Safe to rerun.
+    Refuses (exit 1) a REFTAG_API_KEY that was revoked — it stays revoked — and one shorter than
+    24 characters unless REFTAG_ENV=development."""
     settings = current_app.config["REFTAG_SETTINGS"]
+    now = get_settings()  # REFTAG_API_KEY and REFTAG_ENV as they are now
+    bootstrap_key = now.bootstrap_api_key
+    if bootstrap_key and len(bootstrap_key) < MIN_BOOTSTRAP_KEY_CHARS and now.environment != "development":
+        raise click.ClickException(
+            f"REFTAG_API_KEY has {len(bootstrap_key)} characters; a deployment's key needs at least "
+            f"{MIN_BOOTSTRAP_KEY_CHARS} (make one with "
+            "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`, or unset it for a generated key; "
+            "REFTAG_ENV=development allows a short one on a trial machine)")
     upgrade(settings.database_url)
-    bootstrap_key = get_settings().bootstrap_api_key  # REFTAG_API_KEY as it is now
     try:
         with transaction() as session:
             tenant = tenants.ensure_tenant(session, DEFAULT_TENANT)
             if bootstrap_key:
-                tenants.ensure_api_key(session, tenant.id, bootstrap_key, name="REFTAG_API_KEY")
+                try:
+                    tenants.ensure_api_key(session, tenant.id, bootstrap_key, name="REFTAG_API_KEY")
+                except StoreError as e:
+                    raise click.ClickException(f"REFTAG_API_KEY: {e.message}; unset it or set a new key") from None
                 click.echo("REFTAG_API_KEY is a valid key of tenant `default`")
                 return
             if tenants.live_key_count(session, tenant.id):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -105,6 +106,19 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class DashboardSession(Base):
+    """A dashboard sign-in with an API key. The session cookie carries a random token; only its
+    SHA-256 is stored here, so a copy of the database (with the cookie-signing secret) makes no
+    cookie that signs in. Signing out deletes the row; revoking the key ends its sessions."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class LabelSet(Base):
@@ -301,3 +315,15 @@ class LabelStudioTask(Base):
     annotation_id: Mapped[int | None] = mapped_column(Integer, default=None)
     example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), index=True)
     owns_example: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class MetricCounter(Base):
+    """A number /metrics reports, kept up to date in the transaction that changes what it counts
+    (`store.job_counts`), so that a scrape reads these few rows instead of every job. `name` is
+    the metric, `label` its label value ("tag:running", "ok", a histogram bucket's bound)."""
+
+    __tablename__ = "metric_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0)

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from . import jobs
+from . import jobs, metric_counters
 from .errors import Invalid
 from .models import JobItem, JobStatus, Result
 
@@ -30,7 +30,7 @@ class ResultRow:
 
 def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[ResultRow]:
     """Insert the rows whose position has no result yet; returns those (keyed by (job,
-    position): a chunk written twice writes once)."""
+    position): a chunk written twice writes once), counted for /metrics by outcome."""
     if not rows:
         return []
     positions = [r.position for r in rows]
@@ -40,6 +40,8 @@ def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[Res
         )
     ))
     new = [r for r in rows if r.position not in present]
+    failed = sum(1 for r in new if r.error is not None)
+    metric_counters.count_items(session, len(new) - failed, failed)
     if new:
         session.execute(insert(Result), [
             {"job_id": job_id, "position": r.position, "item_id": r.item_id, "labels": r.labels,

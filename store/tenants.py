@@ -1,16 +1,18 @@
-"""Tenants and their API keys. A key is stored as its SHA-256 only; `prefix` lets a person tell
-keys apart. Every function takes a `Session` and leaves the transaction to the caller."""
+"""Tenants, their API keys, and the dashboard sessions signed in with a key. A key (and a
+session token) is stored as its SHA-256 only; `prefix` lets a person tell keys apart. Every
+function takes a `Session` and leaves the transaction to the caller."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from .errors import Conflict, NotFound
-from .models import ApiKey, Tenant, utcnow
+from .models import ApiKey, DashboardSession, Tenant, as_utc, utcnow
 
 KEY_PREFIX = "rt_"
 
@@ -61,14 +63,18 @@ def live_key_count(session: Session, tenant_id: str) -> int:
 
 
 def ensure_api_key(session: Session, tenant_id: str, raw_key: str, name: str = "") -> tuple[ApiKey, bool]:
-    """Make `raw_key` a live key of the tenant (how REFTAG_API_KEY bootstraps a deployment).
-    Returns (key, created). A key that belongs to another tenant is a Conflict."""
+    """Make `raw_key` a key of the tenant (how REFTAG_API_KEY bootstraps a deployment). Returns
+    (key, created). A key that belongs to another tenant is a Conflict, and so is a revoked key:
+    revoking is for good, and a key still named in a deployment's environment must not come back
+    to life at its next start."""
     key = api_key_by_raw(session, raw_key)
     if key is None:
         return create_api_key(session, tenant_id, name, raw_key)[0], True
     if key.tenant_id != tenant_id:
         raise Conflict("that key already belongs to another tenant", code="key_taken")
-    key.revoked_at = None
+    if key.revoked_at is not None:
+        raise Conflict(f"that key (prefix {key.prefix}) was revoked at {as_utc(key.revoked_at):%Y-%m-%d %H:%M} UTC "
+                       "and stays revoked", code="key_revoked")
     return key, False
 
 
@@ -94,10 +100,40 @@ def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
     return str(row.tenant_id)
 
 
-def tenant_for_key_hash(session: Session, digest: str) -> Tenant | None:
-    """The tenant of the live key whose SHA-256 is `digest`, or None. The dashboard keeps this
-    hash in its session cookie, never the key itself."""
+# --- dashboard sessions ---------------------------------------------------------------------------
+
+
+def start_dashboard_session(session: Session, raw_key: str, lifetime: timedelta) -> tuple[Tenant, str] | None:
+    """Sign in to the dashboard with a live key: the tenant and a new session token (for the
+    cookie; only its hash is stored), or None for an unknown or revoked key. Expired sessions
+    are deleted here, so that sessions nobody signed out of do not pile up."""
+    now = utcnow()
+    digest = hash_key(raw_key)
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         return None
-    return session.get(Tenant, key.tenant_id)
+    session.execute(delete(DashboardSession).where(DashboardSession.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    session.add(DashboardSession(token_hash=hash_key(token), api_key_id=key.id, created_at=now,
+                                 expires_at=now + lifetime))
+    session.flush()
+    return session.get_one(Tenant, key.tenant_id), token
+
+
+def tenant_for_dashboard_session(session: Session, token: str) -> Tenant | None:
+    """The tenant of a dashboard session that has not ended or expired and whose key is live."""
+    if not token:
+        return None
+    return session.scalar(
+        select(Tenant)
+        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .join(DashboardSession, DashboardSession.api_key_id == ApiKey.id)
+        .where(DashboardSession.token_hash == hash_key(token), DashboardSession.expires_at > utcnow(),
+               ApiKey.revoked_at.is_(None))
+    )
+
+
+def end_dashboard_session(session: Session, token: str) -> None:
+    """Sign out: the session's cookie signs in no more, wherever a copy of it is."""
+    if token:
+        session.execute(delete(DashboardSession).where(DashboardSession.token_hash == hash_key(token)))

@@ -60,10 +60,25 @@ log = logging.getLogger("reftag.label_studio")
 bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
 bp.before_request(auth.require_tenant_bearer_or_basic)
 
+
+@bp.before_request
+def require_json_body() -> None:
+    """A POST here is JSON and says so (Label Studio sends `application/json`). Read whatever the
+    Content-Type, a cross-site `<form enctype="text/plain">` could post JSON-shaped text to
+    /webhook or /train with credentials the browser remembers; such a form cannot send a JSON type."""
+    if request.method == "POST" and not is_json_type(request.mimetype):
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as JSON with `Content-Type: application/json` "
+                       f"(this request says {request.mimetype or 'nothing'!r})")
+
+
+def is_json_type(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 # `detail.made_by` of a tag job that a large /predict ran as.
 PREDICT_JOB_MAKER = "label_studio_predict"
-LS_ERRORS = (400, 401, 404, 409, 413, 422)
+LS_ERRORS = (400, 401, 404, 409, 413, 415, 422)
 
 
 # --- Label Studio's request shapes ------------------------------------------------------------
@@ -215,7 +230,7 @@ def log_refusal(response: Response) -> Response:
 
 @bp.get("/")
 @bp.get("/health")
-@operation("Label Studio: health", tag="label studio", responses={200: HealthOut}, errors=(401, 404), public=True)
+@operation("Label Studio: health", tag="label studio", responses={200: HealthOut}, errors=(401, 404), basic=True)
 def health(label_set_id: str):
     """Auth: the API key as the Basic auth password, or as a Bearer token."""
     with read_transaction() as session:
@@ -224,7 +239,7 @@ def health(label_set_id: str):
 
 @bp.get("/versions")
 @operation("Label Studio: model versions", tag="label studio", responses={200: VersionsOut}, errors=(401, 404),
-           public=True)
+           basic=True)
 def versions(label_set_id: str):
     """Every adapter version as Label Studio names it (`reftag-v3`), newest first; which one is
     active (the one /setup and /health answer and that predicts); and what the latest train job
@@ -244,8 +259,8 @@ def versions(label_set_id: str):
 
 
 @bp.post("/setup")
-@operation("Label Studio: set up a project", tag="label studio", responses={200: SetupOut}, errors=LS_ERRORS,
-           public=True)
+@operation("Label Studio: set up a project", tag="label studio", body=SetupBody, responses={200: SetupOut},
+           errors=LS_ERRORS, basic=True)
 def setup(label_set_id: str):
     """Checks the project's labeling config against the label set (same choices as labels) and
     answers the active adapter's version."""
@@ -261,8 +276,8 @@ def setup(label_set_id: str):
 
 
 @bp.post("/predict")
-@operation("Label Studio: predict tasks", tag="label studio", responses={200: PredictOut},
-           errors=(*LS_ERRORS, 502, 503, 504), public=True)
+@operation("Label Studio: predict tasks", tag="label studio", body=PredictBody, responses={200: PredictOut},
+           errors=(*LS_ERRORS, 429, 502, 503, 504), basic=True)
 def predict(label_set_id: str):
     """One prediction per task, in order: `{"result": [{from_name, to_name, "type": "choices",
     "value": {"choices"}}], "score", "model_version"}`, by the active adapter."""
@@ -299,8 +314,8 @@ def predict_texts(label_set_id: str, version: int, texts: list[str], task_ids: l
 
 
 @bp.post("/webhook")
-@operation("Label Studio: webhook", tag="label studio", responses={200: WebhookOut, 201: WebhookOut},
-           errors=(*LS_ERRORS, 503), public=True)
+@operation("Label Studio: webhook", tag="label studio", body=WebhookBody, responses={200: WebhookOut, 201: WebhookOut},
+           errors=(*LS_ERRORS, 503), basic=True)
 def webhook(label_set_id: str):
     """`ANNOTATION_CREATED` / `ANNOTATION_UPDATED`: the annotation's choices become the example of
     the task's text (sent again, it is a duplicate; updated, the example takes the new labels).
@@ -327,8 +342,9 @@ def webhook(label_set_id: str):
 
 
 @bp.post("/train")
-@operation("Label Studio: train on annotated tasks", tag="label studio", responses={201: WebhookOut},
-           errors=(*LS_ERRORS, 503), public=True)
+@operation("Label Studio: train on annotated tasks", tag="label studio", body=TrainBody,
+           responses={201: WebhookOut, 200: WebhookOut},
+           errors=(*LS_ERRORS, 503), basic=True)
 def train(label_set_id: str):
     """Stores the annotated tasks as examples (rows with no annotation are skipped), then
     starts a train job."""

@@ -1,21 +1,25 @@
 """The dashboard at /ui/: server-rendered pages (Jinja) over the same store functions as the
 API, in English, 简体中文 or 繁體中文 (`i18n`: gettext catalogs, through Flask-Babel).
 
-A person signs in by pasting an API key; the session cookie (signed with the `secret_key`
-setting, HttpOnly, SameSite=Lax) keeps the key's SHA-256, never the key, and every page
-checks that the key is still live. Pages show only that key's tenant: another tenant's id is
-the same 404 page as an id that does not exist. The two things a page does beyond reading —
-export results and try the model — call the functions the API's own routes call (`jobs.export_response`,
-`predict.tag_now`) with the session's tenant, so the rules, limits and the predict queue are
-the API's.
+A person signs in by pasting an API key; that starts a dashboard session
+(`tenants.start_dashboard_session`) whose random token the session cookie carries (signed with
+the `secret_key` setting, HttpOnly, SameSite=Lax, Secure with `cookie_secure`) — never the key
+nor anything the database stores — and every page checks that the session has not ended and its
+key is still live. Signing out ends the session in the database. Every form post (sign-in
+included: no signing a person in to someone else's tenant) carries the session's CSRF token and,
+when the browser says where it comes from (Origin, else Referer), comes from this site. Pages
+show only that key's tenant: another tenant's id is the same 404 page as an id that does not
+exist. The two things a page does beyond reading — export results and try the model — call the
+functions the API's own routes call (`jobs.export_response`, `predict.tag_now`) with the
+session's tenant, so the rules, limits and the predict queue are the API's.
 """
 from __future__ import annotations
 
 import math
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -38,7 +42,7 @@ from store import label_sets as store_label_sets
 from store.errors import NotFound, StoreError
 from store.models import Adapter, JobStatus, JobType, as_utc
 
-from ..db import read_transaction
+from ..db import read_transaction, transaction
 from ..errors import ApiError, error_response, store_error_response
 from ..openapi import operation
 from ..requests import parse_body, settings
@@ -51,6 +55,8 @@ bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder
 
 STATIC_DIR = bp.root_path + "/static/dashboard"
 RESULTS_PER_PAGE = 50
+# A dashboard session ends when its person signs out, its key is revoked, or after this long.
+SESSION_LIFETIME = timedelta(days=7)
 PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_submit", "dashboard.static_file", "dashboard.home"}
 JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit"}
 PAGE = {200: "An HTML page"}
@@ -69,7 +75,7 @@ def page(summary: str, responses: dict[int, Any] | None = None, signed_in: bool 
 def init_app(app: Flask) -> None:
     app.secret_key = dashboard_secret_key(app.config["REFTAG_SETTINGS"])
     app.config.update(SESSION_COOKIE_NAME="reftag_session", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax")
+                      SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=app.config["REFTAG_SETTINGS"].cookie_secure)
     i18n.init_app(app)
     app.register_blueprint(bp)
 
@@ -80,10 +86,10 @@ def init_app(app: Flask) -> None:
 @bp.before_request
 def load_language_and_tenant():
     g.lang = i18n.choose_language(request)
-    if request.endpoint in PUBLIC_ENDPOINTS:
+    if request.endpoint in PUBLIC_ENDPOINTS:  # sign-in checks its form itself, to answer with the form
         return None
     with read_transaction() as db:
-        tenant = tenants.tenant_for_key_hash(db, session.get("key_hash", ""))
+        tenant = tenants.tenant_for_dashboard_session(db, session.get("sid", ""))
         if tenant is not None:
             g.tenant_id, g.tenant_name = tenant.id, tenant.name
     if tenant is None:
@@ -91,16 +97,47 @@ def load_language_and_tenant():
         if request.endpoint in JSON_ENDPOINTS:
             return error_response(401, "unauthorized", "sign in to the dashboard again")
         return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
-    if request.method == "POST" and not secrets.compare_digest(
-            request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or "", session.get("csrf", "")):
-        return error_response(403, "forbidden", "the page is out of date; reload it and try again")
+    if request.method == "POST" and forged_post():
+        return error_response(403, "forbidden", "the page is out of date or the form came from another site; "
+                              "reload it and try again")
     return None
+
+
+def forged_post() -> bool:
+    """A POST that a page of this site did not send: without the session's CSRF token (form
+    field or X-CSRF-Token header), or from another origin by the browser's own Origin (else
+    Referer) header. A request with neither header (some privacy settings drop Referer) is
+    judged by the token alone."""
+    token = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+    expected = session.get("csrf", "")
+    if not expected or not secrets.compare_digest(token, expected):
+        return True
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    return source is not None and not from_this_site(source)
+
+
+def from_this_site(url: str) -> bool:
+    """Whether an Origin or Referer names this site: the host the request was sent to (a proxy may
+    change the scheme in front, not the host), or the origin of the `base_url` setting."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:  # "null": a sandboxed frame, a data: URL, a file
+        return False
+    if parts.netloc.lower() == request.host.lower():
+        return True
+    base = settings().base_url
+    return base is not None and f"{parts.scheme}://{parts.netloc}".lower() == origin_of(base)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @bp.after_request
 def remember_language(response):
     if request.args.get("lang") in i18n.LANGUAGES:
-        response.set_cookie(i18n.LANGUAGE_COOKIE, request.args["lang"], max_age=365 * 24 * 3600, samesite="Lax")
+        response.set_cookie(i18n.LANGUAGE_COOKIE, request.args["lang"], max_age=365 * 24 * 3600, samesite="Lax",
+                            secure=settings().cookie_secure)
     response.vary.add("Cookie")
     response.vary.add("Accept-Language")
     return response
@@ -108,9 +145,13 @@ def remember_language(response):
 
 @bp.app_template_global()
 def lang_url(language: str) -> str:
-    """This page in another language."""
-    values = {**(request.view_args or {}), **request.args.to_dict(), "lang": language}
-    return url_for(request.endpoint or "dashboard.label_sets", **values)
+    """This page in another language: its path, and its query with `lang` replaced. The query is
+    encoded here, not passed to `url_for`, whose own keywords (`endpoint`, `_method`, `_external`)
+    a query could otherwise name."""
+    query = request.args.copy()
+    query["lang"] = language
+    return url_for(request.endpoint or "dashboard.label_sets", **(request.view_args or {})) + "?" + urlencode(
+        list(query.items(multi=True)))
 
 
 bp.add_app_template_global(job_json)
@@ -217,29 +258,39 @@ def home():
 @bp.get("/ui/login")
 @page("sign-in form", signed_in=False)
 def login():
+    session.setdefault("csrf", secrets.token_urlsafe(24))  # the form's token, before anyone signs in
     return render("login.html", next=safe_next(request.args.get("next")), error=None)
 
 
 @bp.post("/ui/login")
 @page("sign in with an API key", {302: "Signed in: a redirect to the page asked for",
-                                   401: "An HTML page: the key is missing, unknown or revoked"}, signed_in=False)
+                                   401: "An HTML page: the key is missing, unknown or revoked",
+                                   403: "An HTML page: the form's CSRF token is missing or wrong, or it came "
+                                        "from another site"}, signed_in=False)
 def login_submit():
+    follow = safe_next(request.form.get("next"))
+    if forged_post():
+        session.setdefault("csrf", secrets.token_urlsafe(24))
+        return render("login.html", 403, next=follow,
+                      error=gettext("This sign-in form is out of date or came from another site. Sign in again here."))
     raw_key = (request.form.get("api_key") or "").strip()
-    with read_transaction() as db:
-        tenant = tenants.tenant_for_key_hash(db, tenants.hash_key(raw_key)) if raw_key else None
-    if tenant is None:
-        return render("login.html", 401, next=safe_next(request.form.get("next")),
+    with transaction() as db:
+        signed_in = tenants.start_dashboard_session(db, raw_key, SESSION_LIFETIME) if raw_key else None
+    if signed_in is None:
+        return render("login.html", 401, next=follow,
                       error=gettext("That API key is unknown or revoked.") if raw_key
                       else gettext("Paste an API key first."))
     session.clear()
-    session.update(key_hash=tenants.hash_key(raw_key), csrf=secrets.token_urlsafe(24))
-    return redirect(safe_next(request.form.get("next")))
+    session.update(sid=signed_in[1], csrf=secrets.token_urlsafe(24))
+    return redirect(follow)
 
 
 @bp.post("/ui/logout")
 @page("sign out", {302: "Signed out: a redirect to the sign-in form",
                    403: "The form's CSRF token is missing or wrong (JSON error)"})
 def logout():
+    with transaction() as db:
+        tenants.end_dashboard_session(db, session.get("sid", ""))
     session.clear()
     return redirect(url_for("dashboard.login"))
 

@@ -3,19 +3,22 @@
 Nothing is counted in the web process itself (gunicorn runs several, and the work happens in
 workers): every scrape reads the numbers where they are kept —
 
-- the database: jobs by type and status, items tagged, train durations;
+- the database: jobs by type and status, items tagged, train durations — counters kept up to date
+  by the transactions that move jobs on (`store.metric_counters`), so a scrape reads a few rows
+  however many jobs there are;
 - Redis: queue depths (list lengths) and what workers recorded there (workers/metrics.py):
   adapter cache hits and misses, tagging latency.
 
 Public unless `REFTAG_METRICS_TOKEN` is set: it carries aggregate numbers only (no tenant,
-label set or text), and a scraper on the private network is the usual reader. With the
-setting, a scraper sends `Authorization: Bearer <token>`.
+label set or text), and a scraper on the private network is the usual reader. Set the token
+whenever the service's port is reachable from outside that network (how busy it is, and how
+many jobs every tenant together runs, is not for everyone); a scraper then sends
+`Authorization: Bearer <token>`.
 """
 from __future__ import annotations
 
 import hmac
 import logging
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,10 +27,9 @@ from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.models import Job, JobStatus, JobType
+from store import metric_counters
 from workers import metrics as worker_metrics
 from workers.celery_app import QUEUES
 
@@ -40,8 +42,6 @@ log = logging.getLogger("reftag.api")
 
 bp = Blueprint("metrics", __name__)
 
-TRAIN_SECONDS_BUCKETS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0)
-
 
 def redis_client() -> redis.Redis:
     if "reftag_metrics_redis" not in current_app.extensions:
@@ -51,33 +51,21 @@ def redis_client() -> redis.Redis:
 
 
 def database_metrics(session: Session) -> Iterator[Metric]:
+    counts = metric_counters.read(session)
     jobs = GaugeMetricFamily("reftag_jobs", "Jobs by type and status", labels=["type", "status"])
-    counts = {(t, s): n for t, s, n in session.execute(select(Job.type, Job.status, func.count())
-                                                       .group_by(Job.type, Job.status))}
-    for job_type in JobType:
-        for status in JobStatus:
-            jobs.add_metric([job_type, status], counts.get((job_type, status), 0))
+    for (job_type, status), n in counts.jobs.items():
+        jobs.add_metric([job_type, status], n)
     yield jobs
 
-    done, failed = session.execute(
-        select(func.coalesce(func.sum(Job.done), 0), func.coalesce(func.sum(Job.failed), 0))
-        .where(Job.type == JobType.TAG)
-    ).one()
     items = CounterMetricFamily("reftag_items_tagged", "Items of tag jobs answered, by outcome", labels=["outcome"])
-    items.add_metric(["ok"], done)
-    items.add_metric(["failed"], failed)
+    for outcome, n in counts.items.items():
+        items.add_metric([outcome], n)
     yield items
 
-    durations = [
-        (finished - started).total_seconds()
-        for started, finished in session.execute(
-            select(Job.started_at, Job.finished_at).where(Job.type == JobType.TRAIN, Job.status == JobStatus.SUCCEEDED))
-        if started is not None and finished is not None
-    ]
     train = HistogramMetricFamily("reftag_train_duration_seconds",
                                   "Succeeded train jobs: seconds from the first start to the adapter stored")
-    train.add_metric([], buckets=[(floatToGoString(bound), sum(d <= bound for d in durations))
-                                  for bound in (*TRAIN_SECONDS_BUCKETS, math.inf)], sum_value=sum(durations))
+    train.add_metric([], buckets=[(floatToGoString(bound), n) for bound, n in counts.train_buckets],
+                     sum_value=counts.train_seconds)
     yield train
 
 

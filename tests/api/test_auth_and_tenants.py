@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from store import tenants
 from store.models import ApiKey, Example, Job, Label, LabelSet
+from tests.api.test_dashboard_pages import sign_in
 
 
 def test_missing_or_malformed_authorization_is_401(client):
@@ -95,7 +96,7 @@ def test_no_documented_operation_serves_or_changes_another_tenants_objects(app, 
     """Every operation in /openapi.json whose path names a label set or a job, with the other
     tenant's ids (on the dashboard, signed in with our key): a 4xx, never a byte of theirs
     (every text, name and item id of theirs carries "globex"), and nothing of theirs changed."""
-    client.post("/ui/login", data={"api_key": tenant.key})  # the dashboard's session, where there is one
+    sign_in(client, tenant.key)  # the dashboard's session, where there is one
     ids = {"label_set_id": their_objects["ls"], "job_id": their_objects["job"], "version": "1", "format_name": "csv"}
     swept = []
     for path, operations in client.get("/openapi.json").get_json()["paths"].items():

@@ -12,7 +12,10 @@ from api.ui import charts, i18n
 
 
 def sign_in(client, key: str, next_path: str = "/ui/"):
-    return client.post("/ui/login", data={"api_key": key, "next": next_path})
+    """As a person does: open the sign-in form, paste the key, submit (with the form's token)."""
+    form = text_of(client.get("/ui/login"))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    return client.post("/ui/login", data={"api_key": key, "next": next_path, "csrf_token": token})
 
 
 def csrf_of(client) -> str:
@@ -56,7 +59,7 @@ def test_the_session_cookie_is_signed_httponly_and_never_holds_the_key(app, clie
     value = cookie.split(";")[0].split("=", 1)[1]
     assert tenant.key not in value
     stored = SecureCookieSessionInterface().get_signing_serializer(app).loads(value)
-    assert set(stored) == {"key_hash", "csrf"} and tenant.key not in str(stored)
+    assert set(stored) == {"sid", "csrf"} and tenant.key not in str(stored)
     client.set_cookie("reftag_session", value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
     assert client.get("/ui/").status_code == 302  # a tampered cookie is no session
 
@@ -292,3 +295,20 @@ def test_a_train_job_that_waits_names_the_one_it_waits_for(client, tenant, make_
             f"when this one was asked for") in html
     assert "queued-after" not in text_of(client.get(f"/ui/jobs/{running_id}"))
     assert "等待训练任务 <a" in text_of(client.get(f"/ui/jobs/{waiting_id}?lang=zh-CN"))
+
+
+@pytest.mark.parametrize("query", ["endpoint=x", "_method=DELETE", "_external=1", "_anchor=x", "_scheme=javascript",
+                                   "values=1&lang=zh-CN"])
+def test_any_query_on_any_page_is_a_page_not_a_500(client, tenant, make_label_set, query):
+    """The language links repeat the page's query; a query that names url_for's own keywords
+    (`endpoint`, `_method`, ...) is only a query."""
+    label_set = make_label_set()
+    for path in ("/ui/login", "/ui/label-sets/ls_nonexistent"):
+        assert client.get(f"{path}?{query}").status_code in (200, 302, 404), path
+    sign_in(client, tenant.key)
+    for path in ("/ui/", "/ui/jobs", "/ui/try", f"/ui/label-sets/{label_set['id']}", "/ui/label-sets/ls_nonexistent"):
+        response = client.get(f"{path}?{query}")
+        assert response.status_code in (200, 404), (path, response.status_code)
+        links = re.findall(r'class="lang" lang="[^"]+" href="([^"]+)"', text_of(response))
+        assert links and all(link.startswith(path + "?") for link in links), links
+        assert all(query.split("=")[0] in link for link in links)

@@ -104,11 +104,40 @@ def test_basic_auth_password_is_the_api_key_and_any_user_name_works(client, tena
 
 @pytest.mark.parametrize("headers", [{}, basic("rt_wrong"), {"Authorization": "Basic !!notbase64"},
                                      {"Authorization": "Bearer rt_wrong"}], ids=["none", "wrong", "garbled", "bearer"])
-def test_wrong_or_missing_credentials_are_401_with_a_basic_challenge(client, ls_set, headers):
-    response = client.post(f"/ls/{ls_set['id']}/predict", headers=headers, json=predict_body(["x"]))
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Basic")
-    assert response.get_json()["error"]["code"] == "unauthorized"
+def test_wrong_or_missing_credentials_are_401_without_a_challenge(client, ls_set, headers):
+    """No `WWW-Authenticate: Basic`: a browser that met one would ask for the key, remember it, and
+    send it with every request to this origin, those another site makes it send included."""
+    for response in (client.post(f"/ls/{ls_set['id']}/predict", headers=headers, json=predict_body(["x"])),
+                     client.get(f"/ls/{ls_set['id']}/health", headers=headers)):
+        assert response.status_code == 401
+        assert "WWW-Authenticate" not in response.headers
+        assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("route", ["webhook", "train", "setup", "predict"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None],
+                         ids=["text", "urlencoded", "multipart", "none"])
+def test_a_body_that_does_not_say_it_is_json_is_415(client, tenant, ls_set, count_rows, route, content_type):
+    """What a cross-site `<form enctype="text/plain">` sends: JSON-shaped text with a form's type.
+    Refused before it is read, and nothing is stored."""
+    body = {"webhook": annotation_webhook(["billing"]), "train": {"annotations": [], "label_config": LABEL_CONFIG},
+            "setup": SETUP_BODY, "predict": predict_body(["x"])}[route]
+    headers = {**basic(tenant.key), **({"Content-Type": content_type} if content_type else {})}
+    response = client.post(f"/ls/{ls_set['id']}/{route}", headers=headers, data=json.dumps(body))
+    assert response.status_code == 415, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "unsupported_media_type" and "application/json" in error["message"]
+    assert count_rows(Example) == 0 and count_rows(Job) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON", "application/vnd.labelstudio+json"])
+def test_json_types_are_read(client, tenant, ls_set, count_rows, content_type):
+    response = client.post(f"/ls/{ls_set['id']}/webhook", data=json.dumps(annotation_webhook(["billing"])),
+                           headers={**basic(tenant.key), "Content-Type": content_type})
+    assert response.status_code == 201, response.get_json()
+    assert count_rows(Example) == 1
 
 
 def test_another_tenants_label_set_is_404(client, tenant, make_tenant, make_label_set):
@@ -384,11 +413,9 @@ def test_a_large_predict_runs_as_a_tag_job_on_the_tag_queue_not_the_predict_queu
     response = client.post(f"/ls/{ls_set['id']}/predict", headers=basic(tenant.key), json=predict_body(texts))
     assert response.status_code == 504 and response.get_json()["error"]["code"] == "predict_timeout"
     assert clean_redis.queue_length("predict") == 0
-    chunks = [task["args"] for task in clean_redis.queued_tasks("tag")]
-    assert sorted(index for _, index in chunks) == [0, 1, 2, 3]  # 10 tasks, 3 per chunk
-    job_id = chunks[0][0]
-    listed = client.get("/v1/jobs", headers=tenant.headers).get_json()["jobs"]
-    job = next(j for j in listed if j["id"] == job_id)  # an ordinary job of the tenant's
+    assert clean_redis.queue_length("tag") == 4  # 10 tasks, 3 per chunk: a token per chunk
+    [job] = client.get("/v1/jobs", headers=tenant.headers).get_json()["jobs"]  # an ordinary job of the tenant's
+    job_id = job["id"]
     assert job["type"] == "tag" and job["adapter_version"] == 4 and job["status"] == "cancelled"
     assert job["detail"] == {"made_by": "label_studio_predict", "project": "3.1714641164"}
     assert job_id in response.get_json()["error"]["message"]
@@ -424,10 +451,9 @@ def stand_in_tag_worker(clean_redis):
             if raw is None:
                 time.sleep(0.02)
                 continue
-            job_id, index = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
-            chunk = jobs.claim_chunk(job_id, index)
+            chunk = jobs.claim_next_chunk()  # the message is a token: "tag the next chunk"
             if chunk is not None:
-                jobs.write_chunk_results(job_id, index, [
+                jobs.write_chunk_results(chunk.job_id, chunk.index, [
                     ResultRow(position, item_id, [label(text)], {label(text): 0.8}, False, chunk.adapter_version)
                     for position, item_id, text in zip(chunk.positions, chunk.item_ids, chunk.texts)])
 

@@ -173,7 +173,7 @@ if (tryForm) {
       const response = await fetch(tryForm.dataset.url, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": window.REFTAG_CSRF },
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content },
         body: JSON.stringify({
           label_set_id: document.getElementById("try-label-set").value,
           items: texts.map((text) => ({ text })),
