@@ -38,11 +38,8 @@ def start_waiting_train(finished_job_id: str) -> None:
 
 
 def submit_tag(job_id: str, chunk_indexes: list[int]) -> None:
-    def send() -> None:
-        for index in chunk_indexes:
-            celery_app.enqueue_chunk(job_id, index)
-
-    submit(job_id, send)
+    # One token per chunk: which chunk a token tags is decided when it runs (store.jobs).
+    submit(job_id, lambda: celery_app.enqueue_chunks(len(chunk_indexes)))
 
 
 def submit(job_id: str, send: Callable[[], None]) -> None:

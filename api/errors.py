@@ -16,7 +16,7 @@ from flask import Flask, jsonify
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException
 
-from store.errors import MAX_DETAILS, Conflict, Invalid, NotFound, StoreError
+from store.errors import MAX_DETAILS, Conflict, Invalid, NotFound, OverQuota, StoreError
 
 log = logging.getLogger("reftag.api")
 
@@ -42,7 +42,7 @@ HTTP_CODES = {
     422: "invalid_request",
     429: "too_many_requests",
 }
-STORE_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422}
+STORE_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, OverQuota: 429}
 
 
 class ErrorBody(BaseModel):
@@ -133,7 +133,8 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 
 def store_error_response(e: StoreError):
     status = next((code for kind, code in STORE_STATUS.items() if isinstance(e, kind)), 422)
-    return error_response(status, e.code, e.message, e.details)
+    headers = {"Retry-After": str(e.retry_after)} if isinstance(e, OverQuota) else None
+    return error_response(status, e.code, e.message, e.details, headers)
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,7 @@ fixed time, while one more client submits 1,000-item jobs; per kind of request, 
 many failed (any answer but 2xx, or no answer), and p50 / p99 / max latency.
 
     python -m bench.load [--clients 50] [--seconds 60] [--think 0.5] [--database sqlite|postgresql]
+    python -m bench.load --scenario fairness [--clients 50] [--big-items 100000] [--seconds 60]
 
 The stack is the one the end-to-end tests start (gunicorn with 2 processes x 4 threads, one
 Celery worker on every queue, redis-server, the database), on loopback. Each client waits
@@ -11,6 +12,13 @@ job instead of polling with probability `--submit-share`; what it submitted join
 everyone polls. Submissions carry an Idempotency-Key, so a request re-sent on a fresh
 connection cannot make a second job. The clients are asyncio coroutines on one thread with a
 small HTTP/1.1 keep-alive client, so that they take little of the CPU the server needs.
+
+`--scenario fairness`: `--clients` tenants; each but one submits a `--small-items` job, polls it
+every 0.2 s until its first result, waits `--think`, and again, for `--seconds` — once alone and
+once while the last tenant's `--big-items` job runs (submitted, and its first chunk running,
+before the others start). Reported: p50 / p99 time-to-first-result of the small jobs, each way.
+The tenants' label sets hold a copy of one trained adapter (copied in the database: training
+the same adapter 50 times would measure nothing here).
 """
 from __future__ import annotations
 
@@ -191,6 +199,116 @@ async def generate_load(base_url: str, api_key: str, label_set_id: str, texts: l
     return report
 
 
+async def time_to_first_results(base_url: str, tenants: list[tuple[str, str]], texts: list[str], *,
+                                seconds: float, think: float, small_items: int, seed: int = 0) -> list[float]:
+    """Each (api key, label set) in `tenants` submits small jobs in a loop for `seconds`; the
+    seconds from each POST until a poll first sees a result."""
+    found: list[float] = []
+    end = time.monotonic() + seconds
+
+    async def client(number: int, api_key: str, label_set_id: str) -> None:
+        http, own = Http(base_url, api_key), random.Random(seed * 1000 + number)
+        await asyncio.sleep(own.uniform(0, think))
+        try:
+            while time.monotonic() < end:
+                start = own.randrange(len(texts))
+                body = {"label_set_id": label_set_id,
+                        "items": [{"text": texts[(start + i) % len(texts)]} for i in range(small_items)]}
+                t0 = time.monotonic()
+                status, answer = await http.request("POST", "/v1/jobs", body)
+                assert status == 202, answer[:300]
+                job_id = json.loads(answer)["id"]
+                while True:
+                    status, answer = await http.request("GET", f"/v1/jobs/{job_id}")
+                    progress = json.loads(answer)["progress"]
+                    if progress["done"] + progress["failed"] > 0:
+                        found.append(time.monotonic() - t0)
+                        break
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(think * own.uniform(0.5, 1.5))
+        finally:
+            http.close()
+
+    await asyncio.gather(*(client(n, key, ls) for n, (key, ls) in enumerate(tenants)))
+    return found
+
+
+def fairness_tenants(stack, label_set_id: str, n: int) -> list[tuple[str, str]]:
+    """`n` new tenants, each with a key and a label set holding a copy of `label_set_id`'s adapter."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from store import tenants
+    from store.models import Adapter, Label, LabelSet
+
+    engine = create_engine(stack.database_url)
+    made = []
+    try:
+        with Session(engine) as s, s.begin():
+            source = s.get_one(LabelSet, label_set_id)
+            adapter = s.scalars(select(Adapter).where(Adapter.label_set_id == label_set_id)).one()
+            for i in range(n):
+                tenant = tenants.create_tenant(s, f"load-{i}")
+                _, key = tenants.create_api_key(s, tenant.id, "load")
+                copy = LabelSet(tenant_id=tenant.id, name=source.name, base_model=source.base_model,
+                                base_model_resolved=source.base_model_resolved)
+                copy.labels = [Label(name=label.name, position=label.position) for label in source.labels]
+                s.add(copy)
+                s.flush()
+                s.add(Adapter(label_set_id=copy.id, version=1, is_active=True, weights=adapter.weights,
+                              config_json=adapter.config_json, checksum=adapter.checksum, metrics=adapter.metrics,
+                              param_count=adapter.param_count, size_bytes=adapter.size_bytes))
+                made.append((key, copy.id))
+    finally:
+        engine.dispose()
+    return made
+
+
+def run_fairness(stack, label_set_id: str, texts: list[str], args: argparse.Namespace) -> list[dict]:
+    """Time-to-first-result of the small jobs without, then with, the big job; one row each."""
+    import requests
+
+    tenants = fairness_tenants(stack, label_set_id, args.clients)
+    small, (big_key, big_set) = tenants[:-1], tenants[-1]
+    rows = []
+    for with_big in (False, True):
+        big_id, submit_s = None, None
+        if with_big:
+            big = requests.Session()
+            big.headers["Authorization"] = f"Bearer {big_key}"
+            t0 = time.monotonic()
+            answer = big.post(f"{stack.base_url}/v1/jobs", timeout=600, json={
+                "label_set_id": big_set, "items": [{"text": texts[i % len(texts)]} for i in range(args.big_items)]})
+            submit_s = time.monotonic() - t0
+            assert answer.status_code == 202, answer.text[:300]
+            big_id = answer.json()["id"]
+            while big.get(f"{stack.base_url}/v1/jobs/{big_id}").json()["status"] != "running":
+                time.sleep(0.2)
+        found = sorted(asyncio.run(time_to_first_results(
+            stack.base_url, small, texts, seconds=args.seconds, think=args.think, small_items=args.small_items)))
+        row = {"big job": f"{args.big_items:,} items" if with_big else "none", "small jobs": len(found),
+               "p50_s": percentile(found, 50), "p99_s": percentile(found, 99), "max_s": found[-1] if found else None,
+               "big_submit_s": submit_s}
+        if big_id is not None:
+            progress = big.get(f"{stack.base_url}/v1/jobs/{big_id}").json()["progress"]
+            row["big_done"] = progress["done"]
+            big.post(f"{stack.base_url}/v1/jobs/{big_id}/cancel")
+        rows.append(row)
+    return rows
+
+
+def fairness_table(rows: list[dict]) -> str:
+    lines = ["| big job | small jobs | p50 s | p99 s | max s | big job's items done meanwhile |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['big job']} | {r['small jobs']} | {r['p50_s']:.2f} | {r['p99_s']:.2f} | {r['max_s']:.2f} | "
+                     f"{r.get('big_done', '–')} |")
+    if len(rows) == 2 and rows[0]["p99_s"]:
+        lines.append(f"\np99 with the big job / without: {rows[1]['p99_s'] / rows[0]['p99_s']:.2f} "
+                     f"(target ≤ 2); the big job's POST took {rows[1]['big_submit_s']:.1f} s")
+    return "\n".join(lines)
+
+
 def cancel_unfinished(stack, job_ids: list[str]) -> None:
     """Cancel what the load left queued (the worker then skips its chunks)."""
     client = stack.client()
@@ -208,6 +326,8 @@ def main() -> None:
     parser.add_argument("--large-pause", type=float, default=2.0,
                         help="seconds between 1,000-item submissions (one client); < 0: none")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--scenario", choices=["mixed", "fairness"], default="mixed")
+    parser.add_argument("--big-items", type=int, default=100_000, help="fairness: the big job's items")
     args = parser.parse_args()
 
     from tests.e2e.conftest import LabelledData, PostgresCluster, Stack, _postgres_bindir
@@ -220,8 +340,20 @@ def main() -> None:
         worker = stack.start_worker()
         stack.start_web()
         stack.wait_ready(worker)
-        label_set_id, _ = stack.create_trained_label_set(LabelledData("ag_news"), per_label=8, config={"epochs": 1})
+        label_set_id, _ = stack.create_trained_label_set(LabelledData("news_en"), per_label=8,
+                                                         config={"epochs": 2, "min_steps": 0})
         texts = [r["text"] for r in read_jsonl("ag_news", "test")]
+        if args.scenario == "fairness":
+            load_before = os.getloadavg()
+            rows = run_fairness(stack, label_set_id, texts, args)
+            load_after = os.getloadavg()
+            print(f"command: python -m bench.load {shlex.join(sys.argv[1:])}")
+            print(f"database: {args.database}; {args.clients} tenants; "
+                  f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}")
+            print(fairness_table(rows))
+            OUT.mkdir(exist_ok=True)
+            (OUT / "load_fairness.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+            return
         load_before = os.getloadavg()
         report = asyncio.run(generate_load(
             stack.base_url, stack.api_key, label_set_id, texts, clients=args.clients, seconds=args.seconds,

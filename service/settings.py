@@ -17,6 +17,17 @@ def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: use true or false")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(
@@ -29,6 +40,9 @@ class Settings:
     english_base: str = field(default_factory=lambda: os.environ.get("BASE_MODEL") or "all-MiniLM-L6-v2")
     device: str = field(default_factory=lambda: os.environ.get("DEVICE", "auto"))
     bootstrap_api_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_API_KEY") or None)
+    # "development" lets a trial run bootstrap a short REFTAG_API_KEY (docs/api.md, "Bootstrap");
+    # anything else, the default included, is a deployment.
+    environment: str = field(default_factory=lambda: os.environ.get("REFTAG_ENV", "production").strip().lower())
 
     # Limits at the edge (documented in docs/api.md).
     max_body_bytes: int = field(default_factory=lambda: _int("REFTAG_MAX_BODY_BYTES", 32 * 1024 * 1024))
@@ -36,15 +50,22 @@ class Settings:
     max_job_items: int = field(default_factory=lambda: _int("REFTAG_MAX_JOB_ITEMS", 100_000))
     max_examples_per_request: int = field(default_factory=lambda: _int("REFTAG_MAX_EXAMPLES", 50_000))
     max_predict_items: int = field(default_factory=lambda: _int("REFTAG_MAX_PREDICT_ITEMS", 64))
+    # Items a tenant's unfinished tag jobs may hold without a result; a job past it answers 429.
+    max_queued_items_per_tenant: int = field(
+        default_factory=lambda: _int("REFTAG_MAX_QUEUED_ITEMS_PER_TENANT", 1_000_000))
     max_labels: int = field(default_factory=lambda: _int("REFTAG_MAX_LABELS", 1_000))
     min_examples_per_label: int = field(default_factory=lambda: _int("REFTAG_MIN_EXAMPLES_PER_LABEL", 1))
 
     # Work splitting and leases.
     chunk_size: int = field(default_factory=lambda: _int("REFTAG_CHUNK_SIZE", 256))
-    chunk_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_CHUNK_LEASE_SECONDS", 120))
+    # A tag worker renews its chunk's lease every quarter of it (a heartbeat): a dead worker's
+    # chunk is taken over within a lease length.
+    chunk_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_CHUNK_LEASE_SECONDS", 15))
     train_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_TRAIN_LEASE_SECONDS", 60))
     max_attempts: int = field(default_factory=lambda: _int("REFTAG_MAX_ATTEMPTS", 5))
-    reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 10))
+    # How often the reconciler looks for lost work: a dead tag worker's chunk is taken over at
+    # most this long after its lease ran out (sooner when another token comes first).
+    reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 5))
     predict_timeout: float = field(default_factory=lambda: _float("REFTAG_PREDICT_TIMEOUT", 30))
     # A Label Studio /predict of more tasks than this runs as a tag job (chunks on the `tag`
     # queue), so one project's "Retrieve predictions" cannot fill the shared `predict` queue.
@@ -66,6 +87,12 @@ class Settings:
     # Signs the dashboard's session cookie. Production: set REFTAG_SECRET_KEY to a long random
     # string, the same on every web server. Unset: `dashboard_secret_key()` makes one in var/.
     secret_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_SECRET_KEY") or None, repr=False)
+    # The address people reach this service at (e.g. https://reftag.example.com), when a proxy
+    # stands in front: the dashboard accepts form posts from its origin (besides the Host asked).
+    base_url: str | None = field(default_factory=lambda: os.environ.get("REFTAG_BASE_URL", "").rstrip("/") or None)
+    # The dashboard's cookies are sent over HTTPS only (`Secure`). Default: on when base_url is https.
+    cookie_secure: bool = field(default_factory=lambda: _flag(
+        "REFTAG_COOKIE_SECURE", os.environ.get("REFTAG_BASE_URL", "").lower().startswith("https://")))
 
 
 def get_settings() -> Settings:

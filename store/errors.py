@@ -1,6 +1,6 @@
 """What the store refuses, as exceptions with a stable `code`, a message a person can act on,
 and `details` (JSON pointers into the request where there is one). The API turns them into its
-error format: NotFound → 404, Conflict → 409, Invalid → 422."""
+error format: NotFound → 404, Conflict → 409, Invalid → 422, OverQuota → 429 with Retry-After."""
 from __future__ import annotations
 
 from typing import Any
@@ -29,3 +29,14 @@ class Conflict(StoreError):
 
 class Invalid(StoreError):
     code = "invalid"
+
+
+class OverQuota(StoreError):
+    """A tenant's quota is used up for now: retry after `retry_after` seconds."""
+
+    code = "over_quota"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None, code: str | None = None,
+                 retry_after: int = 30):
+        super().__init__(message, details, code)
+        self.retry_after = retry_after

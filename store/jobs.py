@@ -7,14 +7,15 @@ transaction. A task that runs twice (a redelivered message, a reconciler's re-en
 killed after writing) finds its work already recorded and changes nothing.
 
 Leases. A train job or a chunk being worked on holds `lease_expires_at`; the worker extends it
-while it works. Work whose lease ran out is presumed lost and `reconcile()` hands it back to be
-enqueued again. For queued work that no worker has touched, the same column is the deadline by
+while it works (a heartbeat every quarter lease). Work whose lease ran out is presumed lost: the
+next claim takes an expired chunk over, and `reconcile()` hands lost work back to be enqueued
+again. For queued work that no worker has touched, the same column is the deadline by
 which a worker should have picked it up (unset: `created_at` + the lease length), so the
 reconciler re-enqueues a lost message once per lease length, not on every tick. `attempts` counts
 claims; past `max_attempts` the work fails with an error instead of looping forever.
 
-Train jobs use `attempts` as a fencing token too: a worker may extend the lease or report
-progress only while the job still carries the attempt number it claimed.
+Train jobs and chunks use `attempts` as a fencing token too: a worker may extend the lease (or
+report progress) only while the job or chunk still carries the attempt number it claimed.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -38,8 +39,21 @@ from service.settings import get_settings
 
 from . import adapters, label_sets, results
 from .db import session_scope
-from .errors import Conflict, Invalid, NotFound
-from .models import Adapter, Chunk, ChunkStatus, Job, JobItem, JobStatus, JobType, LabelSet, Result, as_utc, utcnow
+from .errors import Conflict, Invalid, NotFound, OverQuota
+from .models import (
+    Adapter,
+    Chunk,
+    ChunkStatus,
+    Job,
+    JobItem,
+    JobStatus,
+    JobType,
+    LabelSet,
+    Result,
+    Tenant,
+    as_utc,
+    utcnow,
+)
 from .results import ResultRow
 
 
@@ -156,15 +170,19 @@ def create_tag_job(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     detail: dict[str, Any] | None = None,
+    max_queued_items: int | None = None,
 ) -> tuple[Job, bool]:
     """Create a tag job with its items (item_id, text, meta) and chunks of `chunk_size`.
     Returns (job, created): with an `idempotency_key` already used for the same request the
     earlier job comes back with created=False; for another request, Conflict. `detail` says
-    where a job came from when reftag made it for a caller (Label Studio's /predict)."""
+    where a job came from when reftag made it for a caller (Label Studio's /predict). OverQuota
+    when the tenant's unfinished tag jobs would hold more than `max_queued_items` items without a
+    result (default: the setting `max_queued_items_per_tenant`); nothing is stored then."""
     if idempotency_key is not None:
         earlier = _job_for_key(session, tenant_id, idempotency_key, request_hash or "")
         if earlier is not None:
             return earlier, False
+    _require_queue_room(session, tenant_id, len(items), max_queued_items)
     adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
     job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
               idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {})
@@ -186,6 +204,31 @@ def create_tag_job(
     sizes = Counter(chunks)
     session.execute(insert(Chunk), [{"job_id": job.id, "index": n, "size": sizes[n]} for n in sorted(sizes)])
     return job, True
+
+
+# Retry-After of a job refused for the queue quota: a few chunks' time, when some room is likely.
+QUEUE_FULL_RETRY_SECONDS = 30
+
+
+def queued_items(session: Session, tenant_id: str) -> int:
+    """Items of the tenant's unfinished tag jobs that have no result yet (what its quota counts)."""
+    return session.scalar(
+        select(func.coalesce(func.sum(Job.total - Job.done - Job.failed), 0))
+        .where(Job.tenant_id == tenant_id, Job.type == JobType.TAG, Job.status.in_(JobStatus.unfinished()))
+    ) or 0
+
+
+def _require_queue_room(session: Session, tenant_id: str, adding: int, limit: int | None) -> None:
+    limit = get_settings().max_queued_items_per_tenant if limit is None else limit
+    session.get(Tenant, tenant_id, with_for_update=True)  # a tenant's submissions take turns
+    queued = queued_items(session, tenant_id)
+    if queued + adding > limit:
+        raise OverQuota(
+            f"this tenant's unfinished tag jobs hold {queued} items without a result; {adding} more would pass "
+            f"the limit of {limit} queued items per tenant (REFTAG_MAX_QUEUED_ITEMS_PER_TENANT): retry once some "
+            f"have been tagged, or cancel a job",
+            [{"queued": queued, "adding": adding, "limit": limit}], code="too_many_queued_items",
+            retry_after=QUEUE_FULL_RETRY_SECONDS)
 
 
 def chunk_of_items(texts: Sequence[str], chunk_size: int) -> list[int]:
@@ -210,7 +253,9 @@ def delete_job(session: Session, job_id: str) -> None:
     """Remove a job and everything under it (used when its work could not be enqueued)."""
     for table in (Result, Chunk, JobItem):
         session.execute(delete(table).where(table.job_id == job_id))
-    session.execute(delete(Job).where(Job.id == job_id))
+    job = session.get(Job, job_id)
+    if job is not None:
+        session.delete(job)  # on the object, so that store.metric_counters counts it gone
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -416,6 +461,17 @@ def release_train_job(job_id: str, attempt: int, message: str) -> None:
 
 
 # --- tag jobs' chunks (the workers' side) ---------------------------------------------------------
+#
+# A `tag_chunk` message is a token, "tag the next chunk": the database, not the queue's order,
+# decides which (`claim_next_chunk`). Tenants take turns, and each tenant's jobs take turns: the
+# next chunk is one of the tenant served least recently, of its job served least recently (then
+# the oldest job, the lowest index), so a 10-item job submitted behind another tenant's 100,000
+# items waits for one chunk, not for all of them. A job was served when one of its chunks last
+# held a lease: a running chunk's lease, or the lease a finished chunk ended with (its
+# `lease_expires_at` is set to the moment its results were written). Only the last
+# SERVED_MEMORY counts; whoever was served before that waits as if never served.
+
+SERVED_MEMORY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -431,50 +487,100 @@ class ChunkWork:
     texts: list[str]
 
 
-def claim_chunk(job_id: str, index: int) -> ChunkWork | None:
-    """Lease one chunk of a tag job and read its items.
+def _next_chunk(now: datetime) -> Select[Chunk]:
+    """The chunk a token serves, locked (PostgreSQL skips chunks other claims hold; SQLite runs
+    one writer at a time): pending, or running on a lease that ran out (its worker is gone), of
+    an unfinished job; the first in the fair order above."""
+    served = (
+        select(Chunk.job_id, Job.tenant_id, func.max(Chunk.lease_expires_at).label("at"))
+        .join(Job, Job.id == Chunk.job_id)
+        .where(Chunk.status != ChunkStatus.PENDING, Chunk.lease_expires_at > now - SERVED_MEMORY)
+        .group_by(Chunk.job_id, Job.tenant_id)
+        .subquery()
+    )
+    tenant_served = (select(served.c.tenant_id, func.max(served.c.at).label("at"))
+                     .group_by(served.c.tenant_id).subquery())
+    return (
+        select(Chunk)
+        .join(Job, Job.id == Chunk.job_id)
+        .outerjoin(tenant_served, tenant_served.c.tenant_id == Job.tenant_id)
+        .outerjoin(served, served.c.job_id == Chunk.job_id)
+        .where(Job.status.in_(JobStatus.unfinished()),
+               or_(Chunk.status == ChunkStatus.PENDING,
+                   and_(Chunk.status == ChunkStatus.RUNNING, Chunk.lease_expires_at < now)))
+        .order_by(tenant_served.c.at.nulls_first(), served.c.at.nulls_first(), Job.created_at, Chunk.job_id,
+                  Chunk.index)
+        .limit(1)
+        .with_for_update(of=Chunk, skip_locked=True)
+    )
 
-    None when there is nothing to do: the job is cancelled or finished, the chunk is done or
-    failed, or another worker holds a live lease on it. A chunk claimed more than
-    `max_attempts` times fails: each of its items gets a failed result carrying the error."""
-    settings = get_settings()
+
+def claim_next_chunk() -> ChunkWork | None:
+    """Lease the next chunk in the fair order and read its items; None when no chunk waits.
+    A chunk claimed more than `max_attempts` times fails instead (each of its items gets a
+    failed result carrying the error), and the one after it is claimed."""
+    while True:
+        now = utcnow()
+        with session_scope() as s:
+            chunk = s.scalar(_next_chunk(now))
+            if chunk is None:
+                return None
+            job = s.get_one(Job, chunk.job_id, with_for_update=True)
+            work = _lease_chunk(s, job, chunk, now)
+            if work is not None:
+                return work
+
+
+def claim_chunk(job_id: str, index: int) -> ChunkWork | None:
+    """Lease one named chunk of a tag job and read its items (what `claim_next_chunk` does with
+    the chunk it picks). None when there is nothing to do: the job is cancelled or finished, the
+    chunk is done or failed, another worker holds a live lease on it, or it has run out of
+    attempts."""
     now = utcnow()
     with session_scope() as s:
-        job = s.get(Job, job_id, with_for_update=True)
         chunk = s.get(Chunk, (job_id, index), with_for_update=True)
+        job = s.get(Job, job_id, with_for_update=True)
         if job is None or chunk is None or job.status in JobStatus.finished() or chunk.status in ChunkStatus.finished():
             return None
         if chunk.status == ChunkStatus.RUNNING and not _expired(chunk.lease_expires_at, now):
             return None
-        chunk.attempts += 1
-        if chunk.attempts > settings.max_attempts:
-            error = f"gave up after {settings.max_attempts} attempts: {chunk.error or 'worker lost'}"
-            _fail_chunk_items(s, job, chunk, error, now)
-            return None
-        if job.adapter_version is None:  # the API pins it at submission; never serve "whatever is active now"
-            active = adapters.active_adapter(s, job.label_set_id)
-            job.adapter_version = active.version if active else None
-        chunk.status = ChunkStatus.RUNNING
-        chunk.lease_expires_at = now + timedelta(seconds=settings.chunk_lease_seconds)
-        if job.status == JobStatus.QUEUED:
-            job.status = JobStatus.RUNNING
-        job.started_at = job.started_at or now
-        items = s.execute(
-            select(JobItem.position, JobItem.item_id, JobItem.text)
-            .where(JobItem.job_id == job_id, JobItem.chunk == chunk.index)
-            .order_by(JobItem.position)
-        ).all()
-        return ChunkWork(
-            job_id=job_id,
-            index=index,
-            attempt=chunk.attempts,
-            tenant_id=job.tenant_id,
-            label_set_id=job.label_set_id,
-            adapter_version=job.adapter_version,  # type: ignore[arg-type]
-            positions=[r.position for r in items],
-            item_ids=[r.item_id for r in items],
-            texts=[r.text for r in items],
-        )
+        return _lease_chunk(s, job, chunk, now)
+
+
+def _lease_chunk(s: Session, job: Job, chunk: Chunk, now: datetime) -> ChunkWork | None:
+    # Locks: a chunk, then its job, everywhere (PostgreSQL would otherwise deadlock a claim that
+    # takes over an expired chunk with the late write of the worker that held it).
+    settings = get_settings()
+    job_id = job.id
+    chunk.attempts += 1
+    if chunk.attempts > settings.max_attempts:
+        error = f"gave up after {settings.max_attempts} attempts: {chunk.error or 'worker lost'}"
+        _fail_chunk_items(s, job, chunk, error, now)
+        return None
+    if job.adapter_version is None:  # the API pins it at submission; never serve "whatever is active now"
+        active = adapters.active_adapter(s, job.label_set_id)
+        job.adapter_version = active.version if active else None
+    chunk.status = ChunkStatus.RUNNING
+    chunk.lease_expires_at = now + timedelta(seconds=settings.chunk_lease_seconds)
+    if job.status == JobStatus.QUEUED:
+        job.status = JobStatus.RUNNING
+    job.started_at = job.started_at or now
+    items = s.execute(
+        select(JobItem.position, JobItem.item_id, JobItem.text)
+        .where(JobItem.job_id == job_id, JobItem.chunk == chunk.index)
+        .order_by(JobItem.position)
+    ).all()
+    return ChunkWork(
+        job_id=job_id,
+        index=chunk.index,
+        attempt=chunk.attempts,
+        tenant_id=job.tenant_id,
+        label_set_id=job.label_set_id,
+        adapter_version=job.adapter_version,  # type: ignore[arg-type]
+        positions=[r.position for r in items],
+        item_ids=[r.item_id for r in items],
+        texts=[r.text for r in items],
+    )
 
 
 def write_chunk_results(job_id: str, index: int, rows: list[ResultRow]) -> int:
@@ -482,8 +588,8 @@ def write_chunk_results(job_id: str, index: int, rows: list[ResultRow]) -> int:
     (job, position): rows already there are skipped and `done` grows by the rows actually
     inserted, so a chunk written twice writes and counts once. Returns that number."""
     with session_scope() as s:
+        chunk = s.get(Chunk, (job_id, index), with_for_update=True)
         job = s.get(Job, job_id, with_for_update=True)  # one writer per job at a time
-        chunk = s.get(Chunk, (job_id, index))
         if job is None or chunk is None:
             return 0
         inserted = results.insert_new(s, job_id, rows)
@@ -493,10 +599,25 @@ def write_chunk_results(job_id: str, index: int, rows: list[ResultRow]) -> int:
         ))
         if chunk.status != ChunkStatus.FAILED:
             chunk.status = ChunkStatus.DONE
-        chunk.lease_expires_at = None
+        chunk.lease_expires_at = utcnow()  # its lease ends now: when its job was last served
         s.flush()
         _finish_if_complete(s, job, utcnow())
         return len(inserted)
+
+
+def renew_chunk_lease(job_id: str, index: int, attempt: int) -> None:
+    """Extend a chunk's lease by a lease length (the tag worker's heartbeat). LeaseLost when the
+    chunk is no longer this attempt's: written, released, or taken over once the lease ran out."""
+    lease = timedelta(seconds=get_settings().chunk_lease_seconds)
+    with session_scope() as s:
+        hit = s.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, Chunk.index == index, Chunk.attempts == attempt,
+                   Chunk.status == ChunkStatus.RUNNING)
+            .values(lease_expires_at=utcnow() + lease)
+        ).rowcount  # type: ignore[attr-defined]
+    if not hit:
+        raise LeaseLost(f"{job_id} chunk {index}")
 
 
 def release_chunk(job_id: str, index: int, error: str) -> None:
@@ -515,8 +636,8 @@ def fail_chunk(job_id: str, index: int, error: str) -> int:
     gets a failed result with the error. Returns the number of failed results written."""
     now = utcnow()
     with session_scope() as s:
-        job = s.get(Job, job_id, with_for_update=True)
         chunk = s.get(Chunk, (job_id, index), with_for_update=True)
+        job = s.get(Job, job_id, with_for_update=True)
         if job is None or chunk is None or chunk.status in ChunkStatus.finished():
             return 0
         return _fail_chunk_items(s, job, chunk, error, now)
@@ -532,7 +653,7 @@ def _fail_chunk_items(s: Session, job: Job, chunk: Chunk, error: str, now: datet
     s.execute(update(Job).where(Job.id == job.id).values(failed=Job.failed + len(inserted)))
     chunk.status = ChunkStatus.FAILED
     chunk.error = error
-    chunk.lease_expires_at = None
+    chunk.lease_expires_at = now  # its lease ends now: when its job was last served
     s.flush()
     s.refresh(job)
     _finish_if_complete(s, job, now)

@@ -17,12 +17,13 @@ TRAIN_ADAPTER = "reftag.train_adapter"
 TAG_CHUNK = "reftag.tag_chunk"
 PREDICT = "reftag.predict"
 RECONCILE = "reftag.reconcile"
-# The queues (Procfile: one worker pool per queue) and the tasks that go to each.
-QUEUES = ("train", "tag", "predict")
-ROUTES = {TRAIN_ADAPTER: "train", TAG_CHUNK: "tag", PREDICT: "predict",
-          # Not behind a deep `tag` queue: a lost chunk is found while the rest of its job runs.
-          # `predict` holds only short tasks, so the reconciler runs on time.
-          RECONCILE: "predict"}
+# The queues (Procfile: one worker pool per queue) and the tasks that go to each. The reconciler
+# has its own queue and worker: behind no other work (not behind a deep `tag` queue, not behind
+# a tenant's predictions), and running while every model worker is down or busy.
+QUEUES = ("train", "tag", "predict", "reconcile")
+ROUTES = {TRAIN_ADAPTER: "train", TAG_CHUNK: "tag", PREDICT: "predict", RECONCILE: "reconcile"}
+# The queues whose tasks run a model: a worker on none of them loads no base model.
+MODEL_QUEUES = frozenset({"train", "tag", "predict"})
 
 
 def make_celery() -> Celery:
@@ -67,7 +68,8 @@ celery_app = make_celery()
 
 # Which log fields a task's arguments give, so that every line a task writes (Celery's own
 # "succeeded" line included) names its job.
-TASK_LOG_FIELDS = {TRAIN_ADAPTER: ("job_id",), TAG_CHUNK: ("job_id", "chunk"), PREDICT: ("tenant", "label_set_id")}
+# (A tag_chunk message is a token that names no chunk: the task binds the chunk it claimed.)
+TASK_LOG_FIELDS = {TRAIN_ADAPTER: ("job_id",), PREDICT: ("tenant", "label_set_id")}
 
 
 @setup_logging.connect
@@ -90,5 +92,8 @@ def enqueue_train(job_id: str) -> None:
     celery_app.send_task(TRAIN_ADAPTER, args=[job_id])
 
 
-def enqueue_chunk(job_id: str, index: int) -> None:
-    celery_app.send_task(TAG_CHUNK, args=[job_id, index])
+def enqueue_chunks(count: int) -> None:
+    """`count` tokens "tag the next chunk" (store.jobs, "tag jobs' chunks"): one per chunk
+    submitted or found lost. Which chunk each tags is decided when it runs, in the fair order."""
+    for _ in range(count):
+        celery_app.send_task(TAG_CHUNK)

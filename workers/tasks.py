@@ -22,7 +22,16 @@ from store import adapters, jobs
 from store.results import ResultRow
 
 from . import metrics, model_cache, promotion
-from .celery_app import PREDICT, RECONCILE, TAG_CHUNK, TRAIN_ADAPTER, celery_app, enqueue_chunk, enqueue_train
+from .celery_app import (
+    MODEL_QUEUES,
+    PREDICT,
+    RECONCILE,
+    TAG_CHUNK,
+    TRAIN_ADAPTER,
+    celery_app,
+    enqueue_chunks,
+    enqueue_train,
+)
 from .train_lease import Heartbeat, LeasedReport, TrainProgress
 
 log = logging.getLogger(__name__)
@@ -31,9 +40,11 @@ RETRY_DELAY_SECONDS = 5.0
 
 
 @worker_ready.connect
-def _load_base_model(**_: Any) -> None:
+def _load_base_model(sender: Any = None, **_: Any) -> None:
     # Load the default base before the first message, so the first predict answers in time;
-    # other bases load when a task first needs them.
+    # other bases load when a task first needs them. The reconciler's worker runs no model.
+    if sender is not None and not set(sender.app.amqp.queues.consume_from) & MODEL_QUEUES:
+        return
     try:
         model_cache.base()
     except Exception:  # the task that needs it reports the error against its job
@@ -83,7 +94,7 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
 
     settings = get_settings()
     progress = TrainProgress(job_id, job.attempt)
-    with Heartbeat(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
+    with Heartbeat.train(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
         try:
             trained = train(
                 model_cache.base(job.base_model), job.texts, job.labels, job.label_names, multi_label=job.multi_label,
@@ -113,27 +124,34 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
 
 
 @celery_app.task(name=TAG_CHUNK, bind=True)
-def tag_chunk(self: Task, job_id: str, chunk_index: int) -> int | None:
-    chunk = jobs.claim_chunk(job_id, chunk_index)
+def tag_chunk(self: Task, *_: Any) -> int | None:
+    """A token: tag the next chunk in the fair order (`jobs.claim_next_chunk`), of whichever job,
+    keeping its lease alive with a heartbeat. Returns the results written; None when no chunk
+    waited. (Arguments are ignored: messages sent before tokens named a job and a chunk.)"""
+    chunk = jobs.claim_next_chunk()
     if chunk is None:
         return None
-    logs.bind(label_set_id=chunk.label_set_id, tenant=chunk.tenant_id)
-    try:
-        ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
-        loaded = model_cache.adapter(ref)
-        predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts)
-    except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
-        # Another try reads the same rows: fail the chunk's items now, with the reason.
-        jobs.fail_chunk(job_id, chunk_index, str(exc))
-        return 0
-    except Exception as exc:
-        jobs.release_chunk(job_id, chunk_index, f"{type(exc).__name__}: {exc}")
-        raise retry_soon(self, exc) from exc
-    rows = [
-        ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
-        for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
-    ]
-    return jobs.write_chunk_results(job_id, chunk_index, rows)
+    job_id, index = chunk.job_id, chunk.index
+    logs.bind(job_id=job_id, chunk=index, label_set_id=chunk.label_set_id, tenant=chunk.tenant_id)
+    every = get_settings().chunk_lease_seconds / 4
+    with Heartbeat.chunk(job_id, index, chunk.attempt, every=every):
+        try:
+            ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
+            loaded = model_cache.adapter(ref)
+            predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts)
+        except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
+            # Another try reads the same rows: fail the chunk's items now, with the reason.
+            jobs.fail_chunk(job_id, index, str(exc))
+            return 0
+        except Exception as exc:
+            jobs.release_chunk(job_id, index, f"{type(exc).__name__}: {exc}")
+            raise retry_soon(self, exc) from exc
+        rows = [
+            ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
+            for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
+        ]
+        # Written under the heartbeat too: a write that waits for the database keeps the lease.
+        return jobs.write_chunk_results(job_id, index, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,8 +177,7 @@ def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, text
 @celery_app.task(name=RECONCILE)
 def reconcile() -> dict[str, int]:
     found = jobs.reconcile()
-    for job_id, index in found.chunks:
-        enqueue_chunk(job_id, index)
+    enqueue_chunks(len(found.chunks))
     for job_id in found.train_jobs:
         enqueue_train(job_id)
     if found.chunks or found.train_jobs:

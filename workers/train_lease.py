@@ -1,11 +1,12 @@
-"""Keeping a train job's lease while it trains: a heartbeat thread, and the progress callback
-that records the trainer's reports on the job. Both stop training when the lease is lost
-(the job was cancelled, or another attempt took it over)."""
+"""Keeping a lease while work runs: a heartbeat thread (train jobs and tag chunks), and the
+progress callback that records the trainer's reports on a train job. Both stop training when
+the lease is lost (the job was cancelled, or another attempt took it over)."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from store import jobs
@@ -14,25 +15,35 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Extends a train job's lease from a thread while training runs, so that a long step
-    (caching the frozen layers, evaluating) does not look like a dead worker. Training checks
-    `lost` through the progress callback and stops when the lease is gone."""
+    """Calls `renew` (which extends a lease) from a thread every `every` seconds while work
+    runs, so that a long step — caching the frozen layers, tagging a chunk — does not look like
+    a dead worker, and a worker that dies loses its lease within a lease length. `renew` raises
+    jobs.LeaseLost once the work is no longer this worker's: the beat stops and `lost` is set
+    (training checks it through the progress callback and stops). `what` names the work in logs."""
 
-    def __init__(self, job_id: str, attempt: int, every: float) -> None:
-        self.job_id, self.attempt, self.every = job_id, attempt, every
+    def __init__(self, renew: Callable[[], None], every: float, what: str) -> None:
+        self.renew, self.every, self.what = renew, every, what
         self.lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{what}", daemon=True)
+
+    @classmethod
+    def train(cls, job_id: str, attempt: int, every: float) -> Heartbeat:
+        return cls(lambda: jobs.renew_train_lease(job_id, attempt), every, job_id)
+
+    @classmethod
+    def chunk(cls, job_id: str, index: int, attempt: int, every: float) -> Heartbeat:
+        return cls(lambda: jobs.renew_chunk_lease(job_id, index, attempt), every, f"{job_id}/{index}")
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                jobs.renew_train_lease(self.job_id, self.attempt)
+                self.renew()
             except jobs.LeaseLost:
                 self.lost = True
                 return
             except Exception:  # a database hiccup: try again next beat
-                log.exception("heartbeat for %s failed", self.job_id)
+                log.exception("heartbeat for %s failed", self.what)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -88,10 +99,10 @@ class LeasedReport:
 
     def __call__(self, report: dict[str, Any]) -> None:
         if self.heartbeat.lost:
-            raise jobs.LeaseLost(self.heartbeat.job_id)
+            raise jobs.LeaseLost(self.heartbeat.what)
         try:
             self.progress(report)
         except jobs.LeaseLost:
             raise
         except Exception:
-            log.exception("could not record progress of %s", self.heartbeat.job_id)
+            log.exception("could not record progress of %s", self.heartbeat.what)

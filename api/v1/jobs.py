@@ -26,18 +26,20 @@ def idempotency_key() -> str | None:
 
 
 @bp.post("")
-@operation("Submit a tag job", tag="jobs", body=JobCreate, responses={202: JobOut}, errors=(404, 409, 503),
+@operation("Submit a tag job", tag="jobs", body=JobCreate, responses={202: JobOut}, errors=(404, 409, 429, 503),
            headers={IDEMPOTENCY_HEADER: "same key + same body → the same job; same key + another body → 409"})
 def create_job():
     """Items are tagged with the pinned `adapter_version`, else the set's active adapter.
-    An item without `id` gets its position ("0", "1", …). Answers 202 with the job."""
+    An item without `id` gets its position ("0", "1", …). Answers 202 with the job; 429 (with
+    Retry-After) when the tenant's unfinished jobs would hold more than
+    REFTAG_MAX_QUEUED_ITEMS_PER_TENANT items without a result."""
     raw = json_body()
     body = validate(JobCreate, raw)
     with transaction() as session:
         job, created = jobs.create_tag_job(
             session, g.tenant_id, body.label_set_id, body.rows(), settings().chunk_size,
             adapter_version=body.adapter_version, idempotency_key=idempotency_key(),
-            request_hash=jobs.request_fingerprint(raw),
+            request_hash=jobs.request_fingerprint(raw), max_queued_items=settings().max_queued_items_per_tenant,
         )
         chunks = jobs.chunk_indexes(session, job.id) if created else []
     if not created:

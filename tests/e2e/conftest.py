@@ -174,6 +174,10 @@ class Stack:
         wait_for(lambda: " ready." in worker.log_path.read_text(errors="replace"), timeout, f"{worker.name}", worker)
 
     def start_beat(self) -> Process:
+        """The reconciler, as the Procfile runs it: beat, and a worker on its `reconcile` queue."""
+        argv = [str(BIN / "celery"), "-A", "workers.celery_app", "worker", "-Q", "reconcile", "--pool", "solo",
+                "-c", "1", "-n", "reconcile@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        self.others.append(Process("reconcile", argv, self.env, self.run_dir))
         argv = [str(BIN / "celery"), "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
                 "--schedule", str(self.run_dir / "celerybeat-schedule")]
         beat = Process("beat", argv, self.env, self.run_dir)
@@ -413,7 +417,7 @@ class TaggingUnderWay:
 
     def __init__(self, make_stack, news: LabelledData, n_items: int, id_prefix: str) -> None:
         self.stack = make_stack(REFTAG_CHUNK_SIZE="24", REFTAG_CHUNK_LEASE_SECONDS="3", REFTAG_RECONCILE_INTERVAL="1")
-        self.stack.start_worker("train,predict")  # also runs the reconciler, which routes to `predict`
+        self.stack.start_worker("train,predict")
         self.tagger = self.stack.start_worker("tag")
         self.stack.start_beat()
         self.stack.start_web()

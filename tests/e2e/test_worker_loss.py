@@ -70,7 +70,7 @@ def progress_reaches(stack, job_id: str, share: float, timeout: float = 300) -> 
 @pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
 def test_a_5000_item_job_survives_two_worker_kills_with_an_unbroken_runs_results(make_stack, news_en):
     stack = make_stack(REFTAG_CHUNK_SIZE="128", REFTAG_CHUNK_LEASE_SECONDS="5", REFTAG_RECONCILE_INTERVAL="1")
-    stack.start_worker("train,predict")  # also runs the reconciler
+    stack.start_worker("train,predict")
     taggers = [stack.start_worker("tag"), stack.start_worker("tag")]
     stack.start_beat()
     stack.start_web()

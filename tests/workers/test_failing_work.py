@@ -3,6 +3,8 @@ real database and a real Redis, every message it sends itself delivered back to 
 worker would, until none is left. Only the model is replaced, where a test needs it to fail."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from celery.exceptions import Retry
 from sqlalchemy import select
@@ -43,25 +45,29 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
     monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "3")
     job_id = rows.tag_job(rows.label_set(), n_items=6, chunk_size=4)
 
-    class OutOfMemory:
+    class OutOfMemoryOnChunk0:
         def predict(self, adapter, texts):
-            raise RuntimeError("CUDA out of memory")
+            if "text 0" in texts:
+                raise RuntimeError("CUDA out of memory")
+            return [SimpleNamespace(labels=["World"], scores={"World": 0.9, "Sports": 0.1}, needs_review=False)
+                    for _ in texts]
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
     monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
-    monkeypatch.setattr(model_cache, "tagger_for", lambda adapter: OutOfMemory())
+    monkeypatch.setattr(model_cache, "tagger_for", lambda adapter: OutOfMemoryOnChunk0())
 
-    assert deliver_until_quiet(clean_redis, [job_id, 0]) == 4  # three tries, then the claim that gives up
+    # Chunk 0 three times, then the claim that gives up on it and tags chunk 1.
+    assert deliver_until_quiet(clean_redis, []) == 4
 
     results = failed_results(job_id)
-    assert [r.position for r in results] == [0, 1, 2, 3]  # chunk 0's items, each once
+    assert [r.position for r in results] == [0, 1, 2, 3, 4, 5]  # each item once
     assert all(r.labels == [] and r.error == "gave up after 3 attempts: RuntimeError: CUDA out of memory"
-               for r in results)
+               for r in results[:4])
+    assert all(r.labels == ["World"] and r.error is None for r in results[4:])  # the other chunk is tagged
     with session_scope() as s:
         assert s.get(Chunk, (job_id, 0)).status == "failed"
-        assert s.get(Chunk, (job_id, 1)).status == "pending"  # the other chunk is untouched
         job = s.get(Job, job_id)
-        assert (job.status, job.done, job.failed) == ("running", 0, 4)
+        assert (job.status, job.done, job.failed) == ("succeeded", 2, 4)
 
 
 def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows, clean_redis):
@@ -74,7 +80,7 @@ def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows
     model_cache.clear()
     job_id = rows.tag_job(label_set_id, n_items=3, chunk_size=4)
 
-    assert deliver_until_quiet(clean_redis, [job_id, 0]) == 1  # failed at once: a retry reads the same bytes
+    assert deliver_until_quiet(clean_redis, []) == 1  # failed at once: a retry reads the same bytes
     results = failed_results(job_id)
     assert len(results) == 3 and all("is corrupt: checksum" in r.error for r in results)
     with session_scope() as s:

@@ -21,18 +21,18 @@ def test_a_chunk_that_hits_an_error_is_released_and_sent_again(rows, clean_redis
 
     monkeypatch.setattr(model_cache, "adapter", out_of_memory)
     with pytest.raises(Retry) as retry:
-        run_as_worker(tasks.tag_chunk, job_id, 0)
+        run_as_worker(tasks.tag_chunk)
     assert "out of memory" in str(retry.value.exc) and retry.value.when == tasks.RETRY_DELAY_SECONDS
 
     with session_scope() as s:
         chunk = s.get(Chunk, (job_id, 0))
         assert (chunk.status, chunk.attempts) == ("pending", 1) and "out of memory" in chunk.error
-    assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": [job_id, 0]}]
+    assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": []}]  # a token
 
 
 def test_a_chunk_without_its_adapter_fails_its_items_at_once(rows, clean_redis):
     job_id = rows.tag_job(rows.label_set(), n_items=3, chunk_size=4, adapter_version=7)
-    assert tasks.tag_chunk(job_id, 0) == 0
+    assert tasks.tag_chunk() == 0
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert (job.status, job.failed) == ("failed", 3)
@@ -41,7 +41,7 @@ def test_a_chunk_without_its_adapter_fails_its_items_at_once(rows, clean_redis):
 
 def test_reconcile_sends_what_it_finds(rows, clean_redis):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
-    jobs.claim_chunk(job_id, 0)
+    jobs.claim_next_chunk()
     jobs.release_chunk(job_id, 0, "OperationalError: database is locked")
     assert tasks.reconcile() == {"chunks": 1, "train_jobs": 0}
-    assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": [job_id, 0]}]
+    assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": []}]  # a token
