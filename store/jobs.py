@@ -167,7 +167,8 @@ def create_tag_job(
             return earlier, False
     adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
     job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
-              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {})
+              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {},
+              review_precision=session.scalar(select(LabelSet.review_precision).where(LabelSet.id == label_set_id)))
     try:
         with session.begin_nested():
             session.add(job)

@@ -83,15 +83,21 @@ def revoke_api_key(session: Session, prefix: str) -> ApiKey:
 
 
 def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
-    """The id of the tenant a live key belongs to, or None (unknown or revoked key). Runs on
-    every request, so it reads one indexed row and no ORM entity."""
+    """The id of the tenant a live key belongs to, or None (unknown or revoked key)."""
+    found = live_key(session, raw_key)
+    return None if found is None else found[0]
+
+
+def live_key(session: Session, raw_key: str) -> tuple[str, int] | None:
+    """(tenant id, key id) of a live key, or None (unknown or revoked key). Runs on every
+    request, so it reads one indexed row and no ORM entity."""
     digest = hash_key(raw_key)
     row = session.execute(
-        select(ApiKey.tenant_id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
+        select(ApiKey.tenant_id, ApiKey.id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
     ).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return str(row.tenant_id)
+    return str(row.tenant_id), int(row.id)
 
 
 def tenant_for_key_hash(session: Session, digest: str) -> Tenant | None:
