@@ -107,3 +107,7 @@ def tenant_for_key_hash(session: Session, digest: str) -> Tenant | None:
     if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, digest):
         return None
     return session.get(Tenant, key.tenant_id)
+
+
+def key_id_for_hash(session: Session, digest: str) -> int | None:
+    return session.scalar(select(ApiKey.id).where(ApiKey.key_hash == digest))

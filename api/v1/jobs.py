@@ -149,9 +149,13 @@ def review_item(job_id: str, item_id: str):
     """`{"label": name}` or `{"labels": [...]}`: a person's answer for the item. The result is
     marked reviewed (by this key, now) and the text becomes an example of the label set, with
     the job and item it came from; reviewing again replaces the answer (one example, not two)."""
-    body = validate(ReviewIn, json_body())
+    return review_as(g.tenant_id, job_id, item_id, validate(ReviewIn, json_body()), g.get("api_key_id"))
+
+
+def review_as(tenant_id: str, job_id: str, item_id: str, body: ReviewIn, api_key_id: int | None) -> dict:
+    """Store one review (here and from the dashboard's review page) and answer with it."""
     with transaction() as session:
-        done = reviews.review_result(session, g.tenant_id, job_id, item_id, body.names(), g.get("api_key_id"))
+        done = reviews.review_result(session, tenant_id, job_id, item_id, body.names(), api_key_id)
         prefixes = reviews.key_prefixes(session, [done.result.reviewed_by])
         return {"result": result_json(done.result, prefixes), "example_id": done.example_id,
                 "example_created": done.example_created}
