@@ -348,11 +348,10 @@ def job_export(job_id: str, format_name: str):
 # --- review -----------------------------------------------------------------------------------
 
 
-def review_page_json(tenant_id: str, job_id: str, order: str, cursor: str | None) -> dict[str, Any]:
-    with read_transaction() as db:
-        page = reviews.review_queue(db, tenant_id, job_id, order, REVIEW_BATCH, cursor)
-        return {"items": [{**result_json(r), "text": text} for r, text in page.items],
-                "next_cursor": page.next_cursor, "remaining": page.remaining}
+def review_page_json(db: Any, tenant_id: str, job_id: str, order: str, cursor: str | None) -> dict[str, Any]:
+    page = reviews.review_queue(db, tenant_id, job_id, order, REVIEW_BATCH, cursor)
+    return {"items": [{**result_json(r), "text": text} for r, text in page.items],
+            "next_cursor": page.next_cursor, "remaining": page.remaining}
 
 
 @bp.get("/ui/jobs/<id:job_id>/review")
@@ -361,12 +360,12 @@ def review(job_id: str):
     query = parse_query(ReviewQuery)
     with read_transaction() as db:
         found = jobs.get_job(db, g.tenant_id, job_id)
+        if found.type != JobType.TAG:
+            raise NotFound(f"job {job_id!r} has no results to review")
         view = store_label_sets.get_label_set(db, g.tenant_id, found.label_set_id)
-    if found.type != JobType.TAG:
-        raise NotFound(f"job {job_id!r} has no results to review")
-    first = review_page_json(g.tenant_id, job_id, query.order, None)
-    return render("review.html", job=found, view=view, order=query.order, first=first,
-                  labels=[label.name for label in view.label_set.labels])
+        first = review_page_json(db, g.tenant_id, job_id, query.order, None)
+        return render("review.html", job=found, view=view, order=query.order, first=first,
+                      labels=[label.name for label in view.label_set.labels])
 
 
 @bp.get("/ui/jobs/<id:job_id>/review/items")
@@ -375,7 +374,8 @@ def review(job_id: str):
       signed_in=False)
 def review_items(job_id: str):
     query = parse_query(ReviewQuery)
-    return review_page_json(g.tenant_id, job_id, query.order, query.cursor)
+    with read_transaction() as db:
+        return review_page_json(db, g.tenant_id, job_id, query.order, query.cursor)
 
 
 @bp.post("/ui/jobs/<id:job_id>/items/<path:item_id>/review")
