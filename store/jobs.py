@@ -39,7 +39,20 @@ from service.settings import get_settings
 from . import adapters, label_sets, results
 from .db import session_scope
 from .errors import Conflict, Invalid, NotFound
-from .models import Adapter, Chunk, ChunkStatus, Job, JobItem, JobStatus, JobType, LabelSet, Result, as_utc, utcnow
+from .models import (
+    Adapter,
+    Chunk,
+    ChunkStatus,
+    Example,
+    Job,
+    JobItem,
+    JobStatus,
+    JobType,
+    LabelSet,
+    Result,
+    as_utc,
+    utcnow,
+)
 from .results import ResultRow
 
 
@@ -131,6 +144,37 @@ def create_train_job(
     session.add(job)
     session.flush()
     return job, True
+
+
+def retrain_if_due(session: Session, tenant_id: str, label_set_id: str, min_examples_per_label: int,
+                   english_base: str = DEFAULT_BASE) -> Job | None:
+    """Retraining on its own: once `retrain_after` examples of the set were added or relabelled
+    since its latest training started, a train job is queued, as a train request naming no
+    config would queue it (coalescing with any train job that is queued or running). Only for a
+    set trained before (the first training is the team's call), and never while a train job is
+    queued (it will read these examples when it starts). None when none was made: not due, or
+    not trainable now (too few examples of a label: the next change tries again)."""
+    label_set = label_sets.label_set_row(session, tenant_id, label_set_id)
+    if not label_set.retrain_after:
+        return None
+    train_jobs = select(Job).where(Job.label_set_id == label_set.id, Job.type == JobType.TRAIN)
+    if session.scalar(train_jobs.where(Job.status == JobStatus.QUEUED, Job.queued_after.is_(None)).limit(1)):
+        return None
+    since = session.scalar(select(func.max(Job.started_at)).where(Job.label_set_id == label_set.id,
+                                                                  Job.type == JobType.TRAIN))
+    if since is None:
+        return None
+    changed = session.scalar(select(func.count()).select_from(Example).where(
+        Example.label_set_id == label_set.id, Example.updated_at > since)) or 0
+    if changed < label_set.retrain_after:
+        return None
+    try:
+        with session.begin_nested():
+            job, created = create_train_job(session, tenant_id, label_set_id, {}, min_examples_per_label,
+                                            english_base=english_base)
+    except (Invalid, Conflict):
+        return None
+    return job if created else None
 
 
 def request_fingerprint(body: Any) -> str:

@@ -123,6 +123,9 @@ class LabelSet(Base):
     base_model_resolved: Mapped[str | None] = mapped_column(String(200), default=None)
     # Training-config overrides for every adapter of this set (merged under a train request's).
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Retrain on its own: this many examples added or relabelled since the set's latest training
+    # started queue a train job (store.jobs.retrain_if_due). None: only when asked.
+    retrain_after: Mapped[int | None] = mapped_column(Integer, default=50)
     # Auto-accept: results whose calibrated confidence is at or above the threshold training
     # found for this precision are accepted; the rest need review. None: the margin rule.
     review_precision: Mapped[float | None] = mapped_column(Float, default=None)
@@ -165,6 +168,8 @@ class Example(Base):
     source_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
     source_item_id: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Added or last relabelled (any change through the ORM): what `retrain_after` counts.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Adapter(Base):

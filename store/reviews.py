@@ -93,6 +93,7 @@ def review_queue(session: Session, tenant_id: str, job_id: str, order: str, limi
 class Reviewed:
     result: Result
     text: str
+    label_set_id: str
     example_id: int
     example_created: bool
 
@@ -138,7 +139,7 @@ def review_result(session: Session, tenant_id: str, job_id: str, item_id: str, l
             # made by an earlier review (of this or another job): it now comes from this one
             example.source_job_id, example.source_item_id = job.id, item.item_id
     session.flush()
-    return Reviewed(result, item.text, example.id, created)
+    return Reviewed(result, item.text, label_set.id, example.id, created)
 
 
 def review_counts(session: Session, job_ids: Sequence[str]) -> dict[str, dict[str, int]]:

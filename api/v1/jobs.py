@@ -157,5 +157,7 @@ def review_as(tenant_id: str, job_id: str, item_id: str, body: ReviewIn, api_key
     with transaction() as session:
         done = reviews.review_result(session, tenant_id, job_id, item_id, body.names(), api_key_id)
         prefixes = reviews.key_prefixes(session, [done.result.reviewed_by])
-        return {"result": result_json(done.result, prefixes), "example_id": done.example_id,
-                "example_created": done.example_created}
+        answer = {"result": result_json(done.result, prefixes), "example_id": done.example_id,
+                  "example_created": done.example_created}
+        label_set_id = done.label_set_id
+    return {**answer, "train_job_id": broker.retrain_if_due(tenant_id, label_set_id)}

@@ -101,6 +101,13 @@ ReviewPrecision = Annotated[float | None, Field(
         "a decision boundary"))]
 
 
+RetrainAfter = Annotated[int | None, Field(
+    ge=1, le=1_000_000, description=(
+        "retrain on its own: once this many examples were added or relabelled since the set's latest training "
+        "started, a train job is queued (as a train request naming no config; the promotion rules decide as "
+        "always); null: only when asked"))]
+
+
 class LabelSetCreate(RequestModel):
     name: Name
     multi_label: bool = False
@@ -108,6 +115,7 @@ class LabelSetCreate(RequestModel):
     config: TrainConfig | None = None
     base_model: BaseModelName = "auto"
     review_precision: ReviewPrecision = None
+    retrain_after: RetrainAfter = 50
 
     def check(self, settings: Settings) -> None:
         check_base_model(self.base_model, settings)
@@ -134,13 +142,15 @@ class LabelSetUpdate(RequestModel):
 
     base_model: BaseModelName | None = None
     review_precision: ReviewPrecision = None
+    retrain_after: RetrainAfter = None
 
     def check(self, settings: Settings) -> None:
         if self.base_model is not None:
             check_base_model(self.base_model, settings)
         if not self.model_fields_set:
             raise invalid([{"pointer": "", "type": "empty_update",
-                            "message": "send base_model and/or review_precision"}], code="empty_update")
+                            "message": "send base_model, review_precision and/or retrain_after"}],
+                          code="empty_update")
 
 
 class BaseModelOut(BaseModel):
@@ -177,6 +187,7 @@ class LabelSetOut(BaseModel):
     base_model: str = Field(description='as set: "auto" or a base\'s name')
     resolved_base_model: str | None = Field(description="the base its adapters train on (set at the first training)")
     review_precision: float | None
+    retrain_after: int | None
     example_count: int
     active_adapter: ActiveAdapterOut | None
     created_at: datetime
@@ -247,6 +258,7 @@ class ExamplesAddedOut(BaseModel):
     added: int
     duplicates: int
     rejected: list[RejectedRow]
+    train_job_id: str | None = Field(None, description="the train job these examples made due (retrain_after)")
 
 
 class TrainRequest(RequestModel):
@@ -462,6 +474,7 @@ class ReviewedOut(BaseModel):
     result: ResultOut
     example_id: int
     example_created: bool = Field(description="false when the text was already an example (relabelled)")
+    train_job_id: str | None = Field(None, description="the train job this review made due (retrain_after)")
 
 
 class ResultsPageOut(BaseModel):
@@ -523,7 +536,7 @@ def label_set_json(view: LabelSetView) -> dict[str, Any]:
         id=ls.id, name=ls.name, multi_label=ls.multi_label,
         labels=[LabelOut(name=label.name, description=label.description) for label in ls.labels],
         config=ls.config or {}, base_model=ls.base_model, resolved_base_model=ls.base_model_resolved,
-        review_precision=ls.review_precision, example_count=view.example_count,
+        review_precision=ls.review_precision, retrain_after=ls.retrain_after, example_count=view.example_count,
         active_adapter=ActiveAdapterOut(version=active.version, metrics=active.metrics or {}) if active else None,
         created_at=as_utc(ls.created_at),
     ).model_dump(mode="json")
