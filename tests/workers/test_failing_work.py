@@ -44,7 +44,7 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
     job_id = rows.tag_job(rows.label_set(), n_items=6, chunk_size=4)
 
     class OutOfMemory:
-        def predict(self, adapter, texts):
+        def predict(self, adapter, texts, review_threshold=None):
             raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
