@@ -17,11 +17,11 @@ def require_tenant() -> None:
         raise ApiError(401, "unauthorized", "send `Authorization: Bearer <api key>`",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag"'})
     with read_transaction() as session:
-        tenant_id = tenants.tenant_id_for_key(session, raw_key)
-    if tenant_id is None:
+        found = tenants.live_key(session, raw_key)
+    if found is None:
         raise ApiError(401, "unauthorized", "API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer realm="reftag", error="invalid_token"'})
-    g.tenant_id = tenant_id
+    g.tenant_id, g.api_key_id = found
 
 
 def require_tenant_bearer_or_basic() -> None:

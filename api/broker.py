@@ -18,6 +18,7 @@ from workers import celery_app
 
 from .db import read_transaction, transaction
 from .errors import BROKER_ERRORS, ApiError, broker_unavailable
+from .requests import settings
 
 log = logging.getLogger("reftag.api")
 
@@ -35,6 +36,31 @@ def start_waiting_train(finished_job_id: str) -> None:
             celery_app.enqueue_train(waiting)
         except BROKER_ERRORS as e:
             log.warning("broker unreachable, train job %s is left to the reconciler: %s", waiting, e)
+
+
+def retrain_if_due(tenant_id: str, label_set_id: str) -> str | None:
+    """After a request changed a label set's examples: queue its train job if `retrain_after`
+    changes have piled up (store.jobs.retrain_if_due), and send it. The id of the job made, if
+    one was. Never fails the request that changed the examples: with Redis down the job stays
+    queued and the reconciler sends it after its pick-up deadline."""
+    try:
+        with transaction() as session:
+            job = jobs.retrain_if_due(session, tenant_id, label_set_id, settings().min_examples_per_label,
+                                      english_base=settings().english_base)
+            made = None if job is None else (job.id, job.queued_after)
+    except Exception:
+        log.exception("could not check whether label set %s is due for retraining", label_set_id)
+        return None
+    if made is None:
+        return None
+    job_id, waits_for = made
+    log.info("label set %s is due for retraining: train job %s queued", label_set_id, job_id)
+    if waits_for is None:
+        try:
+            celery_app.enqueue_train(job_id)
+        except BROKER_ERRORS as e:
+            log.warning("broker unreachable, train job %s is left to the reconciler: %s", job_id, e)
+    return job_id
 
 
 def submit_tag(job_id: str, chunk_indexes: list[int]) -> None:

@@ -11,6 +11,7 @@ from store import label_studio, tenants
 from store.errors import StoreError
 from store.migrate import upgrade
 
+from . import broker
 from .db import read_transaction, transaction
 from .interop import label_studio_pull
 
@@ -126,7 +127,10 @@ def pull_label_studio_command() -> None:
             failed += 1
             click.echo(f"{label_set_id}: {e.message}", err=True)
             continue
+        retrain = broker.retrain_if_due(tenant_id, label_set_id) if outcome.get("added") or outcome.get("relabelled") \
+            else None
         click.echo(f"{label_set_id}: {outcome['added']} added, {outcome['relabelled']} relabelled, "
-                   f"{outcome['removed']} removed, {outcome['unchanged']} unchanged")
+                   f"{outcome['removed']} removed, {outcome['unchanged']} unchanged"
+                   + (f"; due for retraining: train job {retrain} queued" if retrain else ""))
     if failed:
         raise click.ClickException(f"{failed} of {len(connected)} pulls failed")

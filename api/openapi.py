@@ -28,6 +28,7 @@ TAGS = {
     "label sets": "Taxonomies and their human-labelled examples",
     "adapters": "A label set's trained versions: list them, activate one (or roll back)",
     "jobs": "Train and tag jobs: submit, follow, read the results, cancel",
+    "review": "A tag job's results that need a person, most useful first; accepting or correcting one",
     "predict": "A few texts tagged now, through the predict queue",
     "label studio": "Label Studio's ML backend, one per label set (Basic auth, the API key as password)",
     "meta": "Liveness, metrics, this document and /docs",

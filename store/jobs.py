@@ -44,6 +44,7 @@ from .models import (
     Adapter,
     Chunk,
     ChunkStatus,
+    Example,
     Job,
     JobItem,
     JobStatus,
@@ -147,6 +148,37 @@ def create_train_job(
     return job, True
 
 
+def retrain_if_due(session: Session, tenant_id: str, label_set_id: str, min_examples_per_label: int,
+                   english_base: str = DEFAULT_BASE) -> Job | None:
+    """Retraining on its own: once `retrain_after` examples of the set were added or relabelled
+    since its latest training started, a train job is queued, as a train request naming no
+    config would queue it (coalescing with any train job that is queued or running). Only for a
+    set trained before (the first training is the team's call), and never while a train job is
+    queued (it will read these examples when it starts). None when none was made: not due, or
+    not trainable now (too few examples of a label: the next change tries again)."""
+    label_set = label_sets.label_set_row(session, tenant_id, label_set_id)
+    if not label_set.retrain_after:
+        return None
+    train_jobs = select(Job).where(Job.label_set_id == label_set.id, Job.type == JobType.TRAIN)
+    if session.scalar(train_jobs.where(Job.status == JobStatus.QUEUED, Job.queued_after.is_(None)).limit(1)):
+        return None
+    since = session.scalar(select(func.max(Job.started_at)).where(Job.label_set_id == label_set.id,
+                                                                  Job.type == JobType.TRAIN))
+    if since is None:
+        return None
+    changed = session.scalar(select(func.count()).select_from(Example).where(
+        Example.label_set_id == label_set.id, Example.updated_at > since)) or 0
+    if changed < label_set.retrain_after:
+        return None
+    try:
+        with session.begin_nested():
+            job, created = create_train_job(session, tenant_id, label_set_id, {}, min_examples_per_label,
+                                            english_base=english_base)
+    except (Invalid, Conflict):
+        return None
+    return job if created else None
+
+
 def request_fingerprint(body: Any) -> str:
     """SHA-256 of a request body in canonical JSON: what `Idempotency-Key` compares."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
@@ -185,7 +217,8 @@ def create_tag_job(
     _require_queue_room(session, tenant_id, len(items), max_queued_items)
     adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
     job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
-              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {})
+              idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {},
+              review_precision=session.scalar(select(LabelSet.review_precision).where(LabelSet.id == label_set_id)))
     try:
         with session.begin_nested():
             session.add(job)

@@ -37,6 +37,8 @@ def create_label_set(
     multi_label: bool = False,
     config: dict[str, Any] | None = None,
     base_model: str = "auto",
+    review_precision: float | None = None,
+    retrain_after: int | None = 50,
 ) -> LabelSetView:
     """`labels` are (name, description) pairs, in score-vector order; the API has checked that
     there are at least two, that names are distinct, and that `base_model` is "auto" or a base
@@ -44,7 +46,7 @@ def create_label_set(
     if session.scalar(select(LabelSet.id).where(LabelSet.tenant_id == tenant_id, LabelSet.name == name)):
         raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}], code="label_set_exists")
     label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {},
-                         base_model=base_model)
+                         base_model=base_model, review_precision=review_precision, retrain_after=retrain_after)
     label_set.labels = [Label(name=n, description=d, position=i) for i, (n, d) in enumerate(labels)]
     session.add(label_set)
     try:
@@ -73,6 +75,18 @@ def set_base_model(session: Session, tenant_id: str, label_set_id: str, base_mod
     label_set.base_model_resolved = None  # resolved again at the next train request
     session.flush()
     return get_label_set(session, tenant_id, label_set_id)
+
+
+def set_review_precision(session: Session, tenant_id: str, label_set_id: str, precision: float | None) -> None:
+    """Auto-accept at this precision (None: off) in tag jobs submitted from now on."""
+    label_set_row(session, tenant_id, label_set_id, lock=True).review_precision = precision
+    session.flush()
+
+
+def set_retrain_after(session: Session, tenant_id: str, label_set_id: str, count: int | None) -> None:
+    """Queue a train job once this many examples changed since the latest training (None: off)."""
+    label_set_row(session, tenant_id, label_set_id, lock=True).retrain_after = count
+    session.flush()
 
 
 def resolve_base_model(session: Session, label_set: LabelSet, english: str) -> str:
@@ -185,8 +199,9 @@ def add_examples(
             Example.label_set_id == label_set.id, Example.text_hash.in_(hashes[start:start + 500]))))
     new = [(h, text, names) for h, (text, names) in by_hash.items() if h not in existing]
     marks = evaluation_marks(label_set.id, training_counts(session, label_set.id), [(h, names) for h, _, names in new])
+    now = utcnow()
     rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "evaluation": mark,
-             "created_at": utcnow()} for (h, text, names), mark in zip(new, marks)]
+             "created_at": now, "updated_at": now} for (h, text, names), mark in zip(new, marks)]
     if rows:
         try:
             session.execute(insert(Example), rows)

@@ -136,6 +136,12 @@ class LabelSet(Base):
     base_model_resolved: Mapped[str | None] = mapped_column(String(200), default=None)
     # Training-config overrides for every adapter of this set (merged under a train request's).
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Retrain on its own: this many examples added or relabelled since the set's latest training
+    # started queue a train job (store.jobs.retrain_if_due). None: only when asked.
+    retrain_after: Mapped[int | None] = mapped_column(Integer, default=50)
+    # Auto-accept: results whose calibrated confidence is at or above the threshold training
+    # found for this precision are accepted; the rest need review. None: the margin rule.
+    review_precision: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     labels: Mapped[list[Label]] = relationship(
@@ -171,7 +177,12 @@ class Example(Base):
     text_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[list[Any]] = mapped_column()
     evaluation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where a reviewed result made it: the tag job and item a person accepted or corrected.
+    source_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
+    source_item_id: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Added or last relabelled (any change through the ORM): what `retrain_after` counts.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Adapter(Base):
@@ -232,6 +243,8 @@ class Job(Base):
     # Train jobs: the running train job of the set that this one waits for (a request made while it
     # ran); no worker starts this one before that one has finished (`store.jobs`, "waiting").
     queued_after: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
+    # Tag jobs: the label set's review_precision when the job was submitted.
+    review_precision: Mapped[float | None] = mapped_column(Float, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -272,9 +285,12 @@ class Chunk(Base):
 
 
 class Result(Base):
-    """One result per (job, item). The primary key makes a chunk that runs twice write once."""
+    """One result per (job, item). The primary key makes a chunk that runs twice write once.
+    `confidence` (the calibrated chance the labels are right) and `margin` (how far the result
+    is from another answer) order the review queue; `reviewed_*` is a person's answer."""
 
     __tablename__ = "results"
+    __table_args__ = (Index("ix_results_review", "job_id", "needs_review", "confidence"),)
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -284,6 +300,11 @@ class Result(Base):
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     adapter_version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    margin: Mapped[float | None] = mapped_column(Float, default=None)
+    reviewed_labels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), default=None)
 
 
 class LabelStudioConnection(Base):

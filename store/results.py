@@ -26,6 +26,8 @@ class ResultRow:
     needs_review: bool
     adapter_version: int | None
     error: str | None = None
+    confidence: float | None = None
+    margin: float | None = None
 
 
 def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[ResultRow]:
@@ -46,7 +48,7 @@ def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[Res
         session.execute(insert(Result), [
             {"job_id": job_id, "position": r.position, "item_id": r.item_id, "labels": r.labels,
              "scores": r.scores, "needs_review": r.needs_review, "adapter_version": r.adapter_version,
-             "error": r.error}
+             "error": r.error, "confidence": r.confidence, "margin": r.margin}
             for r in new
         ])
     return new

@@ -89,15 +89,21 @@ def revoke_api_key(session: Session, prefix: str) -> ApiKey:
 
 
 def tenant_id_for_key(session: Session, raw_key: str) -> str | None:
-    """The id of the tenant a live key belongs to, or None (unknown or revoked key). Runs on
-    every request, so it reads one indexed row and no ORM entity."""
+    """The id of the tenant a live key belongs to, or None (unknown or revoked key)."""
+    found = live_key(session, raw_key)
+    return None if found is None else found[0]
+
+
+def live_key(session: Session, raw_key: str) -> tuple[str, int] | None:
+    """(tenant id, key id) of a live key, or None (unknown or revoked key). Runs on every
+    request, so it reads one indexed row and no ORM entity."""
     digest = hash_key(raw_key)
     row = session.execute(
-        select(ApiKey.tenant_id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
+        select(ApiKey.tenant_id, ApiKey.id, ApiKey.key_hash, ApiKey.revoked_at).where(ApiKey.key_hash == digest)
     ).first()
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return str(row.tenant_id)
+    return str(row.tenant_id), int(row.id)
 
 
 # --- dashboard sessions ---------------------------------------------------------------------------
@@ -120,17 +126,19 @@ def start_dashboard_session(session: Session, raw_key: str, lifetime: timedelta)
     return session.get_one(Tenant, key.tenant_id), token
 
 
-def tenant_for_dashboard_session(session: Session, token: str) -> Tenant | None:
-    """The tenant of a dashboard session that has not ended or expired and whose key is live."""
+def tenant_for_dashboard_session(session: Session, token: str) -> tuple[Tenant, int] | None:
+    """The tenant of a dashboard session that has not ended or expired and whose key is live,
+    with that key's id (what the person signed in with: reviews record it)."""
     if not token:
         return None
-    return session.scalar(
-        select(Tenant)
+    row = session.execute(
+        select(Tenant, ApiKey.id)
         .join(ApiKey, ApiKey.tenant_id == Tenant.id)
         .join(DashboardSession, DashboardSession.api_key_id == ApiKey.id)
         .where(DashboardSession.token_hash == hash_key(token), DashboardSession.expires_at > utcnow(),
                ApiKey.revoked_at.is_(None))
-    )
+    ).first()
+    return None if row is None else (row[0], int(row[1]))
 
 
 def end_dashboard_session(session: Session, token: str) -> None:

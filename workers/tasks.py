@@ -18,7 +18,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from service import logs
 from service.settings import get_settings
-from store import adapters, jobs
+from store import adapters, jobs, reviews
 from store.results import ResultRow
 
 from . import metrics, model_cache, promotion
@@ -138,7 +138,8 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
         try:
             ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
             loaded = model_cache.adapter(ref)
-            predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts)
+            threshold = review_threshold(loaded, reviews.job_review_precision(job_id))
+            predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts, review_threshold=threshold)
         except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
             # Another try reads the same rows: fail the chunk's items now, with the reason.
             jobs.fail_chunk(job_id, index, str(exc))
@@ -147,11 +148,21 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
             jobs.release_chunk(job_id, index, f"{type(exc).__name__}: {exc}")
             raise retry_soon(self, exc) from exc
         rows = [
-            ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version)
+            ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version,
+                      confidence=round(p.confidence, 6), margin=round(p.margin, 6))
             for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
         ]
         # Written under the heartbeat too: a write that waits for the database keeps the lease.
         return jobs.write_chunk_results(job_id, index, rows)
+
+
+def review_threshold(adapter: Any, precision: float | None) -> float | None:
+    """The confidence below which a result needs review: the adapter's threshold for the label
+    set's review precision, or None (no precision asked, or an adapter from before calibration:
+    the margin rule)."""
+    from reft_core.calibration import threshold_for
+
+    return None if precision is None else threshold_for(adapter.metrics.get("review"), precision)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,10 +173,11 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str]) -> list[dict[str, Any]]:
     ref = adapters.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
     loaded = model_cache.adapter(ref)
-    predictions = model_cache.tagger_for(loaded).predict(loaded, texts)
+    threshold = review_threshold(loaded, reviews.label_set_review_precision(label_set_id))
+    predictions = model_cache.tagger_for(loaded).predict(loaded, texts, review_threshold=threshold)
     return [
         {"labels": list(p.labels), "scores": dict(p.scores), "needs_review": bool(p.needs_review),
-         "adapter_version": ref.version}
+         "confidence": round(p.confidence, 6), "adapter_version": ref.version}
         for p in predictions
     ]
 

@@ -338,6 +338,8 @@ def webhook(label_set_id: str):
     stored = store_annotation(label_set_id, body.annotation, body.task, config, body.action == "ANNOTATION_UPDATED")
     if not stored["labels"]:
         return {"status": "ignored", "action": body.action, "detail": stored}
+    if stored.get("added") or stored.get("relabelled"):
+        broker.retrain_if_due(g.tenant_id, label_set_id)
     return {"status": "ok", "action": body.action, "detail": stored}, 201
 
 

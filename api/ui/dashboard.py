@@ -37,7 +37,7 @@ from flask_babel import gettext
 from markupsafe import Markup, escape
 
 from service.settings import dashboard_secret_key
-from store import adapters, jobs, results, tenants
+from store import adapters, jobs, results, reviews, tenants
 from store import label_sets as store_label_sets
 from store.errors import NotFound, StoreError
 from store.models import Adapter, JobStatus, JobType, as_utc
@@ -45,10 +45,10 @@ from store.models import Adapter, JobStatus, JobType, as_utc
 from ..db import read_transaction, transaction
 from ..errors import ApiError, error_response, store_error_response
 from ..openapi import operation
-from ..requests import parse_body, settings
+from ..requests import parse_body, parse_query, settings
 from ..v1 import jobs as job_routes
 from ..v1 import predict as predict_routes
-from ..v1.schemas import PredictRequest, ResultsQuery, job_json
+from ..v1.schemas import PredictRequest, ResultsQuery, ReviewIn, ReviewQuery, job_json, result_json
 from . import charts, i18n
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
@@ -57,8 +57,10 @@ STATIC_DIR = bp.root_path + "/static/dashboard"
 RESULTS_PER_PAGE = 50
 # A dashboard session ends when its person signs out, its key is revoked, or after this long.
 SESSION_LIFETIME = timedelta(days=7)
+REVIEW_BATCH = 50  # results the review page holds before it asks for more
 PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_submit", "dashboard.static_file", "dashboard.home"}
-JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit"}
+JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit", "dashboard.review_items",
+                  "dashboard.review_submit"}
 PAGE = {200: "An HTML page"}
 # What a signed-in page can also answer (described, not given a schema: they are pages).
 SIGNED_OUT = {302: "Not signed in (or the key was revoked): a redirect to the sign-in form"}
@@ -89,10 +91,11 @@ def load_language_and_tenant():
     if request.endpoint in PUBLIC_ENDPOINTS:  # sign-in checks its form itself, to answer with the form
         return None
     with read_transaction() as db:
-        tenant = tenants.tenant_for_dashboard_session(db, session.get("sid", ""))
-        if tenant is not None:
+        signed_in = tenants.tenant_for_dashboard_session(db, session.get("sid", ""))
+        if signed_in is not None:
+            tenant, g.api_key_id = signed_in
             g.tenant_id, g.tenant_name = tenant.id, tenant.name
-    if tenant is None:
+    if signed_in is None:
         session.clear()
         if request.endpoint in JSON_ENDPOINTS:
             return error_response(401, "unauthorized", "sign in to the dashboard again")
@@ -371,7 +374,8 @@ def job(job_id: str):
             cursor = results.encode_cursor((page_number - 1) * RESULTS_PER_PAGE)
             rows = results.results_page(db, g.tenant_id, job_id, cursor, RESULTS_PER_PAGE).results
             texts = results.item_texts(db, job_id, [r.position for r in rows])
-        return render("job.html", job=found, job_data=job_json(found), view=view, results=rows, texts=texts,
+        counts = reviews.review_counts(db, [found.id]).get(found.id)
+        return render("job.html", job=found, job_data=job_json(found, counts), view=view, results=rows, texts=texts,
                       page_number=page_number, pages=pages)
 
 
@@ -390,6 +394,50 @@ def job_export(job_id: str, format_name: str):
     # CSV with a byte order mark: Excel, which many labeling teams open it with, needs one to
     # read UTF-8 (Chinese) rather than the local code page.
     return job_routes.export_response(g.tenant_id, job_id, ResultsQuery(format=format_name, bom=format_name == "csv"))
+
+
+# --- review -----------------------------------------------------------------------------------
+
+
+def review_page_json(db: Any, tenant_id: str, job_id: str, order: str, cursor: str | None) -> dict[str, Any]:
+    page = reviews.review_queue(db, tenant_id, job_id, order, REVIEW_BATCH, cursor)
+    return {"items": [{**result_json(r), "text": text} for r, text in page.items],
+            "next_cursor": page.next_cursor, "remaining": page.remaining}
+
+
+@bp.get("/ui/jobs/<id:job_id>/review")
+@page("review a tag job's results one at a time: keys 1–9 pick a label, Enter accepts", {**PAGE, **NOT_FOUND})
+def review(job_id: str):
+    query = parse_query(ReviewQuery)
+    with read_transaction() as db:
+        found = jobs.get_job(db, g.tenant_id, job_id)
+        if found.type != JobType.TAG:
+            raise NotFound(f"job {job_id!r} has no results to review")
+        view = store_label_sets.get_label_set(db, g.tenant_id, found.label_set_id)
+        first = review_page_json(db, g.tenant_id, job_id, query.order, None)
+        return render("review.html", job=found, view=view, order=query.order, first=first,
+                      labels=[label.name for label in view.label_set.labels])
+
+
+@bp.get("/ui/jobs/<id:job_id>/review/items")
+@page("the next results to review, as JSON (GET /v1/jobs/{id}/review)",
+      {200: "As GET /v1/jobs/{id}/review", 401: "Not signed in (JSON error)", 404: "No such job (JSON error)"},
+      signed_in=False)
+def review_items(job_id: str):
+    query = parse_query(ReviewQuery)
+    with read_transaction() as db:
+        return review_page_json(db, g.tenant_id, job_id, query.order, query.cursor)
+
+
+@bp.post("/ui/jobs/<id:job_id>/items/<path:item_id>/review")
+@page("accept or correct one result (the body and answer of POST /v1/jobs/{id}/items/{item_id}/review)",
+      {200: "As POST /v1/jobs/{id}/items/{item_id}/review", 401: "Not signed in (JSON error)",
+       403: "CSRF token missing or wrong (JSON error)", 404: "No such job or item (JSON error)",
+       415: "Not a JSON body"}, signed_in=False)
+def review_submit(job_id: str, item_id: str):
+    if not request.is_json:
+        abort(415)
+    return job_routes.review_as(g.tenant_id, job_id, item_id, parse_body(ReviewIn), g.get("api_key_id"))
 
 
 # --- try the model ----------------------------------------------------------------------------

@@ -3,14 +3,27 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, request, stream_with_context
 
-from store import jobs, label_sets, results
+from store import jobs, label_sets, results, reviews
 
 from .. import broker, db, interop
 from ..db import read_transaction, transaction
 from ..errors import ApiError
 from ..openapi import operation
 from ..requests import json_body, parse_query, settings, validate
-from .schemas import JobCreate, JobList, JobListQuery, JobOut, ResultsPageOut, ResultsQuery, job_json, result_json
+from .schemas import (
+    JobCreate,
+    JobList,
+    JobListQuery,
+    JobOut,
+    ResultsPageOut,
+    ResultsQuery,
+    ReviewedOut,
+    ReviewIn,
+    ReviewQuery,
+    ReviewQueueOut,
+    job_json,
+    result_json,
+)
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -56,14 +69,16 @@ def list_jobs():
     query = parse_query(JobListQuery)
     with read_transaction() as session:
         listed = jobs.list_jobs(session, g.tenant_id, query.label_set_id, query.status, query.type, query.limit)
-        return {"jobs": [job_json(job) for job in listed]}
+        counts = reviews.review_counts(session, [job.id for job in listed])
+        return {"jobs": [job_json(job, counts.get(job.id)) for job in listed]}
 
 
 @bp.get("/<id:job_id>")
 @operation("Get a job (train or tag)", tag="jobs", responses={200: JobOut}, errors=(404,))
 def get_job(job_id: str):
     with read_transaction() as session:
-        return job_json(jobs.get_job(session, g.tenant_id, job_id))
+        job = jobs.get_job(session, g.tenant_id, job_id)
+        return job_json(job, reviews.review_counts(session, [job.id]).get(job.id))
 
 
 @bp.get("/<id:job_id>/results")
@@ -82,7 +97,8 @@ def job_results(job_id: str):
         return export_response(g.tenant_id, job_id, query)
     with read_transaction() as session:
         page = results.results_page(session, g.tenant_id, job_id, query.cursor, query.limit)
-        return {"results": [result_json(r) for r in page.results], "next_cursor": page.next_cursor}
+        prefixes = reviews.key_prefixes(session, [r.reviewed_by for r in page.results])
+        return {"results": [result_json(r, prefixes) for r in page.results], "next_cursor": page.next_cursor}
 
 
 def export_response(tenant_id: str, job_id: str, query: ResultsQuery) -> Response:
@@ -110,3 +126,40 @@ def cancel_job(job_id: str):
         cancelled = job_json(jobs.cancel_job(session, g.tenant_id, job_id))
     broker.start_waiting_train(job_id)
     return cancelled, 202
+
+
+@bp.get("/<id:job_id>/review")
+@operation("Results that need review, most useful first", tag="review", query=ReviewQuery,
+           responses={200: ReviewQueueOut}, errors=(404, 409, 422))
+def review_queue(job_id: str):
+    """A tag job's results marked `needs_review` that no one has reviewed yet, each with its
+    text: `order=uncertainty` (lowest confidence first, the default) or `disagreement` (the
+    model nearest another answer first). Pass `next_cursor` back as `cursor`; reviewed results
+    leave the queue without shifting the pages."""
+    query = parse_query(ReviewQuery)
+    with read_transaction() as session:
+        page = reviews.review_queue(session, g.tenant_id, job_id, query.order, query.limit, query.cursor)
+        prefixes = reviews.key_prefixes(session, [r.reviewed_by for r, _ in page.items])
+        return {"items": [{**result_json(r, prefixes), "text": text, "margin": r.margin} for r, text in page.items],
+                "next_cursor": page.next_cursor, "remaining": page.remaining}
+
+
+@bp.post("/<id:job_id>/items/<path:item_id>/review")
+@operation("Accept or correct one result", tag="review", body=ReviewIn, responses={200: ReviewedOut},
+           errors=(404, 409, 422))
+def review_item(job_id: str, item_id: str):
+    """`{"label": name}` or `{"labels": [...]}`: a person's answer for the item. The result is
+    marked reviewed (by this key, now) and the text becomes an example of the label set, with
+    the job and item it came from; reviewing again replaces the answer (one example, not two)."""
+    return review_as(g.tenant_id, job_id, item_id, validate(ReviewIn, json_body()), g.get("api_key_id"))
+
+
+def review_as(tenant_id: str, job_id: str, item_id: str, body: ReviewIn, api_key_id: int | None) -> dict:
+    """Store one review (here and from the dashboard's review page) and answer with it."""
+    with transaction() as session:
+        done = reviews.review_result(session, tenant_id, job_id, item_id, body.names(), api_key_id)
+        prefixes = reviews.key_prefixes(session, [done.result.reviewed_by])
+        answer = {"result": result_json(done.result, prefixes), "example_id": done.example_id,
+                  "example_created": done.example_created}
+        label_set_id = done.label_set_id
+    return {**answer, "train_job_id": broker.retrain_if_due(tenant_id, label_set_id)}

@@ -40,7 +40,7 @@ def create_label_set():
         view = label_sets.create_label_set(
             session, g.tenant_id, body.name, [(label.name, label.description) for label in body.labels],
             multi_label=body.multi_label, config=body.config.overrides() if body.config else {},
-            base_model=body.base_model,
+            base_model=body.base_model, review_precision=body.review_precision, retrain_after=body.retrain_after,
         )
         return label_set_json(view), 201
 
@@ -60,15 +60,24 @@ def get_label_set(label_set_id: str):
 
 
 @bp.patch("/<id:label_set_id>")
-@operation("Change a label set's base model", tag="label sets", body=LabelSetUpdate, responses={200: LabelSetOut},
-           errors=(404,))
+@operation("Change a label set's base model or review precision", tag="label sets", body=LabelSetUpdate,
+           responses={200: LabelSetOut}, errors=(404,))
 def update_label_set(label_set_id: str):
     """`{"base_model": "auto" | name}`: the set's next adapter trains on that base, from scratch
     ("auto" chooses again from the examples). The versions already trained keep serving until a
-    new one is promoted — compared on the same evaluation rows, each on its own base."""
+    new one is promoted — compared on the same evaluation rows, each on its own base.
+    `{"review_precision": 0.95 | null}`: tag jobs submitted from now on auto-accept at that
+    precision (the adapter's calibration decides the threshold; no retraining).
+    `{"retrain_after": 50 | null}`: how many changed examples queue a train job on their own."""
     body = parse_body(LabelSetUpdate)
     with transaction() as session:
-        return label_set_json(label_sets.set_base_model(session, g.tenant_id, label_set_id, body.base_model))
+        if "base_model" in body.model_fields_set and body.base_model is not None:
+            label_sets.set_base_model(session, g.tenant_id, label_set_id, body.base_model)
+        if "review_precision" in body.model_fields_set:
+            label_sets.set_review_precision(session, g.tenant_id, label_set_id, body.review_precision)
+        if "retrain_after" in body.model_fields_set:
+            label_sets.set_retrain_after(session, g.tenant_id, label_set_id, body.retrain_after)
+        return label_set_json(label_sets.get_label_set(session, g.tenant_id, label_set_id))
 
 
 @bp.post("/<id:label_set_id>/examples")
@@ -88,7 +97,9 @@ def add_examples(label_set_id: str):
         body = validate(ExamplesUpload, upload.document)
         with transaction() as session:
             added = label_sets.add_examples(session, g.tenant_id, label_set_id, body.pairs())
-    return {"added": added.added, "duplicates": added.duplicates, "rejected": upload.skipped}, 201
+    retrain = broker.retrain_if_due(g.tenant_id, label_set_id) if added.added else None
+    return {"added": added.added, "duplicates": added.duplicates, "rejected": upload.skipped,
+            "train_job_id": retrain}, 201
 
 
 @bp.post("/<id:label_set_id>/train")

@@ -9,6 +9,7 @@ from service import secret_box
 from store import label_studio as connections
 from store.errors import NotFound
 
+from .. import broker
 from ..db import read_transaction, transaction
 from ..interop import label_studio_pull
 from ..openapi import operation
@@ -69,4 +70,6 @@ def pull(label_set_id: str):
     outcome = label_studio_pull.pull(label_set_id)
     if outcome is None:
         raise no_connection(label_set_id)
+    if outcome.get("added") or outcome.get("relabelled"):
+        broker.retrain_if_due(g.tenant_id, label_set_id)
     return outcome

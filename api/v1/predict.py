@@ -34,6 +34,7 @@ def tag_now(tenant_id: str, body: PredictRequest) -> list[dict[str, Any]]:
                                  [item.text for item in body.items], timeout=settings().predict_timeout)
     return [
         {"item_id": str(item.id) if item.id is not None else str(i), "labels": p["labels"], "scores": p["scores"],
-         "needs_review": p.get("needs_review", False), "adapter_version": p.get("adapter_version"), "error": None}
+         "needs_review": p.get("needs_review", False), "confidence": p.get("confidence"),
+         "adapter_version": p.get("adapter_version"), "error": None}
         for i, (item, p) in enumerate(zip(body.items, predictions))
     ]

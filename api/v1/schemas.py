@@ -94,12 +94,28 @@ def check_base_model(name: str, settings: Settings, pointer: str = "/base_model"
                       code="unknown_base_model")
 
 
+ReviewPrecision = Annotated[float | None, Field(
+    gt=0.5, lt=1.0, description=(
+        "auto-accept: results whose calibrated confidence reaches the threshold training found for this precision "
+        "(e.g. 0.95: 95 % of them right) are accepted, the rest need review; null: needs_review marks results near "
+        "a decision boundary"))]
+
+
+RetrainAfter = Annotated[int | None, Field(
+    ge=1, le=1_000_000, description=(
+        "retrain on its own: once this many examples were added or relabelled since the set's latest training "
+        "started, a train job is queued (as a train request naming no config; the promotion rules decide as "
+        "always); null: only when asked"))]
+
+
 class LabelSetCreate(RequestModel):
     name: Name
     multi_label: bool = False
     labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 2})]  # checked in check(), by name
     config: TrainConfig | None = None
     base_model: BaseModelName = "auto"
+    review_precision: ReviewPrecision = None
+    retrain_after: RetrainAfter = 50
 
     def check(self, settings: Settings) -> None:
         check_base_model(self.base_model, settings)
@@ -122,10 +138,19 @@ class LabelSetCreate(RequestModel):
 
 
 class LabelSetUpdate(RequestModel):
-    base_model: BaseModelName
+    """Only the fields sent change; `"review_precision": null` turns auto-accept off."""
+
+    base_model: BaseModelName | None = None
+    review_precision: ReviewPrecision = None
+    retrain_after: RetrainAfter = None
 
     def check(self, settings: Settings) -> None:
-        check_base_model(self.base_model, settings)
+        if self.base_model is not None:
+            check_base_model(self.base_model, settings)
+        if not self.model_fields_set:
+            raise invalid([{"pointer": "", "type": "empty_update",
+                            "message": "send base_model, review_precision and/or retrain_after"}],
+                          code="empty_update")
 
 
 class BaseModelOut(BaseModel):
@@ -161,6 +186,8 @@ class LabelSetOut(BaseModel):
     config: dict[str, Any]
     base_model: str = Field(description='as set: "auto" or a base\'s name')
     resolved_base_model: str | None = Field(description="the base its adapters train on (set at the first training)")
+    review_precision: float | None
+    retrain_after: int | None
     example_count: int
     active_adapter: ActiveAdapterOut | None
     created_at: datetime
@@ -229,6 +256,7 @@ class ExamplesAddedOut(BaseModel):
     added: int
     duplicates: int
     rejected: list[RejectedRow]
+    train_job_id: str | None = Field(None, description="the train job these examples made due (retrain_after)")
 
 
 class TrainRequest(RequestModel):
@@ -331,6 +359,14 @@ class Progress(BaseModel):
     failed: int
 
 
+class JobReviewOut(BaseModel):
+    review_precision: float | None = Field(description="the label set's when the job was submitted")
+    needs_review: int = Field(description="results marked needs_review")
+    auto_accepted: int = Field(description="results tagged and not marked")
+    coverage: float | None = Field(description="auto_accepted / results tagged (null before the first)")
+    reviewed: int = Field(description="results a person reviewed (GET /v1/jobs/{id}/review is what is left)")
+
+
 class JobWarning(BaseModel):
     """Something a train job's request should know that did not stop it."""
 
@@ -362,6 +398,8 @@ class JobOut(BaseModel):
     queued_after: str | None = Field(None, description=(
         "train jobs: the train job of the set that was running when this one was asked for; this one waits "
         "for it and starts when it has finished"))
+    review: JobReviewOut | None = Field(None, description="tag jobs: how many results were auto-accepted "
+                                                          "(coverage) and how many need or had review")
 
 
 class JobList(BaseModel):
@@ -377,13 +415,63 @@ class JobListQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
+class ReviewOut(BaseModel):
+    labels: list[str]
+    at: datetime
+    by: str | None = Field(description="the prefix of the API key that reviewed")
+
+
 class ResultOut(BaseModel):
     item_id: str
     labels: list[str]
-    scores: dict[str, float]
+    scores: dict[str, float] = Field(description="calibrated probabilities (adapters trained with calibration)")
     needs_review: bool
+    confidence: float | None = Field(None, description="calibrated chance that `labels` are exactly right")
+    review: ReviewOut | None = Field(None, description="a person's answer, once reviewed")
     adapter_version: int | None
     error: str | None = None
+
+
+class ReviewItemOut(ResultOut):
+    text: str
+    margin: float | None
+
+
+class ReviewQueueOut(BaseModel):
+    items: list[ReviewItemOut]
+    next_cursor: str | None
+    remaining: int = Field(description="results of the job still waiting for review")
+
+
+class ReviewQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    order: Literal["uncertainty", "disagreement"] = "uncertainty"
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class ReviewIn(RequestModel):
+    """`{"label": name}` (single-label sets) or `{"labels": [names]}`: the right answer, the
+    model's own to accept it."""
+
+    label: Name | None = None
+    labels: Annotated[list[Name], Field(max_length=1000)] | None = None
+
+    def check(self, settings: Settings) -> None:
+        if (self.label is None) == (self.labels is None):
+            raise invalid([{"pointer": "", "type": "label_or_labels",
+                            "message": "send exactly one of label or labels"}], code="invalid_review")
+
+    def names(self) -> list[str]:
+        return [self.label] if self.label is not None else list(self.labels or [])
+
+
+class ReviewedOut(BaseModel):
+    result: ResultOut
+    example_id: int
+    example_created: bool = Field(description="false when the text was already an example (relabelled)")
+    train_job_id: str | None = Field(None, description="the train job this review made due (retrain_after)")
 
 
 class ResultsPageOut(BaseModel):
@@ -444,7 +532,7 @@ def label_set_json(view: LabelSetView) -> dict[str, Any]:
         id=ls.id, name=ls.name, multi_label=ls.multi_label,
         labels=[LabelOut(name=label.name, description=label.description) for label in ls.labels],
         config=ls.config or {}, base_model=ls.base_model, resolved_base_model=ls.base_model_resolved,
-        example_count=view.example_count,
+        review_precision=ls.review_precision, retrain_after=ls.retrain_after, example_count=view.example_count,
         active_adapter=ActiveAdapterOut(version=active.version, metrics=active.metrics or {}) if active else None,
         created_at=as_utc(ls.created_at),
     ).model_dump(mode="json")
@@ -469,17 +557,32 @@ def job_progress(job: Job) -> Progress:
     return Progress(total=job.total, done=job.done, failed=job.failed)
 
 
-def job_json(job: Job) -> dict[str, Any]:
+def job_review(job: Job, counts: dict[str, int] | None) -> JobReviewOut | None:
+    if job.type != JobType.TAG:
+        return None
+    needs = (counts or {}).get("needs_review", 0)
+    accepted = max(0, job.done - needs)
+    return JobReviewOut(review_precision=job.review_precision, needs_review=needs, auto_accepted=accepted,
+                        coverage=round(accepted / job.done, 4) if job.done else None,
+                        reviewed=(counts or {}).get("reviewed", 0))
+
+
+def job_json(job: Job, review_counts: dict[str, int] | None = None) -> dict[str, Any]:
     return JobOut(
         id=job.id, type=JobType(job.type), status=JobStatus(job.status), label_set_id=job.label_set_id,
         adapter_version=job.adapter_version, progress=job_progress(job),
         created_at=as_utc(job.created_at), started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
         error=job.error, metrics=job.metrics, warnings=job.warnings or [], detail=job.detail or {},
-        queued_after=job.queued_after,
+        queued_after=job.queued_after, review=job_review(job, review_counts),
     ).model_dump(mode="json")
 
 
-def result_json(result: Result) -> dict[str, Any]:
+def result_json(result: Result, key_prefixes: dict[int, str] | None = None) -> dict[str, Any]:
     # Plain dict, no model round trip: result exports stream up to max_job_items rows.
+    review = None
+    if result.reviewed_at is not None:
+        by = (key_prefixes or {}).get(result.reviewed_by) if result.reviewed_by is not None else None
+        review = {"labels": result.reviewed_labels or [], "at": as_utc(result.reviewed_at).isoformat(), "by": by}
     return {"item_id": result.item_id, "labels": result.labels, "scores": result.scores,
-            "needs_review": result.needs_review, "adapter_version": result.adapter_version, "error": result.error}
+            "needs_review": result.needs_review, "confidence": result.confidence, "review": review,
+            "adapter_version": result.adapter_version, "error": result.error}

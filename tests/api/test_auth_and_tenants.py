@@ -71,6 +71,8 @@ def other_tenant_requests(ids):
         ("get", f"/v1/jobs/{job}/results", None),
         ("get", f"/v1/jobs/{job}/results?format=csv", None),
         ("post", f"/v1/jobs/{job}/cancel", None),
+        ("get", f"/v1/jobs/{job}/review", None),
+        ("post", f"/v1/jobs/{job}/items/0/review", {"label": "a"}),
         ("post", "/v1/predict", {"label_set_id": ls, "items": [{"text": "x"}]}),
     ]
 
@@ -97,7 +99,8 @@ def test_no_documented_operation_serves_or_changes_another_tenants_objects(app, 
     tenant's ids (on the dashboard, signed in with our key): a 4xx, never a byte of theirs
     (every text, name and item id of theirs carries "globex"), and nothing of theirs changed."""
     sign_in(client, tenant.key)  # the dashboard's session, where there is one
-    ids = {"label_set_id": their_objects["ls"], "job_id": their_objects["job"], "version": "1", "format_name": "csv"}
+    ids = {"label_set_id": their_objects["ls"], "job_id": their_objects["job"], "version": "1", "format_name": "csv",
+           "item_id": "0"}
     swept = []
     for path, operations in client.get("/openapi.json").get_json()["paths"].items():
         if "{label_set_id}" not in path and "{job_id}" not in path:

@@ -21,9 +21,9 @@ def test_json_examples_are_added_and_duplicates_counted(client, auth, make_label
             {"text": "refund please", "label": "other"}]
     response = client.post(examples_url(ls), headers=auth, json={"examples": rows})
     assert response.status_code == 201
-    assert response.get_json() == {"added": 2, "duplicates": 1, "rejected": []}
+    assert response.get_json() == {"added": 2, "duplicates": 1, "rejected": [], "train_job_id": None}
     again = client.post(examples_url(ls), headers=auth, json={"examples": rows[:1]})
-    assert again.get_json() == {"added": 0, "duplicates": 1, "rejected": []}
+    assert again.get_json() == {"added": 0, "duplicates": 1, "rejected": [], "train_job_id": None}
     assert stored(db, ls["id"]) == {"refund please": ["billing"], "where is my parcel": ["delivery"]}
     assert client.get(f"/v1/label-sets/{ls['id']}", headers=auth).get_json()["example_count"] == 2
 

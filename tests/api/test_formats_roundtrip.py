@@ -92,7 +92,8 @@ def test_every_export_reads_back_as_the_same_examples(client, auth, db, add_adap
         query = "&".join(f"{k}={v}" for k, v in upload_params.items())
         response = client.post(f"/v1/label-sets/{again['id']}/examples?{query}", headers=auth, data=body)
         assert response.status_code == 201, (fmt, response.get_json())
-        assert response.get_json() == {"added": len(zh_rows), "duplicates": 0, "rejected": []}, fmt
+        assert response.get_json() == {"added": len(zh_rows), "duplicates": 0, "rejected": [],
+                                       "train_job_id": None}, fmt
         assert stored(db, again["id"]) == expected, fmt
 
 

@@ -214,7 +214,8 @@ def test_results_are_paged_in_submission_order(client, auth, make_label_set, add
     seen = [r for p in pages for r in p["results"]]
     assert [r["item_id"] for r in seen] == [f"t-{i}" for i in range(7)]
     assert seen[0] == {"item_id": "t-0", "labels": ["billing"], "scores": {"billing": 0.9, "other": 0.1},
-                       "needs_review": False, "adapter_version": 1, "error": None}
+                       "needs_review": False, "confidence": None, "review": None, "adapter_version": 1,
+                       "error": None}
     assert client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json()["progress"]["done"] == 7
 
 

@@ -47,7 +47,7 @@ app.conf.update(task_serializer="json", result_serializer="json", accept_content
 @app.task(name="reftag.predict")
 def predict(tenant_id, label_set_id, adapter_version, texts):
     return [{{"labels": ["billing"], "scores": {{"billing": 0.8, "other": 0.2}}, "needs_review": False,
-             "adapter_version": 1}} for _ in texts]
+             "confidence": 0.8, "adapter_version": 1}} for _ in texts]
 """
 
 
@@ -62,7 +62,7 @@ def test_predict_answers_what_the_worker_returns(make_app, auth, make_label_set,
                            json={"label_set_id": ls["id"], "items": [{"text": "refund", "id": "r1"}, {"text": "x"}]})
     assert response.status_code == 200, response.get_json()
     expected = {"labels": ["billing"], "scores": {"billing": 0.8, "other": 0.2}, "needs_review": False,
-                "adapter_version": 1, "error": None}
+                "confidence": 0.8, "adapter_version": 1, "error": None}
     assert response.get_json()["results"] == [{"item_id": "r1", **expected}, {"item_id": "1", **expected}]
 
 

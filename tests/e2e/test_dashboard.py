@@ -109,6 +109,8 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
         # The English set trains next on the stack's one worker, so the tag job below waits behind
         # it: the job page opens before the job is done and has to follow it live.
         en_train = stack.start_training(en_id, {"epochs": 2, "min_steps": 0})
+        # Auto-accept at 95 %: what the model is less sure of waits for a person (the review page below).
+        assert client.patch(f"{base}/v1/label-sets/{zh_id}", json={"review_precision": 0.95}).status_code == 200
         items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(news_zh.test_rows(N_TAG))]
         submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
         assert submitted.status_code == 202, submitted.text
@@ -183,6 +185,32 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
         answers = lead.page.locator(".try-result .try-label").all_inner_texts()
         assert len(answers) == 2 and set(answers) <= zh_names, answers
         lead.shot("07-try")
+
+        # --- review: one result at a time, keys pick, Enter accepts --------------------------------
+        queue = client.get(f"{base}/v1/jobs/{job_id}/review").json()
+        assert queue["remaining"] > 0, "nothing to review at 95 %: the page below would show nothing"
+        lead.open(f"/ui/jobs/{job_id}")
+        lead.page.click("#review-link")
+        expect(lead.page.locator("#review-text")).to_have_text(queue["items"][0]["text"])
+        zh_label_names = [ZH_NAMES[code] for code in news_zh.label_names]
+        lead.page.keyboard.press("2")
+        expect(lead.page.locator(".review-label.picked")).to_have_count(1)
+        assert lead.page.inner_text(".review-label.picked .review-label-name") == zh_label_names[1]
+        lead.shot("15-review")
+        lead.page.keyboard.press("Enter")
+        # (the job repeats texts, so the next item may show the same text: wait for the count)
+        expect(lead.page.locator("#review-count")).to_have_text(f"1 of {queue['remaining']:,} reviewed")
+        expect(lead.page.locator("#review-text")).to_have_text(queue["items"][1]["text"])
+        reviewed = [r for r in stack.results(job_id) if r["item_id"] == queue["items"][0]["item_id"]][0]
+        assert reviewed["review"]["labels"] == [zh_label_names[1]]
+        lead.open(f"/ui/jobs/{job_id}/review?lang=zh-CN")
+        assert lead.page.inner_text("h1") == "审核"
+        expect(lead.page.locator("#review-count")).to_have_text(f"已审核 0 / {queue['remaining'] - 1:,}")
+        lead.page.keyboard.press("1")
+        lead.page.keyboard.press("Enter")
+        expect(lead.page.locator("#review-count")).to_have_text(f"已审核 1 / {queue['remaining'] - 1:,}")
+        lead.shot("16-review-zh")
+        lead.open("/ui/jobs?lang=en")
 
         # --- 简体中文 -------------------------------------------------------------------------------
         lead.open("/ui/jobs")

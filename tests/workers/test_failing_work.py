@@ -46,10 +46,11 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
     job_id = rows.tag_job(rows.label_set(), n_items=6, chunk_size=4)
 
     class OutOfMemoryOnChunk0:
-        def predict(self, adapter, texts):
+        def predict(self, adapter, texts, review_threshold=None):
             if "text 0" in texts:
                 raise RuntimeError("CUDA out of memory")
-            return [SimpleNamespace(labels=["World"], scores={"World": 0.9, "Sports": 0.1}, needs_review=False)
+            return [SimpleNamespace(labels=["World"], scores={"World": 0.9, "Sports": 0.1}, needs_review=False,
+                                    confidence=0.9, margin=0.8)
                     for _ in texts]
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))

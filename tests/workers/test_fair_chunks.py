@@ -108,10 +108,11 @@ def test_the_tag_task_keeps_its_chunks_lease_while_the_model_runs_longer_than_a_
     seen = {}
 
     class SlowModel:
-        def predict(self, adapter, texts):
+        def predict(self, adapter, texts, review_threshold=None):
             time.sleep(2)  # 2.5 lease lengths
             seen["claimable meanwhile"] = jobs.claim_next_chunk()
-            return [SimpleNamespace(labels=["World"], scores={"World": 1.0}, needs_review=False) for _ in texts]
+            return [SimpleNamespace(labels=["World"], scores={"World": 1.0}, needs_review=False, confidence=1.0,
+                                    margin=1.0) for _ in texts]
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
     monkeypatch.setattr(model_cache, "adapter", lambda ref: object())

@@ -11,6 +11,11 @@ function fill(template, values) {
   return template.replace(/\{(\w+)\}/g, (_, name) => (name in values ? values[name] : ""));
 }
 
+// The page's CSRF token (a meta tag: no inline script runs under the pages' CSP), sent with every post.
+function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]').content;
+}
+
 function formatCount(n) {
   return Number(n).toLocaleString("en-US");
 }
@@ -173,7 +178,7 @@ if (tryForm) {
       const response = await fetch(tryForm.dataset.url, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content },
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken() },
         body: JSON.stringify({
           label_set_id: document.getElementById("try-label-set").value,
           items: texts.map((text) => ({ text })),
@@ -190,4 +195,114 @@ if (tryForm) {
       button.textContent = I18N.submit;
     }
   });
+}
+
+// --- review: one result at a time; 1–9 pick a label, Enter accepts, → skips ----------------------
+
+const reviewBox = document.getElementById("review");
+if (reviewBox) {
+  const words = JSON.parse(document.getElementById("review-i18n").textContent);
+  const first = JSON.parse(document.getElementById("review-data").textContent);
+  const multi = reviewBox.dataset.multi === "true";
+  const buttons = Array.from(reviewBox.querySelectorAll(".review-label"));
+  const state = { items: first.items, at: 0, cursor: first.next_cursor, done: 0, total: first.remaining, picked: [] };
+
+  const percent = (x) => (100 * x).toFixed(0) + "%";
+
+  function showCount() {
+    document.getElementById("review-count").textContent =
+      fill(words.reviewed_of, { done: formatCount(state.done), total: formatCount(state.total) });
+    const share = state.total ? state.done / state.total : 1;
+    document.getElementById("review-fill").style.width = (100 * share).toFixed(1) + "%";
+    reviewBox.querySelector(".progress").setAttribute("aria-valuenow", Math.floor(100 * share));
+  }
+
+  function showPicked() {
+    buttons.forEach((b) => b.classList.toggle("picked", state.picked.includes(b.dataset.label)));
+  }
+
+  function current() {
+    return state.items[state.at];
+  }
+
+  async function more() {
+    if (state.at < state.items.length || !state.cursor) return;
+    const url = new URL(reviewBox.dataset.itemsUrl, window.location.href);
+    url.searchParams.set("cursor", state.cursor);
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json();
+    state.items = body.items;
+    state.at = 0;
+    state.cursor = body.next_cursor;
+  }
+
+  async function show() {
+    await more();
+    const item = current();
+    document.getElementById("review-item").classList.toggle("hidden", !item);
+    document.getElementById("review-done").classList.toggle("hidden", Boolean(item));
+    showCount();
+    if (!item) return;
+    document.getElementById("review-text").textContent = item.text;
+    document.getElementById("review-model").textContent = item.labels.join(", ");
+    document.getElementById("review-confidence").textContent = item.confidence == null ? "–" : percent(item.confidence);
+    buttons.forEach((b) => {
+      const score = item.scores[b.dataset.label];
+      b.querySelector(".review-label-score").textContent = score == null ? "" : percent(score);
+    });
+    state.picked = item.labels.slice();
+    showPicked();
+  }
+
+  function pick(index) {
+    const button = buttons[index];
+    if (!button || !current()) return;
+    const name = button.dataset.label;
+    if (!multi) state.picked = [name];
+    else if (state.picked.includes(name)) state.picked = state.picked.filter((n) => n !== name);
+    else state.picked = state.picked.concat([name]);
+    showPicked();
+  }
+
+  async function accept() {
+    const item = current();
+    const errorBox = document.getElementById("review-error");
+    if (!item) return;
+    errorBox.classList.add("hidden");
+    const body = multi ? { labels: state.picked } : { label: state.picked[0] };
+    const response = await fetch(reviewBox.dataset.submitUrl.replace("__ITEM__", encodeURIComponent(item.item_id)), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken() },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const answer = await response.json().catch(() => ({}));
+      errorBox.textContent = (answer.error && answer.error.message) || response.statusText;
+      errorBox.classList.remove("hidden");
+      return;
+    }
+    state.done += 1;
+    state.at += 1;
+    await show();
+  }
+
+  async function skip() {
+    if (!current()) return;
+    state.at += 1;
+    state.total = Math.max(state.done, state.total - 1);
+    await show();
+  }
+
+  buttons.forEach((b, i) => b.addEventListener("click", () => pick(i)));
+  document.getElementById("review-accept").addEventListener("click", accept);
+  document.getElementById("review-skip").addEventListener("click", skip);
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (/^[1-9]$/.test(event.key)) pick(Number(event.key) - 1);
+    else if (event.key === "Enter") { event.preventDefault(); accept(); }
+    else if (event.key === "ArrowRight") skip();
+    else return;
+  });
+  show();
 }
