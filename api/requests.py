@@ -195,6 +195,11 @@ def parse_json(raw: bytes | str, allow_empty: bool = False) -> Any:
         raise ApiError(400, "malformed_json", f"request body {NESTED_TOO_DEEP}", [{"limit": MAX_JSON_DEPTH}])
     try:
         return json.loads(text, parse_constant=reject_constant)
+    except MemoryError:
+        # Tens of megabytes of tiny values can take gigabytes as Python objects: this request
+        # fails, clearly and alone, and its memory is freed (found by tests/api/test_reader_fuzz.py).
+        raise ApiError(413, "too_large", "request body is too large to parse in the memory this server has; "
+                       "send it in several smaller requests") from None
     except (ValueError, RecursionError) as e:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {e}") from None
 

@@ -67,7 +67,9 @@ def run_calibration(base: Any, data: Dataset, seed: int) -> dict[str, Any]:
         threshold = cal.threshold_for(adapter.metrics["review"], precision)
         accepted = confidence >= (threshold if threshold is not None else float("inf"))
         auto[f"{precision:g}"] = {
-            "threshold": threshold, "coverage": round(float(accepted.double().mean()), 4),
+            # None: no threshold reaches the precision (everything needs review)
+            "threshold": threshold if threshold is not None and threshold != float("inf") else None,
+            "coverage": round(float(accepted.double().mean()), 4),
             "precision": round(float(correct[accepted].double().mean()), 4) if accepted.any() else None,
             "held_out_coverage": adapter.metrics["review"]["coverage"].get(f"{precision:g}"),
         }

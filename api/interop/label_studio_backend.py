@@ -50,7 +50,7 @@ from .. import auth, broker
 from ..db import read_transaction, transaction
 from ..errors import ApiError, invalid
 from ..openapi import operation
-from ..requests import RequestModel, blank, parse_body, settings, too_many, validate
+from ..requests import CountLimit, RequestModel, blank, parse_body, settings, too_many, validate
 from ..v1.schemas import ExamplesUpload, JobOut, job_json
 from . import label_studio, label_studio_pull
 from .document import ReadOptions, model_version
@@ -92,6 +92,8 @@ class LabelStudioBody(RequestModel):
 class PredictBody(LabelStudioBody):
     """What Label Studio sends to /predict."""
 
+    # counted on the JSON as sent, before a million tasks are validated one by one
+    count_limit = CountLimit("tasks", "max_job_items", "REFTAG_MAX_JOB_ITEMS")
     tasks: list[dict[str, Any]]
     label_config: str
     project: str | int | None = None
@@ -118,6 +120,7 @@ class WebhookBody(LabelStudioBody):
 class TrainBody(LabelStudioBody):
     """What Label Studio sends to /train: every annotated task, as its JSON export writes them."""
 
+    count_limit = CountLimit("annotations", "max_examples_per_request", "REFTAG_MAX_EXAMPLES")
     annotations: list[Any]
     label_config: str
 

@@ -105,7 +105,7 @@ def aim_at_real_objects(case, ids, data) -> None:
     an upload in each format the examples route reads, and Label Studio payloads with a labeling
     config of the set's labels and tasks with a text."""
     real = {"label_set_id": st.just(ids["label_set_id"]), "job_id": st.sampled_from(ids["job_ids"]),
-            "version": st.just(ids["version"])}
+            "version": st.just(ids["version"]), "item_id": st.sampled_from(["a", "b"])}
     names = [p.name for p in case.operation.path_parameters if p.name in real]
     case.path_parameters = {**(case.path_parameters or {}), **{name: data.draw(real[name]) for name in names}}
     if "/label-studio" in case.operation.path:
@@ -115,6 +115,10 @@ def aim_at_real_objects(case, ids, data) -> None:
         case.query = {"format": fmt, "text_field": "text", "label_field": "label"} if fmt.startswith(
             ("label_studio", "argilla")) else {"format": fmt}
         case.media_type, case.body = "text/csv", upload_in(fmt, data.draw(st.sampled_from(ids["labels"])))
+        return
+    if case.operation.label.startswith("POST") and case.operation.label.endswith("/review"):  # a tag job's item
+        case.path_parameters["job_id"] = ids["job_ids"][0]
+        case.body = {"label": data.draw(st.sampled_from(ids["labels"]))}
         return
     if case.operation.label.endswith("/results"):  # each format in turn, of the tag job
         case.path_parameters["job_id"] = ids["job_ids"][0]
