@@ -522,6 +522,7 @@ class ChunkWork:
     positions: list[int]
     item_ids: list[str]
     texts: list[str]
+    review_precision: float | None = None  # the job's (store.reviews): auto-accept at this precision
 
 
 def _next_chunk(now: datetime) -> Select[Chunk]:
@@ -619,6 +620,7 @@ def _lease_chunk(s: Session, job: Job, chunk: Chunk, now: datetime) -> ChunkWork
         positions=[r.position for r in items],
         item_ids=[r.item_id for r in items],
         texts=[r.text for r in items],
+        review_precision=job.review_precision,
     )
 
 

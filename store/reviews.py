@@ -164,12 +164,6 @@ def key_prefixes(session: Session, key_ids: Sequence[int | None]) -> dict[int, s
         select(ApiKey.id, ApiKey.prefix).where(ApiKey.id.in_(ids))).all()}
 
 
-def job_review_precision(job_id: str) -> float | None:
-    """The review precision a tag job was submitted with (the label set's at the time)."""
-    with session_scope(readonly=True) as session:
-        return session.scalar(select(Job.review_precision).where(Job.id == job_id))
-
-
 def label_set_review_precision(label_set_id: str) -> float | None:
     with session_scope(readonly=True) as session:
         return session.scalar(select(LabelSet.review_precision).where(LabelSet.id == label_set_id))

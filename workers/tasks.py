@@ -138,7 +138,7 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
         try:
             ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
             loaded = model_cache.adapter(ref)
-            threshold = review_threshold(loaded, reviews.job_review_precision(job_id))
+            threshold = review_threshold(loaded, chunk.review_precision)
             predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts, review_threshold=threshold)
         except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
             # Another try reads the same rows: fail the chunk's items now, with the reason.

@@ -48,7 +48,7 @@ from ..openapi import operation
 from ..requests import parse_body, parse_query, settings
 from ..v1 import jobs as job_routes
 from ..v1 import predict as predict_routes
-from ..v1.schemas import PredictRequest, ResultsQuery, ReviewIn, ReviewQuery, job_json, result_json
+from ..v1.schemas import PredictRequest, ResultsQuery, ReviewIn, ReviewQuery, job_json
 from . import charts, i18n
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
@@ -128,7 +128,7 @@ def from_this_site(url: str) -> bool:
     if parts.netloc.lower() == request.host.lower():
         return True
     base = settings().base_url
-    return base is not None and f"{parts.scheme}://{parts.netloc}".lower() == origin_of(base)
+    return base is not None and origin_of(url) == origin_of(base)
 
 
 def origin_of(url: str) -> str:
@@ -399,12 +399,6 @@ def job_export(job_id: str, format_name: str):
 # --- review -----------------------------------------------------------------------------------
 
 
-def review_page_json(db: Any, tenant_id: str, job_id: str, order: str, cursor: str | None) -> dict[str, Any]:
-    page = reviews.review_queue(db, tenant_id, job_id, order, REVIEW_BATCH, cursor)
-    return {"items": [{**result_json(r), "text": text} for r, text in page.items],
-            "next_cursor": page.next_cursor, "remaining": page.remaining}
-
-
 @bp.get("/ui/jobs/<id:job_id>/review")
 @page("review a tag job's results one at a time: keys 1–9 pick a label, Enter accepts", {**PAGE, **NOT_FOUND})
 def review(job_id: str):
@@ -414,7 +408,7 @@ def review(job_id: str):
         if found.type != JobType.TAG:
             raise NotFound(f"job {job_id!r} has no results to review")
         view = store_label_sets.get_label_set(db, g.tenant_id, found.label_set_id)
-        first = review_page_json(db, g.tenant_id, job_id, query.order, None)
+        first = job_routes.review_queue_json(db, g.tenant_id, job_id, query.order, REVIEW_BATCH, None)
         return render("review.html", job=found, view=view, order=query.order, first=first,
                       labels=[label.name for label in view.label_set.labels])
 
@@ -426,7 +420,7 @@ def review(job_id: str):
 def review_items(job_id: str):
     query = parse_query(ReviewQuery)
     with read_transaction() as db:
-        return review_page_json(db, g.tenant_id, job_id, query.order, query.cursor)
+        return job_routes.review_queue_json(db, g.tenant_id, job_id, query.order, REVIEW_BATCH, query.cursor)
 
 
 @bp.post("/ui/jobs/<id:job_id>/items/<path:item_id>/review")

@@ -1,7 +1,10 @@
 """Tag jobs (and reading any job): submit, poll, page or stream results, cancel."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, g, request, stream_with_context
+from sqlalchemy.orm import Session
 
 from store import jobs, label_sets, results, reviews
 
@@ -138,10 +141,16 @@ def review_queue(job_id: str):
     leave the queue without shifting the pages."""
     query = parse_query(ReviewQuery)
     with read_transaction() as session:
-        page = reviews.review_queue(session, g.tenant_id, job_id, query.order, query.limit, query.cursor)
-        prefixes = reviews.key_prefixes(session, [r.reviewed_by for r, _ in page.items])
-        return {"items": [{**result_json(r, prefixes), "text": text, "margin": r.margin} for r, text in page.items],
-                "next_cursor": page.next_cursor, "remaining": page.remaining}
+        return review_queue_json(session, g.tenant_id, job_id, query.order, query.limit, query.cursor)
+
+
+def review_queue_json(session: Session, tenant_id: str, job_id: str, order: str, limit: int,
+                      cursor: str | None) -> dict[str, Any]:
+    """A page of the review queue as GET /v1/jobs/{id}/review answers it (and the dashboard's
+    review page reads it). Queued results have no review yet: no reviewer to name."""
+    page = reviews.review_queue(session, tenant_id, job_id, order, limit, cursor)
+    return {"items": [{**result_json(r), "text": text, "margin": r.margin} for r, text in page.items],
+            "next_cursor": page.next_cursor, "remaining": page.remaining}
 
 
 @bp.post("/<id:job_id>/items/<path:item_id>/review")
