@@ -9,6 +9,7 @@ from torch.nn.utils import parametrize
 from .adapter import Adapter, Prediction
 from .attach import Edits, encode_prefix, run_from
 from .base import Base
+from .heads import pool
 
 
 class Tagger:
@@ -57,6 +58,27 @@ class Tagger:
                 for i, p in zip(batch, preds):
                     out[i] = p
         return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def represent(self, adapter: Adapter, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each text's calibrated scores (N, labels) and the pooled edited representation its
+        head reads (N, hidden): what selecting texts to label (`selection`) compares."""
+        base = self.base
+        ids = base.tokenize(texts, adapter.max_length)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        scores = torch.zeros(len(texts), len(adapter.label_names))
+        pooled = torch.zeros(len(texts), base.hidden_size)
+        start = min(adapter.layers)
+        with parametrize.cached():
+            for lo in range(0, len(order), self.batch_size):
+                batch = order[lo:lo + self.batch_size]
+                input_ids, mask = base.pad([ids[i] for i in batch])
+                hidden = encode_prefix(base, input_ids, mask, start)
+                rows = torch.arange(len(batch), device=base.device)
+                last = run_from(base, hidden, start, input_ids, mask, Edits([(adapter, rows)], mask))
+                scores[batch] = adapter.scores(adapter.head(last, mask)).cpu()
+                pooled[batch] = pool(last, mask, adapter.head.pooling).float().cpu()
+        return scores, pooled
 
     def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int], ids: list[list[int]],
                    review_thresholds: dict[Adapter, float]) -> list[Prediction]:
