@@ -19,7 +19,7 @@ from service.settings import Settings, get_settings
 from . import auth, cli, db, errors, security_headers
 from .interop import label_studio_backend
 from .ui import dashboard
-from .v1 import base_models, jobs, label_sets, label_studio_connection, meta, metrics, predict
+from .v1 import base_models, jobs, label_sets, label_studio_connection, loop, meta, metrics, predict
 
 
 class JsonProvider(DefaultJSONProvider):
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     v1 = Blueprint("v1", __name__, url_prefix="/v1")
     v1.before_request(auth.require_tenant)
-    for resource in (label_sets.bp, label_studio_connection.bp, base_models.bp, jobs.bp, predict.bp):
+    for resource in (label_sets.bp, label_studio_connection.bp, base_models.bp, jobs.bp, loop.bp, predict.bp):
         v1.register_blueprint(resource)
     app.register_blueprint(v1)
     app.register_blueprint(label_studio_backend.bp)

@@ -63,6 +63,11 @@ def retrain_if_due(tenant_id: str, label_set_id: str) -> str | None:
     return job_id
 
 
+def submit_loop_job(job_id: str, job_type: str) -> None:
+    """Send a suggest or audit job to the train queue's workers."""
+    submit(job_id, lambda: celery_app.enqueue_loop_job(job_id, job_type))
+
+
 def submit_tag(job_id: str, chunk_indexes: list[int]) -> None:
     # One token per chunk: which chunk a token tags is decided when it runs (store.jobs).
     submit(job_id, lambda: celery_app.enqueue_chunks(len(chunk_indexes)))

@@ -19,13 +19,11 @@ import numpy as np
 import torch
 
 from .base import Base
-from .config import ReftConfigError, TrainConfig
-from .training import CrossValidation, recipe_cross_validation
+from .config import AUDIT_FOLDS, ReftConfigError, TrainConfig
+from .config import AUDIT_MIN_EXAMPLES as MIN_EXAMPLES
+from .config import AUDIT_MIN_PER_LABEL as MIN_PER_LABEL
+from .training import CrossValidation, Progress, recipe_cross_validation
 
-# Each label needs this many examples: one per fold, so every fold's adapter has seen it.
-MIN_PER_LABEL = 5
-# And the set this many in all, or the folds are too small to say anything.
-MIN_EXAMPLES = 20
 # Epochs of each fold's fit (the step floor `min_steps` still applies to small sets). Fewer than
 # training's default: a model trained long enough memorises the wrong labels it is meant to
 # contradict (they are then "confidently" right out of fold too), and five fits of a large set
@@ -64,8 +62,9 @@ def too_few(labels: Sequence[Any], label_names: Sequence[str], multi_label: bool
 
 
 def audit(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str], multi_label: bool = False,
-          config: dict[str, Any] | TrainConfig | None = None, folds: int = 5,
-          filter_by: str = "prune_by_noise_rate", epochs: int | None = AUDIT_EPOCHS) -> Audit:
+          config: dict[str, Any] | TrainConfig | None = None, folds: int = AUDIT_FOLDS,
+          filter_by: str = "prune_by_noise_rate", epochs: int | None = AUDIT_EPOCHS,
+          progress: Progress | None = None) -> Audit:
     """Out-of-fold probabilities for every example, then cleanlab's label issues, ranked.
     `config` is the set's training recipe; `epochs` (None: the recipe's) caps each fold's fit."""
     from cleanlab.filter import find_label_issues
@@ -79,7 +78,7 @@ def audit(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     if epochs is not None:
         cfg = replace(cfg, epochs=min(cfg.epochs, epochs))
-    cv = recipe_cross_validation(base, texts, labels, label_names, multi_label, cfg, folds=folds)
+    cv = recipe_cross_validation(base, texts, labels, label_names, multi_label, cfg, folds=folds, progress=progress)
     probs = cv.probs.double()
     index = {name: i for i, name in enumerate(label_names)}
     pred_probs = probs.numpy()

@@ -108,6 +108,14 @@ def main_metric(multi_label: bool) -> str:
     return "micro_f1" if multi_label else "macro_f1"
 
 
+# Auditing a set's labels (reft_core.audit) needs this many examples of every label — one per
+# fold, so every fold's adapter has seen each label — and this many in all. Here, not in
+# reft_core.audit, so that the web tier can check them without loading torch.
+AUDIT_FOLDS = 5
+AUDIT_MIN_PER_LABEL = 5
+AUDIT_MIN_EXAMPLES = 20
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     intervention: str = option("loreft", "str", "the edit applied to hidden states", choices=INTERVENTIONS)

@@ -489,7 +489,7 @@ def evaluate(base: Base, adapter: Adapter, texts: Sequence[str], labels: Sequenc
 
 def recipe_cross_validation(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str],
                             multi_label: bool, config: dict[str, Any] | TrainConfig | None,
-                            folds: int | None = None) -> CrossValidation:
+                            folds: int | None = None, progress: Progress | None = None) -> CrossValidation:
     """How a training recipe (a config) does on these examples: fit per fold, out-of-fold scores.
     The folds depend only on the examples and `folds`, so two recipes are scored on the same."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
@@ -497,5 +497,7 @@ def recipe_cross_validation(base: Base, texts: Sequence[str], labels: Sequence[A
     targets = _encode_labels(labels, label_names, multi_label)
     ids = base.tokenize(texts, cfg.max_length)
     run = Run(base, cfg, HiddenCache(base, ids, upto=layers[0]), [len(r) for r in ids], targets, label_names,
-              multi_label, layers, True, None, planned_steps=0)
-    return cross_validate(run, list(range(len(texts))), min(folds or cfg.folds, len(texts) // 2))
+              multi_label, layers, True, progress, planned_steps=0)
+    k = min(folds or cfg.folds, len(texts) // 2)
+    run.planned_steps, run.fits_planned = run.budget(len(texts) - len(texts) // max(k, 1))[1] * k, k
+    return cross_validate(run, list(range(len(texts))), k)

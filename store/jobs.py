@@ -62,7 +62,7 @@ class LeaseLost(RuntimeError):
     """The job was cancelled, finished elsewhere, or handed to another worker: stop working on it."""
 
 
-def _expired(lease: datetime | None, now: datetime) -> bool:
+def lease_expired(lease: datetime | None, now: datetime) -> bool:
     return lease is None or as_utc(lease) <= now
 
 
@@ -70,7 +70,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
 
-def _finish(job: Job, status: JobStatus, now: datetime, error: dict[str, Any] | None = None) -> None:
+def finish(job: Job, status: JobStatus, now: datetime, error: dict[str, Any] | None = None) -> None:
     job.status = status
     job.finished_at = now
     job.lease_expires_at = None
@@ -317,7 +317,7 @@ def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     job = get_job(session, tenant_id, job_id)
     if job.status in JobStatus.finished():
         raise Conflict(f"job {job_id!r} has already {job.status}", code="job_finished")
-    _finish(job, JobStatus.CANCELLED, utcnow())
+    finish(job, JobStatus.CANCELLED, utcnow())
     session.flush()
     return job
 
@@ -362,22 +362,13 @@ def lease_train_job(job_id: str) -> TrainWork | None:
         job = s.get(Job, job_id, with_for_update=True)
         if job is None or job.type != JobType.TRAIN or job.status in JobStatus.finished():
             return None
-        if job.status == JobStatus.RUNNING and not _expired(job.lease_expires_at, now):
+        if job.status == JobStatus.RUNNING and not lease_expired(job.lease_expires_at, now):
             return None
         if job.queued_after is not None and s.scalar(
                 select(Job.status).where(Job.id == job.queued_after)) in JobStatus.unfinished():
             return None  # it waits for the version being trained; start_waiting_train_job sends it
-        job.attempts += 1
-        if job.attempts > settings.max_attempts:
-            _finish(job, JobStatus.FAILED, now, error=_error(
-                "too_many_attempts",
-                f"training was started {settings.max_attempts} times and never finished; "
-                f"last error: {job.detail.get('last_error', 'worker lost')}",
-            ))
+        if not claim_single_unit(job, now, "training"):
             return None
-        job.status = JobStatus.RUNNING
-        job.lease_expires_at = now + timedelta(seconds=settings.train_lease_seconds)
-        job.started_at = job.started_at or now
         label_set = s.get_one(LabelSet, job.label_set_id)
         examples = label_sets.training_examples(s, label_set)
         active = s.scalar(select(Adapter).where(Adapter.label_set_id == label_set.id, Adapter.is_active.is_(True)))
@@ -397,6 +388,25 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             active=ActiveVersion(active.version, active.checksum, dict(active.metrics or {}), active.config_json)
             if active is not None else None,
         )
+
+
+def claim_single_unit(job: Job, now: datetime, what: str) -> bool:
+    """Lease a job one worker does whole (JobType.single_unit) for this worker: another attempt,
+    running on a fresh lease. False, with the job failed, once it is out of attempts (`what`
+    names the work in the error)."""
+    settings = get_settings()
+    job.attempts += 1
+    if job.attempts > settings.max_attempts:
+        finish(job, JobStatus.FAILED, now, error=_error(
+            "too_many_attempts",
+            f"{what} was started {settings.max_attempts} times and never finished; "
+            f"last error: {job.detail.get('last_error', 'worker lost')}",
+        ))
+        return False
+    job.status = JobStatus.RUNNING
+    job.lease_expires_at = now + timedelta(seconds=settings.train_lease_seconds)
+    job.started_at = job.started_at or now
+    return True
 
 
 def renew_train_lease(job_id: str, attempt: int, detail: dict[str, Any] | None = None) -> None:
@@ -449,7 +459,7 @@ def complete_train_job(
                        "note": adapter.note, "promotion": decided.as_json()}
         if detail is not None:
             job.detail = detail
-        _finish(job, JobStatus.SUCCEEDED, now)
+        finish(job, JobStatus.SUCCEEDED, now)
         s.flush()
         _failpoint("store_adapter")  # everything written, nothing committed
         return adapters.StoredAdapter(adapter.version, adapter.is_active, adapter.note)
@@ -460,7 +470,7 @@ def fail_train_job(job_id: str, code: str, message: str) -> None:
     with session_scope() as s:
         job = s.get(Job, job_id, with_for_update=True)
         if job is not None and job.status not in JobStatus.finished():
-            _finish(job, JobStatus.FAILED, utcnow(), error=_error(code, message))
+            finish(job, JobStatus.FAILED, utcnow(), error=_error(code, message))
 
 
 def start_waiting_train_job(finished_job_id: str) -> str | None:
@@ -582,7 +592,7 @@ def claim_chunk(job_id: str, index: int) -> ChunkWork | None:
         job = s.get(Job, job_id, with_for_update=True)
         if job is None or chunk is None or job.status in JobStatus.finished() or chunk.status in ChunkStatus.finished():
             return None
-        if chunk.status == ChunkStatus.RUNNING and not _expired(chunk.lease_expires_at, now):
+        if chunk.status == ChunkStatus.RUNNING and not lease_expired(chunk.lease_expires_at, now):
             return None
         return _lease_chunk(s, job, chunk, now)
 
@@ -712,10 +722,10 @@ def _finish_if_complete(s: Session, job: Job, now: datetime) -> None:
         return
     s.refresh(job, ["done", "failed", "total"])
     if job.total and job.failed >= job.total:
-        _finish(job, JobStatus.FAILED, now,
+        finish(job, JobStatus.FAILED, now,
                 error=_error("all_items_failed", "every item of this job failed; see the results"))
     else:
-        _finish(job, JobStatus.SUCCEEDED, now)
+        finish(job, JobStatus.SUCCEEDED, now)
 
 
 # --- reconciling ----------------------------------------------------------------------------------
@@ -729,6 +739,7 @@ BUSY_PATIENCE = 10
 class Reconciled:
     chunks: list[tuple[str, int]] = field(default_factory=list)
     train_jobs: list[str] = field(default_factory=list)
+    loop_jobs: list[tuple[str, str]] = field(default_factory=list)  # (job id, type): suggest and audit jobs
 
 
 def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
@@ -772,8 +783,10 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
             chunk.lease_expires_at = now + chunk_wait
             found.chunks.append((chunk.job_id, chunk.index))
 
+        # Train, suggest and audit jobs (one worker each, on the train queue) are reconciled alike.
+        single = JobType.single_unit()
         training = s.scalar(select(
-            select(Job.id).where(Job.type == JobType.TRAIN, Job.status == JobStatus.RUNNING,
+            select(Job.id).where(Job.type.in_(single), Job.status == JobStatus.RUNNING,
                                  Job.lease_expires_at >= now).exists()
         ))
         patience = train_wait * (BUSY_PATIENCE if training else 1)
@@ -786,12 +799,15 @@ def reconcile(now: datetime | None = None, limit: int = 1000) -> Reconciled:
         before = aliased(Job)
         waiting = select(before.id).where(before.id == Job.queued_after, before.status.in_(unfinished)).exists()
         lost_train = s.execute(
-            select(Job).where(Job.type == JobType.TRAIN, or_(*lost), ~waiting).order_by(Job.created_at).limit(limit)
+            select(Job).where(Job.type.in_(single), or_(*lost), ~waiting).order_by(Job.created_at).limit(limit)
         ).scalars().all()
         for job in lost_train:
             job.status = JobStatus.QUEUED
             job.lease_expires_at = now + train_wait
-            found.train_jobs.append(job.id)
+            if job.type == JobType.TRAIN:
+                found.train_jobs.append(job.id)
+            else:
+                found.loop_jobs.append((job.id, job.type))
 
         # A tag job whose last chunk finished without closing it (it cannot, but cheap to check).
         stuck = s.execute(

@@ -250,13 +250,24 @@ class TrainingExamples:
     texts: list[str]
     labels: list[Any]
     evaluation: list[bool]
+    ids: list[int] = field(default_factory=list)
 
 
 def training_examples(session: Session, label_set: LabelSet) -> TrainingExamples:
     rows = session.execute(
-        select(Example.text, Example.labels, Example.evaluation).where(Example.label_set_id == label_set.id)
-        .order_by(Example.id)
+        select(Example.id, Example.text, Example.labels, Example.evaluation)
+        .where(Example.label_set_id == label_set.id).order_by(Example.id)
     ).all()
     return TrainingExamples([r.text for r in rows],
                             [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows],
-                            [bool(r.evaluation) for r in rows])
+                            [bool(r.evaluation) for r in rows], [r.id for r in rows])
+
+
+def relabel(example: Example, labels: list[str], by: str | None, why: str) -> None:
+    """Give an example new labels, keeping the ones it had in its `history` (with when they
+    ended, who changed them — an API key's prefix — and why). No change, no history."""
+    if list(example.labels) == list(labels):
+        return
+    example.history = [*(example.history or []),
+                       {"labels": list(example.labels), "until": utcnow().isoformat(), "by": by, "why": why}]
+    example.labels = list(labels)

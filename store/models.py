@@ -49,6 +49,15 @@ def new_id(prefix: str) -> str:
 class JobType(StrEnum):
     TRAIN = "train"
     TAG = "tag"
+    # The labeling loop's jobs (store.loop): which items of a tag job to label next, and which
+    # examples look mislabelled. Like a train job, each is one unit of work on the train queue.
+    SUGGEST = "suggest"
+    AUDIT = "audit"
+
+    @classmethod
+    def single_unit(cls) -> tuple[JobType, ...]:
+        """Jobs one worker does whole, under one lease (tag jobs are chunks)."""
+        return (cls.TRAIN, cls.SUGGEST, cls.AUDIT)
 
 
 class JobStatus(StrEnum):
@@ -183,6 +192,9 @@ class Example(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Added or last relabelled (any change through the ORM): what `retrain_after` counts.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Labels this example had before, oldest first: [{"labels", "until", "by", "why"}] (an audit's
+    # fix accepted, store.loop.decide_finding).
+    history: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class Adapter(Base):
@@ -305,6 +317,25 @@ class Result(Base):
     reviewed_labels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), default=None)
+
+
+class JobOutput(Base):
+    """One row of a suggest or audit job's answer, in rank order (`position`), written in the
+    transaction that finishes the job. Suggest: {"item_id", "text", "score", "reason", "labels"};
+    audit: {"example_id", "text", "given", "suggested", "confidence", "given_score"}. An audit
+    finding carries what a person decided about it: "accepted" (the example was relabelled) or
+    "kept"."""
+
+    __tablename__ = "job_outputs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column()
+    # Audit findings: the example, for looking a finding up by it.
+    example_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), default=None)
 
 
 class LabelStudioConnection(Base):

@@ -134,7 +134,8 @@ def review_result(session: Session, tenant_id: str, job_id: str, item_id: str, l
         assert example is not None
         example.source_job_id, example.source_item_id = job.id, item.item_id
     else:
-        example.labels = names
+        label_sets.relabel(example, names, key_prefixes(session, [api_key_id]).get(api_key_id or 0),
+                           f"reviewed in job {job.id}")
         if example.source_job_id is not None or example.source_item_id is not None:
             # made by an earlier review (of this or another job): it now comes from this one
             example.source_job_id, example.source_item_id = job.id, item.item_id

@@ -17,11 +17,16 @@ TRAIN_ADAPTER = "reftag.train_adapter"
 TAG_CHUNK = "reftag.tag_chunk"
 PREDICT = "reftag.predict"
 RECONCILE = "reftag.reconcile"
+# The labeling loop's jobs (store.loop): one worker each, on the train queue (an audit trains).
+SUGGEST = "reftag.suggest"
+AUDIT = "reftag.audit"
+LOOP_TASKS = {"suggest": SUGGEST, "audit": AUDIT}  # by job type
 # The queues (Procfile: one worker pool per queue) and the tasks that go to each. The reconciler
 # has its own queue and worker: behind no other work (not behind a deep `tag` queue, not behind
 # a tenant's predictions), and running while every model worker is down or busy.
 QUEUES = ("train", "tag", "predict", "reconcile")
-ROUTES = {TRAIN_ADAPTER: "train", TAG_CHUNK: "tag", PREDICT: "predict", RECONCILE: "reconcile"}
+ROUTES = {TRAIN_ADAPTER: "train", TAG_CHUNK: "tag", PREDICT: "predict", RECONCILE: "reconcile", SUGGEST: "train",
+          AUDIT: "train"}
 # The queues whose tasks run a model: a worker on none of them loads no base model.
 MODEL_QUEUES = frozenset({"train", "tag", "predict"})
 
@@ -69,7 +74,8 @@ celery_app = make_celery()
 # Which log fields a task's arguments give, so that every line a task writes (Celery's own
 # "succeeded" line included) names its job.
 # (A tag_chunk message is a token that names no chunk: the task binds the chunk it claimed.)
-TASK_LOG_FIELDS = {TRAIN_ADAPTER: ("job_id",), PREDICT: ("tenant", "label_set_id")}
+TASK_LOG_FIELDS = {TRAIN_ADAPTER: ("job_id",), SUGGEST: ("job_id",), AUDIT: ("job_id",),
+                   PREDICT: ("tenant", "label_set_id")}
 
 
 @setup_logging.connect
@@ -90,6 +96,11 @@ def _unbind_task_log_fields(**_: object) -> None:
 
 def enqueue_train(job_id: str) -> None:
     celery_app.send_task(TRAIN_ADAPTER, args=[job_id])
+
+
+def enqueue_loop_job(job_id: str, job_type: str) -> None:
+    """Send a suggest or audit job (`job_type`) to its task."""
+    celery_app.send_task(LOOP_TASKS[job_type], args=[job_id])
 
 
 def enqueue_chunks(count: int) -> None:

@@ -18,18 +18,21 @@ from celery.signals import worker_ready, worker_shutdown
 
 from service import logs
 from service.settings import get_settings
-from store import adapters, jobs, reviews
+from store import adapters, jobs, loop, reviews
 from store.results import ResultRow
 
 from . import metrics, model_cache, promotion
 from .celery_app import (
+    AUDIT,
     MODEL_QUEUES,
     PREDICT,
     RECONCILE,
+    SUGGEST,
     TAG_CHUNK,
     TRAIN_ADAPTER,
     celery_app,
     enqueue_chunks,
+    enqueue_loop_job,
     enqueue_train,
 )
 from .train_lease import Heartbeat, LeasedReport, TrainProgress
@@ -183,6 +186,86 @@ def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, text
 
 
 # ---------------------------------------------------------------------------------------------
+# the labeling loop: suggest and audit (store.loop)
+
+
+@celery_app.task(name=SUGGEST, bind=True)
+def suggest(self: Task, job_id: str) -> int | None:
+    """Pick the items of a tag job most worth labelling (reft_core.selection) with the set's
+    adapter: the candidates' scores and pooled representations, and the examples' for diversity."""
+    work = loop.lease_loop_job(job_id)
+    if not isinstance(work, loop.SuggestWork):
+        return None
+    logs.bind(label_set_id=work.label_set_id, tenant=work.tenant_id)
+    from reft_core.selection import DEFAULT_STRATEGY, pick
+
+    every = max(1.0, get_settings().train_lease_seconds / 4)
+    with Heartbeat.train(job_id, work.attempt, every=every):
+        try:
+            ref = adapters.adapter_ref(work.label_set_id, work.adapter_version, tenant_id=work.tenant_id)
+            loaded = model_cache.adapter(ref)
+            tagger = model_cache.tagger_for(loaded)
+            scores, pooled = tagger.represent(loaded, work.texts)
+            labelled = tagger.represent(loaded, work.labelled)[1] if work.labelled else None
+            picks = pick(scores, pooled, work.n, loaded.label_names, loaded.multi_label, loaded.thresholds,
+                         labelled=labelled)
+        except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
+            jobs.fail_train_job(job_id, "adapter_unavailable", str(exc))
+            return 0
+        except Exception as exc:
+            jobs.release_train_job(job_id, work.attempt, f"{type(exc).__name__}: {exc}")
+            raise retry_soon(self, exc) from exc
+    names = loaded.label_names
+    rows = []
+    for p in picks:
+        row = scores[p.index].tolist()
+        guess = [n for n, v, t in zip(names, row, loaded.thresholds) if v >= t] if loaded.multi_label \
+            else [names[max(range(len(row)), key=row.__getitem__)]]
+        rows.append({"item_id": work.item_ids[p.index], "text": work.texts[p.index], "score": round(p.score, 6),
+                     "reason": p.reason, "labels": guess})
+    metrics = {"candidates": len(work.texts), "picked": len(rows), "strategy": DEFAULT_STRATEGY,
+               "adapter_version": work.adapter_version}
+    loop.complete_loop_job(job_id, work.attempt, rows, metrics)
+    return len(rows)
+
+
+@celery_app.task(name=AUDIT, bind=True)
+def audit(self: Task, job_id: str) -> int | None:
+    """Train the set's recipe per fold and flag the examples whose label the out-of-fold adapter
+    confidently contradicts (reft_core.audit: cleanlab's find_label_issues)."""
+    work = loop.lease_loop_job(job_id)
+    if not isinstance(work, loop.AuditWork):
+        return None
+    logs.bind(label_set_id=work.label_set_id, tenant=work.tenant_id)
+    from reft_core import ReftConfigError
+    from reft_core.audit import audit as audit_examples
+
+    settings = get_settings()
+    progress = TrainProgress(job_id, work.attempt)
+    with Heartbeat.train(job_id, work.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
+        try:
+            found = audit_examples(model_cache.base(work.base_model), work.texts, work.labels, work.label_names,
+                                   work.multi_label, config=work.config, progress=LeasedReport(heartbeat, progress))
+        except jobs.LeaseLost:
+            log.info("audit job %s was cancelled or taken over; stopping", job_id)
+            return None
+        except (ReftConfigError, ValueError) as exc:
+            jobs.fail_train_job(job_id, "invalid_audit_input", str(exc))
+            return None
+        except Exception as exc:
+            jobs.release_train_job(job_id, work.attempt, f"{type(exc).__name__}: {exc}")
+            raise retry_soon(self, exc) from exc
+    rows = [{"example_id": work.example_ids[f.index], "text": work.texts[f.index], "given": f.given,
+             "suggested": f.suggested, "confidence": f.confidence, "given_score": f.given_score}
+            for f in found.findings]
+    cv = found.cross_validation
+    metrics = {"examples": len(work.texts), "flagged": len(rows), "folds": cv.folds, "fold_scores": cv.fold_scores,
+               "steps_chosen": cv.steps, "method": "cleanlab.filter.find_label_issues on out-of-fold probabilities"}
+    loop.complete_loop_job(job_id, work.attempt, rows, metrics)
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------------------------
 # reconcile
 
 
@@ -192,6 +275,9 @@ def reconcile() -> dict[str, int]:
     enqueue_chunks(len(found.chunks))
     for job_id in found.train_jobs:
         enqueue_train(job_id)
-    if found.chunks or found.train_jobs:
-        log.info("re-enqueued %d chunks and %d train jobs", len(found.chunks), len(found.train_jobs))
-    return {"chunks": len(found.chunks), "train_jobs": len(found.train_jobs)}
+    for job_id, job_type in found.loop_jobs:
+        enqueue_loop_job(job_id, job_type)
+    if found.chunks or found.train_jobs or found.loop_jobs:
+        log.info("re-enqueued %d chunks, %d train jobs and %d suggest/audit jobs", len(found.chunks),
+                 len(found.train_jobs), len(found.loop_jobs))
+    return {"chunks": len(found.chunks), "train_jobs": len(found.train_jobs), "loop_jobs": len(found.loop_jobs)}

@@ -36,19 +36,23 @@ from flask import (
 from flask_babel import gettext
 from markupsafe import Markup, escape
 
+from reft_core.config import AUDIT_MIN_EXAMPLES, AUDIT_MIN_PER_LABEL
 from service.settings import dashboard_secret_key
-from store import adapters, jobs, results, reviews, tenants
+from store import adapters, jobs, loop, results, reviews, tenants
 from store import label_sets as store_label_sets
 from store.errors import NotFound, StoreError
+from store.loop import MAX_SUGGEST
 from store.models import Adapter, JobStatus, JobType, as_utc
 
+from .. import broker
 from ..db import read_transaction, transaction
 from ..errors import ApiError, error_response, store_error_response
 from ..openapi import operation
 from ..requests import parse_body, parse_query, settings
 from ..v1 import jobs as job_routes
+from ..v1 import loop as loop_routes
 from ..v1 import predict as predict_routes
-from ..v1.schemas import PredictRequest, ResultsQuery, ReviewIn, ReviewQuery, job_json
+from ..v1.schemas import FindingDecisionIn, PredictRequest, ResultsQuery, ReviewIn, ReviewQuery, job_json, output_json
 from . import charts, i18n
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
@@ -60,7 +64,8 @@ SESSION_LIFETIME = timedelta(days=7)
 REVIEW_BATCH = 50  # results the review page holds before it asks for more
 PUBLIC_ENDPOINTS = {"dashboard.login", "dashboard.login_submit", "dashboard.static_file", "dashboard.home"}
 JSON_ENDPOINTS = {"dashboard.job_progress", "dashboard.try_submit", "dashboard.review_items",
-                  "dashboard.review_submit"}
+                  "dashboard.review_submit", "dashboard.finding_submit"}
+LOOP_ROWS = 500  # a suggest or audit job's rows its page shows (the rest: download or the API)
 PAGE = {200: "An HTML page"}
 # What a signed-in page can also answer (described, not given a schema: they are pages).
 SIGNED_OUT = {302: "Not signed in (or the key was revoked): a redirect to the sign-in form"}
@@ -160,6 +165,7 @@ def lang_url(language: str) -> str:
 bp.add_app_template_global(job_json)
 bp.add_app_template_global(i18n.status_word)
 bp.add_app_template_global(i18n.job_type_word)
+bp.add_app_template_global(i18n.job_title)
 bp.add_app_template_global(JobStatus, "JobStatus")
 bp.add_app_template_global(JobType, "JobType")
 
@@ -324,9 +330,12 @@ def label_set(label_set_id: str):
         counts = store_label_sets.label_example_counts(db, view.label_set)
         versions = adapters.list_adapters(db, g.tenant_id, label_set_id)
         recent = jobs.list_jobs(db, g.tenant_id, label_set_id=label_set_id, limit=10)
+        auditable = (view.example_count >= AUDIT_MIN_EXAMPLES
+                     and all(n >= AUDIT_MIN_PER_LABEL for n in counts.values()))
         return render("label_set.html", view=view, counts=counts, adapters=list(reversed(versions)), jobs=recent,
                       label_set_names={label_set_id: view.label_set.name},
-                      min_examples=settings().min_examples_per_label)
+                      min_examples=settings().min_examples_per_label, auditable=auditable,
+                      audit_minimum=AUDIT_MIN_PER_LABEL)
 
 
 @bp.get("/ui/label-sets/<id:label_set_id>/adapters/<int(max=2147483647):version>")
@@ -374,9 +383,12 @@ def job(job_id: str):
             cursor = results.encode_cursor((page_number - 1) * RESULTS_PER_PAGE)
             rows = results.results_page(db, g.tenant_id, job_id, cursor, RESULTS_PER_PAGE).results
             texts = results.item_texts(db, job_id, [r.position for r in rows])
+        outputs = [output_json(row) for row in loop.all_outputs(db, found)[:LOOP_ROWS]] \
+            if found.type in (JobType.SUGGEST, JobType.AUDIT) else []
         counts = reviews.review_counts(db, [found.id]).get(found.id)
         return render("job.html", job=found, job_data=job_json(found, counts), view=view, results=rows, texts=texts,
-                      page_number=page_number, pages=pages)
+                      page_number=page_number, pages=pages, outputs=outputs,
+                      multi=view.label_set.multi_label)
 
 
 @bp.get("/ui/jobs/<id:job_id>/progress")
@@ -388,12 +400,18 @@ def job_progress(job_id: str):
         return job_json(jobs.get_job(db, g.tenant_id, job_id))
 
 
-@bp.get("/ui/jobs/<id:job_id>/results.<any(csv, jsonl):format_name>")
-@page("download a job's results", {200: "CSV or JSONL, as GET /v1/jobs/{id}/results?format=", **NOT_FOUND})
+@bp.get("/ui/jobs/<id:job_id>/results.<any(csv, jsonl, label_studio):format_name>")
+@page("download a job's results",
+      {200: "CSV, JSONL or Label Studio tasks, as GET /v1/jobs/{id}/results?format=", **NOT_FOUND})
 def job_export(job_id: str, format_name: str):
     # CSV with a byte order mark: Excel, which many labeling teams open it with, needs one to
     # read UTF-8 (Chinese) rather than the local code page.
-    return job_routes.export_response(g.tenant_id, job_id, ResultsQuery(format=format_name, bom=format_name == "csv"))
+    query = ResultsQuery(format=format_name, bom=format_name == "csv")
+    with read_transaction() as db:
+        found = jobs.get_job(db, g.tenant_id, job_id)
+    if found.type in (JobType.SUGGEST, JobType.AUDIT):
+        return loop_routes.export(g.tenant_id, found, query)
+    return job_routes.export_response(g.tenant_id, job_id, query)
 
 
 # --- review -----------------------------------------------------------------------------------
@@ -432,6 +450,46 @@ def review_submit(job_id: str, item_id: str):
     if not request.is_json:
         abort(415)
     return job_routes.review_as(g.tenant_id, job_id, item_id, parse_body(ReviewIn), g.get("api_key_id"))
+
+
+# --- the labeling loop: suggest and audit -----------------------------------------------------
+
+
+@bp.post("/ui/jobs/<id:job_id>/suggest")
+@page("pick the items of this tag job most worth labelling (a suggest job, POST /v1/label-sets/{id}/suggest)",
+      {302: "A redirect to the suggest job's page", 403: "The form's CSRF token is missing or wrong (JSON error)",
+       **NOT_FOUND})
+def suggest_submit(job_id: str):
+    n = request.form.get("n", type=int) or 50
+    with read_transaction() as db:
+        label_set_id = jobs.get_job(db, g.tenant_id, job_id).label_set_id
+    with transaction() as db:
+        made = loop.create_suggest_job(db, g.tenant_id, label_set_id, job_id, max(1, min(n, MAX_SUGGEST)))
+    broker.submit_loop_job(made.id, JobType.SUGGEST)
+    return redirect(url_for("dashboard.job", job_id=made.id))
+
+
+@bp.post("/ui/label-sets/<id:label_set_id>/audit")
+@page("look for mislabelled examples (an audit job, POST /v1/label-sets/{id}/audit)",
+      {302: "A redirect to the audit job's page", 403: "The form's CSRF token is missing or wrong (JSON error)",
+       **NOT_FOUND})
+def audit_submit(label_set_id: str):
+    with transaction() as db:
+        made = loop.create_audit_job(db, g.tenant_id, label_set_id)
+    broker.submit_loop_job(made.id, JobType.AUDIT)
+    return redirect(url_for("dashboard.job", job_id=made.id))
+
+
+@bp.post("/ui/jobs/<id:job_id>/findings/<int(max=2147483647):example_id>")
+@page("accept an audit's fix or keep the label (the body and answer of POST /v1/jobs/{id}/findings/{example_id})",
+      {200: "As POST /v1/jobs/{id}/findings/{example_id}", 401: "Not signed in (JSON error)",
+       403: "CSRF token missing or wrong (JSON error)", 404: "No such job or finding (JSON error)",
+       409: "The example changed since the audit (JSON error)", 415: "Not a JSON body"}, signed_in=False)
+def finding_submit(job_id: str, example_id: int):
+    if not request.is_json:
+        abort(415)
+    return loop_routes.decide_as(g.tenant_id, job_id, example_id, parse_body(FindingDecisionIn).decision,
+                                 g.get("api_key_id"))
 
 
 # --- try the model ----------------------------------------------------------------------------

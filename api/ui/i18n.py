@@ -43,7 +43,20 @@ JOB_TYPE_WORDS = {
     JobType.TRAIN: N_("train"),
     # TRANSLATORS: a job's type: tagging (labelling) texts with an adapter
     JobType.TAG: N_("tag"),
+    # TRANSLATORS: a job's type: choosing which texts people should label next
+    JobType.SUGGEST: N_("suggest"),
+    # TRANSLATORS: a job's type: checking the examples for wrong labels
+    JobType.AUDIT: N_("audit"),
 }
+
+
+# A job page's heading, by the job's type.
+JOB_TITLES = {JobType.TRAIN: N_("Train job"), JobType.TAG: N_("Tag job"), JobType.SUGGEST: N_("Suggest job"),
+              JobType.AUDIT: N_("Audit job")}
+
+
+def job_title(job_type: str) -> str:
+    return gettext(JOB_TITLES[JobType(job_type)])
 
 
 def status_word(status: str) -> str:

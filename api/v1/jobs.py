@@ -7,12 +7,14 @@ from flask import Blueprint, Response, g, request, stream_with_context
 from sqlalchemy.orm import Session
 
 from store import jobs, label_sets, results, reviews
+from store.models import JobType
 
 from .. import broker, db, interop
 from ..db import read_transaction, transaction
 from ..errors import ApiError
 from ..openapi import operation
 from ..requests import json_body, parse_query, settings, validate
+from . import loop
 from .schemas import (
     JobCreate,
     JobList,
@@ -90,12 +92,17 @@ def get_job(job_id: str):
                            for name in interop.RESULT_FORMATS},
            errors=(404, 422))
 def job_results(job_id: str):
-    """Results in submission order, `limit` per page; pass `next_cursor` back as `cursor`
+    """A tag job's results in submission order (a suggest job's picks, an audit job's findings:
+    in rank order, once it has succeeded), `limit` per page; pass `next_cursor` back as `cursor`
     until it is null (only once the job has finished and every result was returned; a
     running job's page stops at the first item not tagged yet). `?format=` streams every
     result, each with its text, instead: jsonl, csv, label_studio, label_studio_min,
     label_studio_csv, doccano or argilla (docs/api.md, "Formats")."""
     query = parse_query(ResultsQuery)
+    with read_transaction() as session:
+        job = jobs.get_job(session, g.tenant_id, job_id)
+    if job.type in (JobType.SUGGEST, JobType.AUDIT):
+        return loop.results_page(job, query) if query.format == "json" else loop.export(g.tenant_id, job, query)
     if query.format != "json":
         return export_response(g.tenant_id, job_id, query)
     with read_transaction() as session:

@@ -15,7 +15,8 @@ from reft_core.config import Option
 from reft_core.config import TrainConfig as CoreTrainConfig
 from service.settings import Settings
 from store.label_sets import LabelSetView
-from store.models import Adapter, Job, JobStatus, JobType, Result, as_utc
+from store.loop import MAX_SUGGEST
+from store.models import Adapter, Job, JobOutput, JobStatus, JobType, Result, as_utc
 
 from ..errors import invalid
 from ..interop import ExampleFormat, ResultFormat
@@ -475,8 +476,54 @@ class ReviewedOut(BaseModel):
 
 
 class ResultsPageOut(BaseModel):
-    results: list[ResultOut]
+    # a tag job's results; a suggest job's picks or an audit job's findings, in rank order
+    results: list[ResultOut] | list[SuggestionOut] | list[FindingOut]
     next_cursor: str | None
+
+
+# --- the labeling loop: suggest and audit ------------------------------------------------------
+
+
+class SuggestRequest(RequestModel):
+    """Which of a tag job's items to label next."""
+
+    job_id: Annotated[str, Field(min_length=1, max_length=64, description="a tag job of this label set")]
+    n: Annotated[int, Field(ge=1, le=MAX_SUGGEST, description="how many items to pick")] = 50
+
+
+class AuditRequest(RequestModel):
+    """An audit takes no options: the set's own training recipe is trained per fold."""
+
+
+class FindingDecisionIn(RequestModel):
+    """`accept`: relabel the example with the suggested label(s), keeping the old ones in its
+    history; `keep`: its label stays (the finding is marked kept)."""
+
+    decision: Literal["accept", "keep"]
+
+
+class SuggestionOut(BaseModel):
+    item_id: str
+    text: str
+    score: float
+    reason: str
+    labels: list[str]
+
+
+class FindingOut(BaseModel):
+    example_id: int
+    text: str
+    given: str | list[str]
+    suggested: str | list[str]
+    confidence: float
+    given_score: float
+    decision: Literal["accepted", "kept"] | None = None
+
+
+class FindingDecidedOut(BaseModel):
+    finding: FindingOut
+    example: dict[str, Any]
+    train_job_id: str | None
 
 
 class ResultsQuery(BaseModel):
@@ -549,7 +596,7 @@ def adapter_json(adapter: Adapter) -> dict[str, Any]:
 def job_progress(job: Job) -> Progress:
     """Tag jobs count items; train jobs count optimizer steps, as the trainer reports them
     (early stopping may end before the last planned step: a succeeded job shows done = total)."""
-    if job.type == JobType.TRAIN:
+    if job.type in (JobType.TRAIN, JobType.AUDIT):  # a trainer's steps (an audit trains per fold)
         detail = job.detail or {}
         total = int(detail.get("total_steps") or 0)
         done = total if job.status == JobStatus.SUCCEEDED else min(int(detail.get("step") or 0), total)
@@ -586,3 +633,8 @@ def result_json(result: Result, key_prefixes: dict[int, str] | None = None) -> d
     return {"item_id": result.item_id, "labels": result.labels, "scores": result.scores,
             "needs_review": result.needs_review, "confidence": result.confidence, "review": review,
             "adapter_version": result.adapter_version, "error": result.error}
+
+
+def output_json(row: JobOutput) -> dict[str, Any]:
+    """A suggest job's pick or an audit job's finding (with the decision made about it)."""
+    return {**row.body, "decision": row.decision} if row.example_id is not None else dict(row.body)

@@ -43,5 +43,5 @@ def test_reconcile_sends_what_it_finds(rows, clean_redis):
     job_id = rows.tag_job(rows.label_set(), n_items=4, chunk_size=4)
     jobs.claim_next_chunk()
     jobs.release_chunk(job_id, 0, "OperationalError: database is locked")
-    assert tasks.reconcile() == {"chunks": 1, "train_jobs": 0}
+    assert tasks.reconcile() == {"chunks": 1, "train_jobs": 0, "loop_jobs": 0}
     assert clean_redis.queued_tasks("tag") == [{"task": "reftag.tag_chunk", "args": []}]  # a token

@@ -306,3 +306,35 @@ if (reviewBox) {
   });
   show();
 }
+
+// --- audit: accept a finding's fix or keep the label ----------------------------------------------
+
+const auditBox = document.getElementById("audit");
+if (auditBox && document.getElementById("findings")) {
+  const words = JSON.parse(document.getElementById("audit-i18n").textContent);
+  const errorBox = document.getElementById("audit-error");
+
+  async function decide(row, decision) {
+    errorBox.classList.add("hidden");
+    const url = auditBox.dataset.submitUrl.replace("__EXAMPLE__", encodeURIComponent(row.dataset.exampleId));
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrfToken() },
+      body: JSON.stringify({ decision }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      errorBox.textContent = (answer.error && answer.error.message) || response.statusText;
+      errorBox.classList.remove("hidden");
+      return;
+    }
+    row.classList.add("decided");
+    row.querySelector(".decision").textContent = words[answer.finding.decision] || answer.finding.decision;
+  }
+
+  auditBox.querySelectorAll(".finding-row").forEach((row) => {
+    row.querySelectorAll("button[data-decision]").forEach((button) =>
+      button.addEventListener("click", () => decide(row, button.dataset.decision)));
+  });
+}
