@@ -27,8 +27,9 @@ PATH_SCHEMAS = {
 TAGS = {
     "label sets": "Taxonomies and their human-labelled examples",
     "adapters": "A label set's trained versions: list them, activate one (or roll back)",
-    "jobs": "Train and tag jobs: submit, follow, read the results, cancel",
+    "jobs": "Jobs (train, tag, suggest, audit): submit a tag job, follow any, read the results, cancel",
     "review": "A tag job's results that need a person, most useful first; accepting or correcting one",
+    "loop": "What to label next (suggest jobs), which labels look wrong (audit jobs), a decision on each finding",
     "predict": "A few texts tagged now, through the predict queue",
     "label studio": "Label Studio's ML backend, one per label set (Basic auth, the API key as password)",
     "meta": "Liveness, metrics, this document and /docs",

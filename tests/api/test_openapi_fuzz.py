@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import interop
 from reft_core.bases import MINILM
-from store import jobs, results
+from store import jobs, loop, results
+from store.models import Example, Job
 from tests.api.test_label_studio_pull import TOKEN
 
 # Requests in all, shared evenly by the operations that take input (an operation without any has
@@ -44,7 +45,7 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.ge
 
 
 @pytest.fixture
-def world(make_app, auth, make_label_set, add_adapter, label_studio):
+def world(make_app, auth, make_label_set, add_adapter, label_studio, db):
     """An app (no predict worker: predict answers its documented 504 at once) and real objects: a
     label set with examples and an adapter, a tag job with results, a queued train job, and a
     Label Studio connection to a stand-in Label Studio (made again before each request to the
@@ -54,7 +55,7 @@ def world(make_app, auth, make_label_set, add_adapter, label_studio):
     ls = make_label_set("fuzz", labels=("billing", "delivery", "other"))
     add_adapter(ls["id"])
     examples = [{"text": f"{label} example {i}", "label": label} for label in ("billing", "delivery", "other")
-                for i in range(4)]
+                for i in range(7)]  # enough to audit
     added = client.post(f"/v1/label-sets/{ls['id']}/examples", headers=auth, json={"examples": examples})
     assert added.status_code == 201
     tag = client.post("/v1/jobs", headers=auth, json={"label_set_id": ls["id"], "items": [
@@ -64,12 +65,20 @@ def world(make_app, auth, make_label_set, add_adapter, label_studio):
         results.ResultRow(position, item_id, ["billing"], {"billing": 0.8, "delivery": 0.15, "other": 0.05}, False, 1)
         for position, item_id in zip(chunk.positions, chunk.item_ids)])
     train = client.post(f"/v1/label-sets/{ls['id']}/train", headers=auth, json={}).get_json()
+    audit = client.post(f"/v1/label-sets/{ls['id']}/audit", headers=auth).get_json()
+    with db() as session:  # the audit's answer, as its worker writes it: one finding
+        session.get(Job, audit["id"]).status, session.get(Job, audit["id"]).attempts = "running", 1
+        example = session.query(Example).filter_by(label_set_id=ls["id"], text="other example 0").one()
+        finding = {"example_id": example.id, "text": example.text, "given": "other", "suggested": "billing",
+                   "confidence": 0.9, "given_score": 0.05}
+    assert loop.complete_loop_job(audit["id"], 1, [finding], {"flagged": 1})
     connection = {"url": label_studio.url, "project": 7, "token": TOKEN}
 
     def connect_label_studio() -> None:
         assert client.put(f"/v1/label-sets/{ls['id']}/label-studio", headers=auth, json=connection).status_code == 200
 
     return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,
+                 "audit_job_id": audit["id"], "example_id": finding["example_id"],
                  "labels": ["billing", "delivery", "other"], "label_studio": connection,
                  "connect_label_studio": connect_label_studio,
                  "upload_formats": itertools.cycle(interop.EXAMPLE_FORMATS),
@@ -120,6 +129,10 @@ def aim_at_real_objects(case, ids, data) -> None:
         case.path_parameters["job_id"] = ids["job_ids"][0]
         case.body = {"label": data.draw(st.sampled_from(ids["labels"]))}
         return
+    if "/findings/" in case.operation.label:  # the audit's finding
+        case.path_parameters.update(job_id=ids["audit_job_id"], example_id=ids["example_id"])
+    if case.operation.label.endswith("/suggest") and isinstance(case.body, dict):  # over the tag job
+        case.body["job_id"] = ids["job_ids"][0]
     if case.operation.label.endswith("/results"):  # each format in turn, of the tag job
         case.path_parameters["job_id"] = ids["job_ids"][0]
         case.query = {**{k: v for k, v in (case.query or {}).items() if k != "cursor"},
