@@ -68,6 +68,7 @@ def audit(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
     """Out-of-fold probabilities for every example, then cleanlab's label issues, ranked.
     `config` is the set's training recipe; `epochs` (None: the recipe's) caps each fold's fit."""
     from cleanlab.filter import find_label_issues
+    from cleanlab.multilabel_classification.filter import find_label_issues as find_multilabel_issues
 
     if len(texts) < MIN_EXAMPLES:
         raise ReftConfigError("examples", f"an audit needs at least {MIN_EXAMPLES} examples; there are {len(texts)}")
@@ -88,8 +89,12 @@ def audit(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
     else:
         given_ids = np.array([index[n] for n in labels])
         pred_probs = pred_probs / pred_probs.sum(1, keepdims=True)
-    ranked = find_label_issues(given_ids, pred_probs, multi_label=multi_label, filter_by=filter_by,
-                               return_indices_ranked_by="self_confidence")
+    if multi_label:
+        ranked = find_multilabel_issues(given_ids, pred_probs, filter_by=filter_by,
+                                        return_indices_ranked_by="self_confidence")
+    else:
+        ranked = find_label_issues(given_ids, pred_probs, filter_by=filter_by,
+                                   return_indices_ranked_by="self_confidence")
     findings = []
     for i in (int(r) for r in ranked):
         row = probs[i]

@@ -161,10 +161,11 @@ def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: S
 
 def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int],
               batch_size: int) -> torch.Tensor:
+    was_training = adapter.training
     adapter.eval()
     with torch.no_grad(), torch.nn.utils.parametrize.cached():
         logits = [_forward(adapter, cache, start, rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
-    adapter.train()
+    adapter.train(was_training)  # (it set train mode back always: `train` handed back an adapter with dropout on)
     return adapter.scores(torch.cat(logits)).cpu()
 
 
@@ -450,7 +451,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
     metrics.update({**evaluation, "n_train": n_train, "steps_run": steps, "epochs_run": len(fit.loss_curve),
                     "loss_curve": fit.loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
                     "params": adapter.param_count})
-    return adapter.with_config(metrics=metrics)
+    return adapter.with_config(metrics=metrics).eval()
 
 
 def calibrate(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
