@@ -192,7 +192,8 @@ def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, text
 @celery_app.task(name=SUGGEST, bind=True)
 def suggest(self: Task, job_id: str) -> int | None:
     """Pick the items of a tag job most worth labelling (reft_core.selection) with the set's
-    adapter: the candidates' scores and pooled representations, and the examples' for diversity."""
+    adapter: the candidates' scores (and, for a strategy that weighs diversity, their pooled
+    representations and the examples')."""
     work = loop.lease_loop_job(job_id)
     if not isinstance(work, loop.SuggestWork):
         return None
@@ -206,7 +207,8 @@ def suggest(self: Task, job_id: str) -> int | None:
             loaded = model_cache.adapter(ref)
             tagger = model_cache.tagger_for(loaded)
             scores, pooled = tagger.represent(loaded, work.texts)
-            labelled = tagger.represent(loaded, work.labelled)[1] if work.labelled else None
+            diverse = DEFAULT_STRATEGY in ("kcenter", "margin_kcenter")
+            labelled = tagger.represent(loaded, work.labelled)[1] if work.labelled and diverse else None
             picks = pick(scores, pooled, work.n, loaded.label_names, loaded.multi_label, loaded.thresholds,
                          labelled=labelled)
         except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:

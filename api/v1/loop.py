@@ -44,8 +44,7 @@ LOOP_FORMATS = {JobType.SUGGEST: ("jsonl", "csv", "label_studio"), JobType.AUDIT
 def suggest(label_set_id: str):
     """`{"job_id": a tag job of this set, "n": 50}` queues a suggest job: a worker scores the
     job's items with the set's active adapter and picks the `n` whose labels would most improve
-    it — the most uncertain, spread over what the examples do not cover yet (margin × k-center
-    greedy on the adapter's representations). Items already reviewed, or whose text is already
+    it: the most uncertain (margin sampling). Items already reviewed, or whose text is already
     an example, are not picked. Read the picks at /v1/jobs/{id}/results, best first
     (`{"item_id", "text", "score", "reason", "labels"}`; `?format=label_studio` gives tasks to
     import). 422 for a job that is not a tag job of this set, 409 while the set has no adapter."""

@@ -39,14 +39,16 @@ def test_margin_times_kcenter_does_not_pick_two_copies_of_one_confusion():
     # rows 0 and 1: equally uncertain and the same point; row 2 a little less uncertain, elsewhere
     scores = two_class([0.02, 0.02, 0.1, 0.9])
     pooled = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
-    chosen = [p.index for p in pick(scores, pooled, 2, NAMES)]
+    chosen = [p.index for p in pick(scores, pooled, 2, NAMES, strategy="margin_kcenter")]
     assert chosen[0] in (0, 1) and chosen[1] == 2
     assert [p.index for p in pick(scores, pooled, 2, NAMES, strategy="margin")] == [0, 1]
     # far from the labelled examples counts: a point beside an example loses to one far from all
-    near_example = pick(scores[:3], pooled[:3], 1, NAMES, labelled=torch.tensor([[1.0, 0.05]]))
+    near_example = pick(scores[:3], pooled[:3], 1, NAMES, labelled=torch.tensor([[1.0, 0.05]]),
+                        strategy="margin_kcenter")
     assert near_example[0].index == 2 and "cosine distance" in near_example[0].reason
-    scores_out = [p.score for p in pick(scores, pooled, 4, NAMES)]
-    assert scores_out == sorted(scores_out, reverse=True)
+    for strategy in ("margin", "margin_kcenter"):
+        scores_out = [p.score for p in pick(scores, pooled, 4, NAMES, strategy=strategy)]
+        assert scores_out == sorted(scores_out, reverse=True)
 
 
 def test_kcenter_covers_the_space_and_random_is_seeded():
@@ -61,6 +63,7 @@ def test_kcenter_covers_the_space_and_random_is_seeded():
     with pytest.raises(ValueError, match="unknown strategy"):
         pick(scores, pooled, 1, NAMES, strategy="entropy")
     assert pick(scores, pooled, 0, NAMES) == [] and len(pick(scores, pooled, 10, NAMES)) == 4
+    assert [p.index for p in pick(scores, pooled, 4, NAMES)] == [0, 1, 2, 3]  # the default: margin (ties: row order)
 
 
 TEXTS = [f"{word} {i}" for i in range(6) for word in ("good", "bad", "fine", "poor")]
