@@ -15,6 +15,9 @@ from typing import Any
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
 EVALUATIONS = ("auto", "held_out", "k-fold")
+# What a label set's adapters learn: one or more labels per text, or labelled character spans
+# (a tag per token, `spans`).
+KINDS = ("classification", "spans")
 POSITIONS_PATTERN = r"^(all|f\d{1,3}\+l\d{1,3})$"
 MAX_SEED = 2**31 - 1
 _POSITIONS = re.compile(r"^f(\d{1,3})\+l(\d{1,3})$")
@@ -102,10 +105,10 @@ def parse_positions(spec: str) -> tuple[int, int] | None:
     return first, last
 
 
-def main_metric(multi_label: bool) -> str:
+def main_metric(multi_label: bool, kind: str = "classification") -> str:
     """The one number adapters are compared by (early stopping, promotion): micro-F1 for
-    multi-label sets, macro-F1 otherwise."""
-    return "micro_f1" if multi_label else "macro_f1"
+    multi-label sets and for spans (entity-level, exact match), macro-F1 otherwise."""
+    return "micro_f1" if multi_label or kind == "spans" else "macro_f1"
 
 
 @dataclass(frozen=True)
