@@ -156,7 +156,7 @@ def train_spans(base: Base, texts: Sequence[str], spans: Sequence[SpanInput], la
     gold = validated(texts, spans, label_names)
     alignments = align(base.tokenizer, texts, cfg.max_length, base.text_prefix)
     targets, dropped = tag_targets(alignments, gold, label_names)
-    layers = cfg.resolve_layers(base.num_layers)
+    layers = cfg.resolve_layers(base.num_layers, kind="spans")
     ids = [a.ids for a in alignments]
     cache = HiddenCache(base, ids, upto=layers[0]) if cache_prefix else NoCache(base, ids)
 

@@ -3,6 +3,7 @@ training and tagging (tests/fixtures/ner_en: 32 + 12 hand-written English NER se
 import itertools
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -242,6 +243,14 @@ def fit(base, config=None):
     return train_spans(base, [r["text"] for r in TRAIN], [r["spans"] for r in TRAIN], LABELS, config=config)
 
 
+def test_auto_layers_for_spans_are_every_block_but_the_top():
+    from reft_core import TrainConfig
+
+    assert TrainConfig().resolve_layers(6, kind="spans") == [0, 1, 2, 3, 4]
+    assert TrainConfig().resolve_layers(1, kind="spans") == [0]
+    assert TrainConfig(layers=[2]).resolve_layers(6, kind="spans") == [2]
+
+
 def test_fixture_spans_are_valid():
     for row in TRAIN + TEST:
         validate_spans(row["text"], row["spans"], LABELS)
@@ -268,7 +277,7 @@ def test_minilm_learns_the_hand_written_entities_and_round_trips_through_files(m
     m = evaluate_spans(minilm, adapter, texts, gold)
     print(m)
     assert m["micro_f1"] >= 0.6
-    assert adapter.kind == "spans" and adapter.config.positions == "all" and adapter.size_bytes() < 40_000
+    assert adapter.kind == "spans" and adapter.config.positions == "all" and adapter.size_bytes() < 64_000
 
     loaded = Adapter.load(adapter.save(tmp_path / "a"), minilm)
     assert loaded.kind == "spans" and loaded.tag_names == bio_tags(LABELS) and loaded.metrics == adapter.metrics
@@ -276,6 +285,50 @@ def test_minilm_learns_the_hand_written_entities_and_round_trips_through_files(m
     assert tagger.predict_spans(loaded, texts) == tagger.predict_spans(adapter, texts)
     with pytest.raises(ValueError, match="predict_spans"):
         tagger.predict(loaded, texts[:1])
+
+
+ZH_MARKED = """[张伟|PER]在[北京|LOC]的[阿里巴巴|ORG]工作。
+[李娜|PER]昨天去了[上海|LOC]。
+[腾讯|ORG]在[深圳|LOC]开了新办公室。
+[王芳|PER]是[华为|ORG]的工程师。
+[刘洋|PER]和[张伟|PER]一起去[广州|LOC]出差。
+[百度|ORG]的总部在[北京|LOC]。
+今天天气很好，我们去公园散步。
+[李娜|PER]在[腾讯|ORG]实习了三个月。
+[华为|ORG]宣布在[上海|LOC]建立研究中心。
+[王芳|PER]住在[深圳|LOC]。
+[阿里巴巴|ORG]和[百度|ORG]都发布了新产品。
+[刘洋|PER]从[广州|LOC]回到了[北京|LOC]。
+这家餐厅的菜很好吃。
+[张伟|PER]给[华为|ORG]写了一封信。
+[上海|LOC]的地铁非常方便。
+[百度|ORG]聘请了[王芳|PER]。""".splitlines()
+
+
+def unmark(line):
+    """"[张伟|PER]在…" → ("张伟在…", [Span(0, 2, "PER"), …])."""
+    text, spans = "", []
+    for part in re.split(r"(\[[^\]]+\])", line):
+        if part.startswith("["):
+            words, label = part[1:-1].split("|")
+            spans.append(Span(len(text), len(text) + len(words), label))
+            part = words
+        text += part
+    return text, spans
+
+
+def test_the_multilingual_base_learns_chinese_spans_at_the_right_characters():
+    from reft_core import load_base
+
+    base = load_base("multilingual-e5-small", device="cpu")
+    texts, gold = zip(*(unmark(line) for line in ZH_MARKED))
+    adapter = train_spans(base, texts, gold, LABELS, config={"eval_fraction": 0.2, "lr": 1e-2})
+    predicted = Tagger(base).predict_spans(adapter, texts)
+    m = span_metrics(gold, [[s.span for s in p.spans] for p in predicted], LABELS)
+    print(m["micro_f1"], predicted[0])
+    assert m["micro_f1"] >= 0.6
+    assert all(s.text == text[s.start:s.end] and s.text.strip() == s.text for p, text in zip(predicted, texts)
+               for s in p.spans)
 
 
 def test_classification_adapters_saved_before_spans_load_as_classification(tokenizer):
