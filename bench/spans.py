@@ -18,8 +18,9 @@ each on the bundled MiniLM:
 LoRA and full fine-tuning copy reftag's recipe wherever it is not the method itself: the same
 held-out sentences (`span_training.held_out_rows`), the same tags and ignored tokens, length-
 bucketed batches of 32, `epochs` epochs but at least `min_steps` steps, 10 % warm-up then linear
-decay, a check about 20 times (at least once an epoch) with early stopping on held-out entity
-micro-F1 after `patience` checks without gain, the best check kept; the head trains at reftag's lr.
+decay, a check about 20 times (at least once an epoch) with early stopping on the held-out score
+(`span_training.stopping_score`: entity micro-F1, ties to the lower loss) after `patience` checks
+without gain, the best check kept; the head trains at reftag's lr.
 
 Speed: each contender tags the test sentences in batches of 64 sorted by length (tokenizing and
 decoding included); `× bare` is its sentences per second over the bare model's forward pass on
@@ -56,7 +57,7 @@ from reft_core import Base, Tagger, TrainConfig, load_base, train_spans
 from reft_core.bases import BUNDLED, MINILM
 from reft_core.metrics import span_metrics
 from reft_core.span_decoding import decode
-from reft_core.span_training import IGNORE, held_out_rows, tag_targets
+from reft_core.span_training import IGNORE, held_out_rows, stopping_score, tag_targets
 from reft_core.spans import Alignment, Span, SpanPrediction, align, bio_tags, from_conll
 from reft_core.training import length_batches
 
@@ -184,12 +185,20 @@ def finetune_tokens(base: Base, method: str, train: Sentences, labels: list[str]
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
 
-    def held_out_f1() -> float:
+    def held_out_score() -> float:
+        """`span_training.stopping_score` of the held-out sentences, as reftag's own runs stop."""
         model.eval()
-        predicted = tag_with(base, model, [train.texts[i] for i in eval_rows], labels,
-                             [alignments[i] for i in eval_rows])
+        predicted, loss = [], 0.0
+        with torch.inference_mode():
+            for lo in range(0, len(eval_rows), TAG_BATCH):
+                rows = eval_rows[lo:lo + TAG_BATCH]
+                logits = model(*base.pad([alignments[i].ids for i in rows])).float()
+                y = targets[rows, : logits.shape[1]].to(base.device)
+                loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE).item() * len(rows)
+                predicted += decode(logits, [alignments[i] for i in rows], [train.texts[i] for i in rows], labels)
         model.train()
-        return float(score([train.spans[i] for i in eval_rows], predicted, labels)["micro_f1"])
+        f1 = score([train.spans[i] for i in eval_rows], predicted, labels)["micro_f1"]
+        return stopping_score(f1, loss / len(eval_rows))
 
     keep = lambda k: k.startswith("head.") or "lora_" in k or method == "full"  # noqa: E731
     best, best_state, stale, step, checks = -1.0, None, 0, 0, []
@@ -204,10 +213,10 @@ def finetune_tokens(base: Base, method: str, train: Sentences, labels: list[str]
             schedule.step()
             step += 1
             if eval_rows and (step % check_every == 0 or step == total):
-                f1 = held_out_f1()
-                checks.append((step, f1))
-                if f1 > best:
-                    best, stale = f1, 0
+                check = held_out_score()
+                checks.append((step, round(check, 5)))
+                if check > best:
+                    best, stale = check, 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items() if keep(k)}
                 else:
                     stale += 1

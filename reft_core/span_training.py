@@ -99,13 +99,18 @@ class SpanRun(Run):
                             self.label_names)
 
     def score(self, adapter: Adapter, rows: list[int]) -> tuple[float, torch.Tensor]:
-        """Entity micro-F1, less a ten-thousandth of the tag loss: equal F1s (0 while every token
-        is still O, early on) go to the lower loss, so early stopping does not end a run that is
-        still learning; a single span more or less always counts for more."""
         predicted, loss = self.predict(adapter, rows)
         f1 = span_metrics([self.gold[i] for i in rows], [[s.span for s in p.spans] for p in predicted],
                           self.label_names)["micro_f1"]
-        return f1 - 1e-4 * min(loss, 10.0), torch.empty(0)
+        return stopping_score(f1, loss), torch.empty(0)
+
+
+def stopping_score(f1: float, loss: float) -> float:
+    """What early stopping compares: entity micro-F1, less a ten-thousandth of the held-out tag
+    loss. Equal F1s (0 while every token is still O, early on; or a plateau on a few held-out
+    sentences) go to the lower loss, so a run that is still learning is not stopped; a single
+    span more or less always counts for more."""
+    return f1 - 1e-4 * min(loss, 10.0)
 
 
 def validated(texts: Sequence[str], spans: Sequence[SpanInput], label_names: Sequence[str]) -> list[list[Span]]:
