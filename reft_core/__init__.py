@@ -22,16 +22,18 @@ _LAZY = {
     "Tagger": "tagger",
     "train": "training", "evaluate": "training", "recipe_cross_validation": "training",
     "CrossValidation": "training",
+    "train_spans": "span_training", "evaluate_spans": "span_training",
 }
 
 __all__ = ["Adapter", "AdapterConfig", "AdapterMismatchError", "Base", "CrossValidation", "DiReFT", "LoReFT",
            "Prediction", "RED", "REGISTRY", "ReftConfigError", "Tagger", "TrainConfig", "evaluate", "load_base",
-           "recipe_cross_validation", "train"]
+           "recipe_cross_validation", "train", "train_spans", "evaluate_spans"]
 
 if TYPE_CHECKING:
     from .adapter import Adapter, AdapterConfig, AdapterMismatchError, Prediction
     from .base import Base, load_base
     from .interventions import RED, REGISTRY, DiReFT, LoReFT
+    from .span_training import evaluate_spans, train_spans
     from .tagger import Tagger
     from .training import CrossValidation, evaluate, recipe_cross_validation, train
 

@@ -20,8 +20,9 @@ from . import __version__
 from .base import Base
 from .calibration import Calibration, item_confidence
 from .config import TrainConfig, parse_positions
-from .heads import Head
+from .heads import Head, TokenHead
 from .interventions import make_intervention
+from .spans import bio_tags
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE = "adapter.safetensors", "adapter.json"
@@ -76,6 +77,9 @@ class AdapterConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     library: str = f"reft_core {__version__}"
+    # classification: `label_names` are the labels, the head reads the pooled representation;
+    # spans: they are entity types, the head tags every token (`tag_names`), pooling is "token".
+    kind: str = "classification"
 
     def __post_init__(self) -> None:
         if not self.thresholds:
@@ -110,22 +114,32 @@ class Adapter(nn.Module):
             str(layer): make_intervention(config.intervention, dim, config.rank, config.dropout)
             for layer in self.layers
         })
-        self.head = Head(dim, len(config.label_names), config.pooling)
+        self.head: Head | TokenHead = TokenHead(dim, len(self.tag_names)) if config.kind == "spans" \
+            else Head(dim, len(config.label_names), config.pooling)
 
     @classmethod
     def new(cls, base: Base, *, intervention: str, layers: list[int], positions: str, rank: int, dropout: float,
             label_names: list[str], multi_label: bool, pooling: str,
-            train_config: TrainConfig | None = None) -> Adapter:
+            train_config: TrainConfig | None = None, kind: str = "classification") -> Adapter:
         return cls(AdapterConfig(
             intervention=intervention, layers=tuple(layers), positions=positions, rank=rank, dropout=dropout,
             label_names=tuple(label_names), multi_label=multi_label, pooling=pooling,
-            base_model=BaseModelInfo.of(base), train_config=train_config or TrainConfig(),
+            base_model=BaseModelInfo.of(base), train_config=train_config or TrainConfig(), kind=kind,
         )).to(base.device)
 
     # -- what an adapter is ------------------------------------------------------------------
     @property
     def label_names(self) -> list[str]:
         return list(self.config.label_names)
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def tag_names(self) -> list[str]:
+        """Spans: the BIO tags the token head scores (O, B-x, I-x per label x)."""
+        return bio_tags(self.config.label_names)
 
     @property
     def multi_label(self) -> bool:

@@ -1,5 +1,6 @@
-"""Reading a label score vector off the edited representation: pool the last hidden state,
-then one linear map to a logit per label."""
+"""Reading scores off the edited representation: pool the last hidden state, then one linear
+map to a logit per label (`Head`); or, for spans, one linear map at every token to a logit per
+BIO tag (`TokenHead`)."""
 from __future__ import annotations
 
 import torch
@@ -34,6 +35,14 @@ class Head(nn.Linear):
 
     def forward(self, last: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return super().forward(pool(last, mask, self.pooling).float())
+
+
+class TokenHead(nn.Linear):
+    """(B, T, d) last hidden state → (B, T, tags) logits: W·h + b at every token (span labeling).
+    Saved as `head.weight` / `head.bias`, like `Head`."""
+
+    def forward(self, last: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(last.float())
 
 
 def scores_from_logits(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:

@@ -1,11 +1,14 @@
-"""Held-out scores: accuracy, macro-/micro-F1, per-label P/R/F1, confusion, thresholds."""
+"""Held-out scores: accuracy, macro-/micro-F1, per-label P/R/F1, confusion, thresholds; for spans,
+entity-level precision, recall and F1."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .config import main_metric
+from .spans import Span
 
 
 def _prf(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,6 +59,33 @@ def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[st
         "micro_f1": round(micro.item(), 4),
         "macro_f1": round(f1[present].mean().item() if present.any() else 0.0, 4),
         "per_label": _per_label(names, tp, fp, fn),
+    }
+
+
+def span_metrics(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]],
+                 names: Sequence[str]) -> dict[str, Any]:
+    """Entity-level, exact match (CoNLL's): a predicted span is right only when a gold span of
+    the same text has its start, end and label. Per label and micro (every span counts once);
+    macro over the labels that occur in `gold`."""
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold rows but {len(predicted)} predicted rows")
+    index = {name: i for i, name in enumerate(names)}
+    tp, fp, fn = (torch.zeros(len(names), dtype=torch.float64) for _ in range(3))
+    for truth, guess in zip(gold, predicted):
+        truth_set, guess_set = set(truth), set(guess)
+        for span in guess_set:
+            (tp if span in truth_set else fp)[index[span.label]] += 1
+        for span in truth_set - guess_set:
+            fn[index[span.label]] += 1
+    precision, recall, micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    _, _, f1 = _prf(tp, fp, fn)
+    present = (tp + fn) > 0
+    return {
+        "precision": round(precision.item(), 4), "recall": round(recall.item(), 4),
+        "micro_f1": round(micro.item(), 4),
+        "macro_f1": round(f1[present].mean().item() if present.any() else 0.0, 4),
+        "per_label": _per_label(list(names), tp, fp, fn),
+        "n_gold": int((tp + fn).sum().item()), "n_predicted": int((tp + fp).sum().item()),
     }
 
 

@@ -10,6 +10,8 @@ from .adapter import Adapter, Prediction
 from .attach import Edits, encode_prefix, run_from
 from .base import Base
 from .heads import pool
+from .span_decoding import decode
+from .spans import SpanPrediction, align
 
 
 class Tagger:
@@ -36,6 +38,8 @@ class Tagger:
                       review_thresholds: dict[Adapter, float] | None = None) -> list[Prediction]:
         if not pairs:
             return []
+        if any(adapter.kind == "spans" for adapter, _ in pairs):
+            raise ValueError("a spans adapter tags tokens: use Tagger.predict_spans")
         # A text is cut at the length its adapter was trained with, so one text may be
         # tokenized at more than one length; each (text, length) is run once.
         text_index: dict[tuple[str, int], int] = {}
@@ -60,6 +64,28 @@ class Tagger:
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
+    def predict_spans(self, adapter: Adapter, texts: Sequence[str],
+                      review_threshold: float = 0.5) -> list[SpanPrediction]:
+        """The spans a spans adapter finds in each text (`span_decoding.decode`), with a score
+        each; a text needs review when a token's decoded tag is less likely than `review_threshold`."""
+        base = self.base
+        alignments = align(base.tokenizer, texts, adapter.max_length, base.text_prefix)
+        order = sorted(range(len(texts)), key=lambda i: len(alignments[i].ids))
+        out: list[SpanPrediction | None] = [None] * len(texts)
+        start = min(adapter.layers)
+        with parametrize.cached():
+            for lo in range(0, len(order), self.batch_size):
+                batch = order[lo:lo + self.batch_size]
+                input_ids, mask = base.pad([alignments[i].ids for i in batch])
+                hidden = encode_prefix(base, input_ids, mask, start)
+                last = run_from(base, hidden, start, input_ids, mask, Edits([(adapter, None)], mask))
+                preds = decode(adapter.head(last), [alignments[i] for i in batch], [texts[i] for i in batch],
+                               adapter.label_names, review_threshold)
+                for i, p in zip(batch, preds):
+                    out[i] = p
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
     def represent(self, adapter: Adapter, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each text's calibrated scores (N, labels) and the pooled edited representation its
         head reads (N, hidden): what selecting texts to label (`selection`) compares."""
@@ -77,7 +103,7 @@ class Tagger:
                 rows = torch.arange(len(batch), device=base.device)
                 last = run_from(base, hidden, start, input_ids, mask, Edits([(adapter, rows)], mask))
                 scores[batch] = adapter.scores(adapter.head(last, mask)).cpu()
-                pooled[batch] = pool(last, mask, adapter.head.pooling).float().cpu()
+                pooled[batch] = pool(last, mask, adapter.config.pooling).float().cpu()
         return scores, pooled
 
     def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int], ids: list[list[int]],
