@@ -104,3 +104,40 @@ def test_accuracy_seeds_run_every_method_per_seed_and_report_the_spread():
     assert all(0 <= r["score"] <= 1 for r in red["by_seed"])
     rows = accuracy.table(payload["results"]).splitlines()[2:]
     assert all(" ± " in row and "(2)" in row for row in rows)
+
+
+def test_loop_active_and_audit_cells_have_their_shape(tmp_path, monkeypatch):
+    """bench/loop.py's issue-17 scenarios at a tiny size (one round, one epoch, no step floor):
+    one cell per strategy with the whole curve, one audit cell with both methods, and the tables."""
+    import torch
+
+    from bench import loop
+
+    quick = {"epochs": 1, "min_steps": 0}
+    real_train, real_audit = loop.train, loop.audit
+    monkeypatch.setattr(loop, "train", lambda *a, config, **k: real_train(*a, config={**config, **quick}, **k))
+    monkeypatch.setattr(loop, "audit", lambda *a, config, **k: real_audit(*a, config={**config, **quick}, **k))
+    results, threads = tmp_path / "loop.jsonl", torch.get_num_threads()
+    argv = ["--scenario", "audit,active", "--data", SINGLE, "--seeds", "0", "--train-rows", "120", "--test-rows",
+            "40", "--rounds", "1", "--results", str(results)]
+    try:
+        cells = loop.main(argv + ["--resume"])
+        assert loop.main(argv + ["--resume"]) == []  # every cell is there: nothing runs again
+    finally:
+        torch.set_num_threads(threads)
+    assert [(c["scenario"], c.get("strategy") or c.get("variant")) for c in cells] == [
+        ("audit", "default"), ("active", "suggest"), ("active", "random")]
+    audit_cell, suggest, random_ = (c["result"] for c in cells)
+    assert audit_cell["n"] == 120 and audit_cell["flipped"] == 12
+    for method in ("reftag", "cleanlab_tfidf_logreg"):
+        r = audit_cell[method]
+        assert all(0 <= r[k] <= 1 for k in ("precision", "recall", "f1")) and r["seconds"] >= 0
+        assert r["hits"] <= min(r["flagged"], 12)
+    for r in (suggest, random_):
+        assert [p["round"] for p in r["curve"]] == [0, 1] and [p["n"] for p in r["curve"]] == [32, 72]
+        assert all(0 <= p["accuracy"] <= 1 for p in r["curve"]) and len(set(r["picked"][0])) == 40
+        assert not set(r["picked"][0]) & set(r["start"])  # picks come from the unlabelled rest of the pool
+    assert suggest["curve"][0] == random_["curve"][0]  # round 0 is shared
+    table = loop.tables(loop.read_results(results))
+    assert "| suggest | 1 |" in table and "| random | 1 |" in table and "reftag audit" in table
+    assert "by round 1" in table and "precision ≥ 0.8" in table
