@@ -18,12 +18,14 @@ training rows (the seeded sample) and the first 2,000 test rows. Round 0 labels 
 label drawn at random (seeded) from the pool; then 5 rounds each label 40 more of the rest of the
 pool, chosen by a strategy, and reftag's default adapter (`train(..., config={"seed": seed})`) is
 retrained on everything labelled so far and scored on the test rows (accuracy). Strategies:
-`suggest` — `reft_core.selection.pick` with its default (margin × k-center) on the scores and
-pooled representations `Tagger.represent` gives for the unlabelled pool, the labelled examples'
-representations as `labelled`; `margin` — pure margin sampling (`pick(strategy="margin")`);
-`random` — `pick(strategy="random")`, seeded per seed and round (it reads no model, so no
-representations are computed for it). Round 0 is shared by the strategies (trained once per
-data set and seed). One cell per (data set, seed, strategy) holds the whole curve.
+`suggest` — `reft_core.selection.pick` with its default strategy (`selection.DEFAULT_STRATEGY`:
+margin × k-center until commit 83cfa97, margin since) on the scores and pooled representations
+`Tagger.represent` gives for the unlabelled pool, the labelled examples' representations as
+`labelled`; `margin`, `kcenter` — that strategy of `pick`; `random` — `pick(strategy="random")`,
+seeded per seed and round (it reads no model, so no representations are computed for it).
+Round 0 is shared by the strategies (trained once per data set and seed). One cell per (data
+set, seed, strategy) holds the whole curve; the cell records the selection strategy it measured
+(`selection`), and the tables and `--resume` go by that, not by the name asked for.
 
     python -m bench.loop --scenario active --data sst2,ag_news --seeds 0,1,2 --strategies suggest,random --resume
 
@@ -271,8 +273,11 @@ def append_result(cell: dict[str, Any], path: Path | None = None) -> None:
 
 
 def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes a cell: scenario, data, seed, and the strategy (active) or variant (audit)."""
-    return (cell["scenario"], cell["data"], cell["seed"], cell.get("strategy") or cell.get("variant") or "")
+    """What makes a cell: scenario, data, seed, and the selection strategy it measured (active:
+    `suggest` is whatever `selection.DEFAULT_STRATEGY` was when it ran) or the variant (audit)."""
+    if cell["scenario"] == "active":
+        return ("active", cell["data"], cell["seed"], cell["result"]["selection_strategy"])
+    return (cell["scenario"], cell["data"], cell["seed"], cell.get("variant") or "")
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:
@@ -320,7 +325,7 @@ def active_table(cells: list[dict[str, Any]]) -> str:
     out = []
     for name in dict.fromkeys(k[1] for k in latest):
         curves: dict[str, dict[int, list[dict[str, Any]]]] = {}
-        for (_, d, seed, strategy), c in sorted(latest.items(), key=lambda kv: kv[0][2]):
+        for (_, d, seed, strategy), c in sorted(latest.items(), key=lambda kv: kv[0][2]):  # by selection strategy
             if d == name:
                 curves.setdefault(strategy, {})[seed] = c["result"]["curve"]
         rounds = max(len(curve) for by_seed in curves.values() for curve in by_seed.values())
@@ -341,11 +346,17 @@ def _n(curves: dict[str, dict[int, list[dict[str, Any]]]], r: int) -> str:
 
 
 def _active_targets(curves: dict[str, dict[int, list[dict[str, Any]]]], rounds: int) -> str:
-    if "suggest" not in curves or "random" not in curves:
-        return "targets: need both suggest and random cells"
-    seeds = sorted(set(curves["suggest"]) & set(curves["random"]))
+    return "\n\n".join(_targets_of(curves, rounds, strategy) for strategy in curves if strategy != "random")
+
+
+def _targets_of(curves: dict[str, dict[int, list[dict[str, Any]]]], rounds: int, suggest: str) -> str:
+    """The issue's targets for one selection strategy against random, on the seeds both have."""
+    if "random" not in curves:
+        return f"targets ({suggest}): need random cells"
+    seeds = sorted(set(curves[suggest]) & set(curves["random"]))
     if not seeds:
-        return "targets: no seed has both suggest and random"
+        return f"targets ({suggest}): no seed has both {suggest} and random"
+    curves = {"suggest": curves[suggest], "random": curves["random"]}
 
     def acc(strategy: str, r: int) -> list[float]:
         return [curves[strategy][s][r]["accuracy"] for s in seeds if len(curves[strategy][s]) > r]
@@ -354,9 +365,10 @@ def _active_targets(curves: dict[str, dict[int, list[dict[str, Any]]]], rounds: 
     random_last = statistics.mean(acc("random", last))
     by3 = min(3, last)
     suggest_by3 = statistics.mean(acc("suggest", by3))
-    lines = [f"Targets, over the {len(seeds)} seed(s) with both strategies ({', '.join(map(str, seeds))}):\n",
-             f"- suggest reaches random's round-{last} accuracy ({random_last:.3f}) by round {by3}: "
-             f"{'yes' if suggest_by3 >= random_last else 'no'} (suggest at round {by3}: {suggest_by3:.3f}"
+    lines = [f"Targets for {suggest} against random, over the {len(seeds)} seed(s) both have "
+             f"({', '.join(map(str, seeds))}):\n",
+             f"- {suggest} reaches random's round-{last} accuracy ({random_last:.3f}) by round {by3}: "
+             f"{'yes' if suggest_by3 >= random_last else 'no'} ({suggest} at round {by3}: {suggest_by3:.3f}"
              + "".join(f"; round {r}: {statistics.mean(acc('suggest', r)):.3f}" for r in range(1, by3))
              + ")"]
     worst = []
@@ -365,8 +377,8 @@ def _active_targets(curves: dict[str, dict[int, list[dict[str, Any]]]], rounds: 
         sd = max(statistics.stdev(s) if len(s) > 1 else 0.0, statistics.stdev(q) if len(q) > 1 else 0.0)
         worst.append((statistics.mean(s) - statistics.mean(q), sd, r))
     below = [(d, sd, r) for d, sd, r in worst if d < -sd]
-    lines.append("- suggest never below random by more than one seed-sd (the larger of the two rounds' sds): "
-                 + ("yes" if not below else "no") + " (suggest − random per round: "
+    lines.append(f"- {suggest} never below random by more than one seed-sd (the larger of the two rounds' sds): "
+                 + ("yes" if not below else "no") + f" ({suggest} − random per round: "
                  + ", ".join(f"r{r} {d:+.3f} (sd {sd:.3f})" for d, sd, r in worst) + ")")
     return "\n".join(lines)
 
@@ -465,7 +477,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                       "ece_before": result["ece_before"], "ece_after": result["ece_after"],
                                       "auto_accept_0.95": result["auto_accept"]["0.95"]}), flush=True)
                 elif scenario == "active":
-                    todo = [s for s in args.strategy_list if ("active", name, seed, s) not in done]
+                    todo = [s for s in args.strategy_list if ("active", name, seed, STRATEGIES[s]) not in done]
                     if not todo:
                         continue
                     data = sample(name, args.train_rows, args.test_rows, seed)

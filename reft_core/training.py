@@ -262,19 +262,28 @@ class Run:
         probs = _evaluate(adapter, self.cache, self.start, rows, 128)
         return main_score(_metrics(adapter, probs, self.targets[rows]), self.multi_label), probs
 
+    def schedule(self, n_train: int) -> tuple[int, int]:
+        """(total steps, steps between checks) for `n_train` training rows: about 20 checks, at
+        least an epoch apart."""
+        per_epoch, total = self.budget(n_train)
+        return total, max(per_epoch, math.ceil(total / 20))
+
     def fit(self, train_rows: list[int], eval_rows: list[int], stop_at: int | None = None,
-            early_stopping: bool = False, seed: int | None = None) -> Fit:
+            early_stopping: bool = False, seed: int | None = None,
+            plan: tuple[int, int] | None = None) -> Fit:
         """Train a new adapter on `train_rows` for the budget's steps (or until `stop_at`),
         checking `eval_rows` about 20 times (at least once an epoch). With `early_stopping`
-        the best check's weights are kept and `patience` checks without gain stop the run."""
+        the best check's weights are kept and `patience` checks without gain stop the run.
+        `plan` (total steps, steps between checks) overrides the one for this many rows:
+        k-fold fits share one, so that their checks fall on the same steps."""
         cfg = self.cfg
         seed = cfg.seed if seed is None else seed
         torch.manual_seed(seed)
         rng = random.Random(seed)
         adapter = self.new_adapter()
-        per_epoch, total = self.budget(len(train_rows))
+        per_epoch = self.budget(len(train_rows))[0]
+        total, check_every = plan or self.schedule(len(train_rows))
         end = min(total, stop_at) if stop_at is not None else total
-        check_every = max(per_epoch, math.ceil(total / 20))
         optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
         warmup = max(1, total // 10)
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -358,7 +367,12 @@ def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
     # The folds do not depend on the recipe's seed: recipes compared on the same examples meet the same folds.
     groups = [g for g in stratified_folds(run.targets[rows], folds, seed=0) if g]
     groups = [[rows[i] for i in g] for g in groups]
-    fits = [run.fit([r for other in groups if other is not held for r in other], held) for held in groups]
+    # One schedule for every fold (that of the largest training share): folds a row apart in size
+    # can differ by a step per epoch, and checks at different steps cannot be averaged (nor
+    # indexed alike: an IndexError for some set sizes, 201 rows among them).
+    plan = run.schedule(max(len(rows) - len(held) for held in groups))
+    fits = [run.fit([r for other in groups if other is not held for r in other], held, plan=plan)
+            for held in groups]
     steps = [s for s, _ in fits[0].checks]
     means = [sum(f.checks[k][1] for f in fits) / len(fits) for k in range(len(steps))]
     best = max(range(len(steps)), key=lambda k: (means[k], k))

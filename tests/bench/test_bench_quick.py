@@ -139,5 +139,7 @@ def test_loop_active_and_audit_cells_have_their_shape(tmp_path, monkeypatch):
         assert not set(r["picked"][0]) & set(r["start"])  # picks come from the unlabelled rest of the pool
     assert suggest["curve"][0] == random_["curve"][0]  # round 0 is shared
     table = loop.tables(loop.read_results(results))
-    assert "| suggest | 1 |" in table and "| random | 1 |" in table and "reftag audit" in table
+    from reft_core.selection import DEFAULT_STRATEGY
+
+    assert f"| {DEFAULT_STRATEGY} | 1 |" in table and "| random | 1 |" in table and "reftag audit" in table
     assert "by round 1" in table and "precision ≥ 0.8" in table

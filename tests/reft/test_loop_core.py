@@ -109,3 +109,15 @@ def test_an_audits_findings_name_the_given_and_a_different_suggested_label(tiny,
         assert f.given == labels[f.index] and f.suggested != f.given
         assert 0 <= f.given_score <= 1 and 0 <= f.confidence <= 1
     assert len({f.index for f in found.findings}) == len(found.findings)
+
+
+def test_k_fold_checks_fall_on_the_same_steps_whatever_the_fold_sizes(tiny):
+    """201 rows in 5 folds: training shares of 160 and 161 rows are 5 and 6 batches of 32, so each
+    fold used to check on its own schedule and the folds' checks were averaged by position (an
+    IndexError for this size)."""
+    texts = [f"text {i} {'good' if i % 2 else 'bad'}" for i in range(201)]
+    labels = ["a" if i % 2 else "b" for i in range(201)]
+    from reft_core import recipe_cross_validation
+
+    cv = recipe_cross_validation(tiny, texts, labels, NAMES, False, {"epochs": 3, "min_steps": 100}, folds=5)
+    assert cv.folds == 5 and len(cv.fold_scores) == 5 and cv.steps > 0
