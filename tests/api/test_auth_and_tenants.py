@@ -100,7 +100,7 @@ def test_no_documented_operation_serves_or_changes_another_tenants_objects(app, 
     (every text, name and item id of theirs carries "globex"), and nothing of theirs changed."""
     sign_in(client, tenant.key)  # the dashboard's session, where there is one
     ids = {"label_set_id": their_objects["ls"], "job_id": their_objects["job"], "version": "1", "format_name": "csv",
-           "item_id": "0"}
+           "item_id": "0", "example_id": "1"}
     swept = []
     for path, operations in client.get("/openapi.json").get_json()["paths"].items():
         if "{label_set_id}" not in path and "{job_id}" not in path:

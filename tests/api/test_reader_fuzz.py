@@ -384,6 +384,9 @@ BODIES: dict[str, st.SearchStrategy[Any]] = {
     "v1.jobs.review_item": obj(label=maybe(st.sampled_from(LABELS)), labels=maybe(st.lists(st.sampled_from(LABELS),
                                                                                           max_size=3))),
     "v1.predict.predict": obj(label_set_id=st.just("{label_set_id}"), items=maybe(rows(job_item, {"text": "t"}))),
+    "v1.loop.suggest": obj(job_id=maybe(st.one_of(st.just("{job_id}"), plain_text(8))), n=maybe(values)),
+    "v1.loop.audit": values,
+    "v1.loop.decide": obj(decision=maybe(st.sampled_from(["accept", "keep", "x"]))),
     "v1.label_studio_connection.connect": obj(url=maybe(st.just("http://127.0.0.1:9")), project=maybe(st.just(1)),
                                               token=maybe(st.just("t"))),
     "v1.label_studio_connection.pull": values,
@@ -421,7 +424,8 @@ def test_json_endpoints_answer_below_500_under_the_ceiling(make_app, auth, make_
     def url(rule: str) -> str:
         for name, value in ids.items():
             rule = rule.replace(f"<id:{name}>", value).replace(f"<{name}>", value)
-        return rule.replace("<int(max=2147483647):version>", "1").replace("<path:item_id>", "0")
+        return (rule.replace("<int(max=2147483647):version>", "1").replace("<path:item_id>", "0")
+                .replace("<int(max=2147483647):example_id>", "1"))
 
     def batch(call: Callable[[str, Callable[[], Any]], Any]) -> None:
         for factory in app.extensions.values():  # the child opens its own database connections
@@ -435,7 +439,8 @@ def test_json_endpoints_answer_below_500_under_the_ceiling(make_app, auth, make_
         def answers(endpoint: str, data: st.DataObject, media: str, fmt: str | None) -> None:
             method, rule = endpoints[endpoint]
             document = data.draw(st.one_of(BODIES[endpoint], values), label="body")
-            body = damaged(st.just(json_text(document).replace("{label_set_id}", label_set_id)))
+            body = damaged(st.just(json_text(document).replace("{label_set_id}", label_set_id)
+                                   .replace("{job_id}", job_id)))
             uploading = endpoint == "v1.label_sets.add_examples" and fmt is not None
             if uploading and fmt in UPLOADS:  # an upload in that format, or anything else
                 body = st.one_of(body, damaged(UPLOADS[fmt]))
