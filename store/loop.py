@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from reft_core.config import AUDIT_MIN_EXAMPLES, AUDIT_MIN_PER_LABEL
@@ -30,7 +30,6 @@ from .models import Example, Job, JobItem, JobOutput, JobStatus, JobType, LabelS
 MAX_SUGGEST = 10_000
 # The labelled examples a suggest job compares candidates with (for diversity), newest first.
 MAX_LABELLED_FOR_DIVERSITY = 5_000
-DECISIONS = ("accepted", "kept")
 
 
 # --- the API's side -------------------------------------------------------------------------------
@@ -161,13 +160,6 @@ def decide_finding(session: Session, tenant_id: str, job_id: str, example_id: in
     finding.decision, finding.decided_at, finding.decided_by = decision, utcnow(), by_key
     session.flush()
     return Decided(finding, example, job.label_set_id)
-
-
-def decision_counts(session: Session, job_id: str) -> dict[str, int]:
-    rows = session.execute(select(JobOutput.decision, func.count()).where(JobOutput.job_id == job_id)
-                           .group_by(JobOutput.decision)).all()
-    counts = {decision or "open": int(n) for decision, n in rows}
-    return {key: counts.get(key, 0) for key in ("open", *DECISIONS)}
 
 
 # --- the workers' side ----------------------------------------------------------------------------
