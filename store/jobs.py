@@ -50,6 +50,7 @@ from .models import (
     JobStatus,
     JobType,
     LabelSet,
+    LabelSetKind,
     Result,
     Tenant,
     as_utc,
@@ -216,9 +217,13 @@ def create_tag_job(
             return earlier, False
     _require_queue_room(session, tenant_id, len(items), max_queued_items)
     adapter = adapters.resolve_adapter(session, tenant_id, label_set_id, adapter_version)
+    label_set = session.get_one(LabelSet, label_set_id)
+    spans = label_set.kind == LabelSetKind.SPANS
+    # A spans job's review threshold, as the set had it at submission, is its config's.
     job = Job(tenant_id=tenant_id, type=JobType.TAG, label_set_id=label_set_id, adapter_version=adapter.version,
               idempotency_key=idempotency_key, request_hash=request_hash, total=len(items), detail=detail or {},
-              review_precision=session.scalar(select(LabelSet.review_precision).where(LabelSet.id == label_set_id)))
+              review_precision=None if spans else label_set.review_precision,
+              config={"span_review_threshold": label_set.span_review_threshold} if spans else {})
     try:
         with session.begin_nested():
             session.add(job)
@@ -344,11 +349,12 @@ class TrainWork:
     multi_label: bool
     label_names: list[str]
     texts: list[str]
-    labels: list[Any]  # list[str] single-label, list[list[str]] multi-label
+    labels: list[Any]  # list[str] single-label, list[list[str]] multi-label, spans: list[list[span dict]]
     evaluation: list[bool]  # each example's evaluation mark
     config: dict[str, Any]
     base_model: str
     active: ActiveVersion | None
+    kind: str = LabelSetKind.CLASSIFICATION
 
 
 def lease_train_job(job_id: str) -> TrainWork | None:
@@ -387,6 +393,7 @@ def lease_train_job(job_id: str) -> TrainWork | None:
             or label_sets.resolve_base_model(s, label_set, settings.english_base),
             active=ActiveVersion(active.version, active.checksum, dict(active.metrics or {}), active.config_json)
             if active is not None else None,
+            kind=label_set.kind,
         )
 
 
@@ -533,6 +540,7 @@ class ChunkWork:
     item_ids: list[str]
     texts: list[str]
     review_precision: float | None = None  # the job's (store.reviews): auto-accept at this precision
+    span_review_threshold: float | None = None  # a spans job's: needs review below this token probability
 
 
 def _next_chunk(now: datetime) -> Select[Chunk]:
@@ -631,6 +639,7 @@ def _lease_chunk(s: Session, job: Job, chunk: Chunk, now: datetime) -> ChunkWork
         item_ids=[r.item_id for r in items],
         texts=[r.text for r in items],
         review_precision=job.review_precision,
+        span_review_threshold=(job.config or {}).get("span_review_threshold"),
     )
 
 

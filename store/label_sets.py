@@ -7,17 +7,18 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reft_core.bases import choose_base, name_of
+from reft_core.spans import SpanError, validate_spans
 
 from . import adapters
 from .errors import MAX_DETAILS, Conflict, Invalid, NotFound
-from .models import Adapter, Example, Label, LabelSet, utcnow
+from .models import Adapter, Example, Label, LabelSet, LabelSetKind, utcnow
 
 
 @dataclass
@@ -39,14 +40,16 @@ def create_label_set(
     base_model: str = "auto",
     review_precision: float | None = None,
     retrain_after: int | None = 50,
+    kind: str = LabelSetKind.CLASSIFICATION,
 ) -> LabelSetView:
     """`labels` are (name, description) pairs, in score-vector order; the API has checked that
-    there are at least two, that names are distinct, and that `base_model` is "auto" or a base
-    the service has."""
+    there are enough (two to classify, one type of span), that names are distinct, and that
+    `base_model` is "auto" or a base the service has."""
     if session.scalar(select(LabelSet.id).where(LabelSet.tenant_id == tenant_id, LabelSet.name == name)):
         raise Conflict(f"a label set named {name!r} already exists", [{"pointer": "/name"}], code="label_set_exists")
     label_set = LabelSet(tenant_id=tenant_id, name=name, multi_label=multi_label, config=config or {},
-                         base_model=base_model, review_precision=review_precision, retrain_after=retrain_after)
+                         base_model=base_model, review_precision=review_precision, retrain_after=retrain_after,
+                         kind=LabelSetKind(kind))
     label_set.labels = [Label(name=n, description=d, position=i) for i, (n, d) in enumerate(labels)]
     session.add(label_set)
     try:
@@ -81,6 +84,25 @@ def set_review_precision(session: Session, tenant_id: str, label_set_id: str, pr
     """Auto-accept at this precision (None: off) in tag jobs submitted from now on."""
     label_set_row(session, tenant_id, label_set_id, lock=True).review_precision = precision
     session.flush()
+
+
+def set_span_review_threshold(session: Session, tenant_id: str, label_set_id: str, threshold: float) -> None:
+    """Spans sets: results with a token less sure than this need review, in tag jobs submitted
+    from now on."""
+    label_set = label_set_row(session, tenant_id, label_set_id, lock=True)
+    if label_set.kind != LabelSetKind.SPANS:
+        raise Invalid("span_review_threshold is for spans label sets; a classification set's results need review "
+                      "by review_precision", [{"pointer": "/span_review_threshold"}], code="not_a_spans_label_set")
+    label_set.span_review_threshold = threshold
+    session.flush()
+
+
+def require_kind(label_set: LabelSet, kind: str, what: str) -> None:
+    """Invalid (naming `what`) unless the set is of this kind: the labeling loop's suggest,
+    audit and review answer whole-text labels, not spans."""
+    if label_set.kind != kind:
+        raise Invalid(f"{what} is for {kind} label sets; label set {label_set.id!r} labels {label_set.kind}",
+                      [{"label_set_id": label_set.id, "kind": label_set.kind}], code=f"not_for_{label_set.kind}")
 
 
 def set_retrain_after(session: Session, tenant_id: str, label_set_id: str, count: int | None) -> None:
@@ -159,12 +181,45 @@ def evaluation_marks(label_set_id: str, trained: Counter[str], new: Sequence[tup
     return marks
 
 
-def check_example_labels(label_set: LabelSet, examples: Sequence[tuple[str, list[str]]]) -> None:
-    """Any row naming an unknown label — or more than one label in a single-label set — is an
-    Invalid listing every bad row."""
+class NewExample(NamedTuple):
+    """An example to add: its text and labels; for a spans set, `spans` (`{"start", "end",
+    "label"}` each) and no labels (they are the spans' types)."""
+
+    text: str
+    labels: list[str]
+    spans: list[Any] | None = None
+
+
+def check_example_labels(label_set: LabelSet, examples: Sequence[tuple[Any, ...]]) -> list[list[dict[str, Any]]]:
+    """Any row naming an unknown label — more than one label in a single-label set, labels where
+    the set wants spans or spans where it wants labels, a span off the text or overlapping
+    another — is an Invalid listing every bad row (a spans row: its first bad span). Returns
+    each row's spans, checked and in order (empty lists for a classification set)."""
     known = {label.name for label in label_set.labels}
+    spans_set = label_set.kind == LabelSetKind.SPANS
+    names_in_order = label_set_names(label_set)
     problems: list[dict[str, Any]] = []
-    for index, (_text, names) in enumerate(examples):
+    checked: list[list[dict[str, Any]]] = []
+    for index, row in enumerate(map(lambda e: NewExample(*e), examples)):
+        if spans_set:
+            checked.append([])
+            if row.spans is None:
+                problems.append({"pointer": f"/examples/{index}/spans", "message": "a spans label set needs "
+                                 "`spans` ([{\"start\", \"end\", \"label\"}], [] for a text with none), not labels"})
+                continue
+            try:
+                checked[-1] = [span.to_dict() for span in validate_spans(row.text, row.spans, names_in_order)]
+            except SpanError as e:
+                problems.append({"pointer": f"/examples/{index}{e.pointer}", "message": e.message,
+                                 **({"label": row.spans[e.index].get("label")} if e.field == "label"
+                                    and isinstance(row.spans[e.index], dict) else {})})
+            continue
+        checked.append([])
+        if row.spans is not None:
+            problems.append({"pointer": f"/examples/{index}/spans", "message": "this label set labels whole "
+                             "texts (kind classification): give `label` or `labels`, not spans"})
+            continue
+        names = row.labels
         if not label_set.multi_label and len(names) != 1:
             problems.append({"pointer": f"/examples/{index}/label",
                              "message": f"a single-label set needs exactly one label, got {len(names)}"})
@@ -173,35 +228,51 @@ def check_example_labels(label_set: LabelSet, examples: Sequence[tuple[str, list
                 pointer = f"/examples/{index}/labels/{j}" if label_set.multi_label else f"/examples/{index}/label"
                 problems.append({"pointer": pointer, "message": f"unknown label {name!r}", "label": name})
     if problems:
-        unknown = sorted({p["label"] for p in problems if "label" in p})
+        unknown = sorted({p["label"] for p in problems if isinstance(p.get("label"), str)
+                          and p["label"] not in known})
         named = f"; unknown labels: {', '.join(map(repr, unknown[:20]))}" if unknown else ""
         listed = f", the first {MAX_DETAILS} listed" if len(problems) > MAX_DETAILS else ""
         raise Invalid(f"{len(problems)} problem(s) in the examples{listed}, nothing was stored{named} "
                       f"(the set's labels: {', '.join(label.name for label in label_set.labels[:50])})",
                       problems[:MAX_DETAILS], code="invalid_examples")
+    return checked
+
+
+def label_set_names(label_set: LabelSet) -> list[str]:
+    return [label.name for label in label_set.labels]
+
+
+def span_types(label_set: LabelSet, spans: Sequence[dict[str, Any]]) -> list[str]:
+    """The distinct labels of a text's spans, in the set's order (what `Example.labels` holds)."""
+    present = {span["label"] for span in spans}
+    return [name for name in label_set_names(label_set) if name in present]
 
 
 def add_examples(
-    session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[str, list[str]]]
+    session: Session, tenant_id: str, label_set_id: str, examples: Sequence[tuple[Any, ...]]
 ) -> ExamplesAdded:
-    """Add (text, label names) pairs. A text already in the set (or earlier in the same request)
-    counts as a duplicate and keeps its first labels. Any row naming an unknown label — or more
-    than one label in a single-label set — rejects the whole request, every bad row listed."""
+    """Add (text, label names) pairs — `NewExample`s with spans to a spans set. A text already
+    in the set (or earlier in the same request) counts as a duplicate and keeps its first labels.
+    Any bad row (`check_example_labels`) rejects the whole request, every bad row listed."""
     label_set = label_set_row(session, tenant_id, label_set_id)
-    check_example_labels(label_set, examples)
-    by_hash: dict[str, tuple[str, list[str]]] = {}
-    for text, names in examples:
-        by_hash.setdefault(text_hash(text), (text, list(dict.fromkeys(names))))
+    checked = check_example_labels(label_set, examples)
+    spans_set = label_set.kind == LabelSetKind.SPANS
+    by_hash: dict[str, tuple[str, list[str], list[Any] | None]] = {}
+    for row, spans in zip(map(lambda e: NewExample(*e), examples), checked):
+        names = span_types(label_set, spans) if spans_set else list(dict.fromkeys(row.labels))
+        by_hash.setdefault(text_hash(row.text), (row.text, names, spans if spans_set else None))
     existing: set[str] = set()
     hashes = list(by_hash)
     for start in range(0, len(hashes), 500):
         existing.update(session.scalars(select(Example.text_hash).where(
             Example.label_set_id == label_set.id, Example.text_hash.in_(hashes[start:start + 500]))))
-    new = [(h, text, names) for h, (text, names) in by_hash.items() if h not in existing]
-    marks = evaluation_marks(label_set.id, training_counts(session, label_set.id), [(h, names) for h, _, names in new])
+    new = [(h, text, names, spans) for h, (text, names, spans) in by_hash.items() if h not in existing]
+    marks = evaluation_marks(label_set.id, training_counts(session, label_set.id),
+                             [(h, names) for h, _, names, _ in new])
     now = utcnow()
-    rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "evaluation": mark,
-             "created_at": now, "updated_at": now} for (h, text, names), mark in zip(new, marks)]
+    rows = [{"label_set_id": label_set.id, "text": text, "text_hash": h, "labels": names, "spans": spans,
+             "evaluation": mark, "created_at": now, "updated_at": now}
+            for (h, text, names, spans), mark in zip(new, marks)]
     if rows:
         try:
             session.execute(insert(Example), rows)
@@ -245,7 +316,8 @@ def label_example_counts(session: Session, label_set: LabelSet) -> dict[str, int
 @dataclass(frozen=True)
 class TrainingExamples:
     """Every example of a set, oldest first: texts, labels as training takes them (one name per
-    text for single-label sets, a list of names for multi-label ones), evaluation marks."""
+    text for single-label sets, a list of names for multi-label ones, the spans of a spans set),
+    evaluation marks."""
 
     texts: list[str]
     labels: list[Any]
@@ -255,12 +327,14 @@ class TrainingExamples:
 
 def training_examples(session: Session, label_set: LabelSet) -> TrainingExamples:
     rows = session.execute(
-        select(Example.id, Example.text, Example.labels, Example.evaluation)
+        select(Example.id, Example.text, Example.labels, Example.spans, Example.evaluation)
         .where(Example.label_set_id == label_set.id).order_by(Example.id)
     ).all()
-    return TrainingExamples([r.text for r in rows],
-                            [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows],
-                            [bool(r.evaluation) for r in rows], [r.id for r in rows])
+    if label_set.kind == LabelSetKind.SPANS:
+        labels: list[Any] = [list(r.spans or []) for r in rows]
+    else:
+        labels = [list(r.labels) if label_set.multi_label else r.labels[0] for r in rows]
+    return TrainingExamples([r.text for r in rows], labels, [bool(r.evaluation) for r in rows], [r.id for r in rows])
 
 
 def relabel(example: Example, labels: list[str], by: str | None, why: str) -> None:

@@ -24,7 +24,7 @@ from service.settings import get_settings
 from . import adapters, jobs, label_sets
 from .db import session_scope
 from .errors import Conflict, Invalid, NotFound
-from .models import Example, Job, JobItem, JobOutput, JobStatus, JobType, LabelSet, Result, utcnow
+from .models import Example, Job, JobItem, JobOutput, JobStatus, JobType, LabelSet, LabelSetKind, Result, utcnow
 
 # A suggest job picks at most this many items.
 MAX_SUGGEST = 10_000
@@ -41,6 +41,7 @@ def create_suggest_job(session: Session, tenant_id: str, label_set_id: str, tag_
     Invalid for a job that is not a tag job or tags another label set; Conflict when the set has
     no adapter yet."""
     label_set = label_sets.label_set_row(session, tenant_id, label_set_id)
+    label_sets.require_kind(label_set, LabelSetKind.CLASSIFICATION, "suggesting what to label next")
     tag_job = session.scalar(select(Job).where(Job.id == tag_job_id, Job.tenant_id == tenant_id))
     if tag_job is None:
         raise NotFound(f"job {tag_job_id!r} not found", [{"pointer": "/job_id"}], code="job_not_found")
@@ -64,6 +65,7 @@ def create_audit_job(session: Session, tenant_id: str, label_set_id: str) -> Job
     when there are fewer than AUDIT_MIN_EXAMPLES examples or a label has fewer than
     AUDIT_MIN_PER_LABEL."""
     label_set = label_sets.label_set_row(session, tenant_id, label_set_id)
+    label_sets.require_kind(label_set, LabelSetKind.CLASSIFICATION, "auditing the labels")
     total = label_sets.example_count(session, label_set.id)
     counts = label_sets.label_example_counts(session, label_set)
     short = {name: n for name, n in counts.items() if n < AUDIT_MIN_PER_LABEL}

@@ -130,6 +130,14 @@ class DashboardSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class LabelSetKind(StrEnum):
+    """What a label set's labels label: whole texts (one label, or several when `multi_label`),
+    or spans of characters inside them (entity types: people, products, amounts)."""
+
+    CLASSIFICATION = "classification"
+    SPANS = "spans"
+
+
 class LabelSet(Base):
     __tablename__ = "label_sets"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
@@ -138,6 +146,10 @@ class LabelSet(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(16), default=LabelSetKind.CLASSIFICATION)  # a LabelSetKind
+    # Spans sets: a result needs review when some token's decoded tag (a span's, or "no span") is
+    # less likely than this (reft_core.span_decoding). Classification sets use review_precision.
+    span_review_threshold: Mapped[float] = mapped_column(Float, default=0.5)
     # The base model its adapters are trained on: "auto" (chosen from the examples at the first
     # training, reft_core.bases.choose_base) or a base's name. `base_model_resolved` is the one
     # in use, set when a train job is created.
@@ -172,7 +184,10 @@ class Label(Base):
 
 
 class Example(Base):
-    """A human-labelled text. `labels` is a list of label names (one for single-label sets).
+    """A human-labelled text. `labels` is a list of label names (one for single-label sets; for a
+    spans set, the types its spans carry, in the set's order, so that counts per label read alike).
+    `spans` (spans sets only) is the text's spans, `[{"start", "end", "label"}]`, character offsets,
+    end exclusive, in order; `[]` is a text with no span.
     `evaluation` is given once, when the example is added (`label_sets.evaluation_marks`): an
     evaluation example is never trained on once the set is large enough for held-out
     evaluation, and every adapter version is scored on the same ones."""
@@ -185,6 +200,7 @@ class Example(Base):
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64))
     labels: Mapped[list[Any]] = mapped_column()
+    spans: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     evaluation: Mapped[bool] = mapped_column(Boolean, default=False)
     # Where a reviewed result made it: the tag job and item a person accepted or corrected.
     source_job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
@@ -309,6 +325,9 @@ class Result(Base):
     item_id: Mapped[str] = mapped_column(String(200))
     labels: Mapped[list[Any]] = mapped_column(default=list)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Spans sets: the spans found, [{"start", "end", "label", "text", "score"}]; `labels` then
+    # holds their distinct types. None for classification results.
+    spans: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     adapter_version: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

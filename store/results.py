@@ -28,6 +28,7 @@ class ResultRow:
     error: str | None = None
     confidence: float | None = None
     margin: float | None = None
+    spans: list[dict[str, Any]] | None = None  # spans sets: [{"start", "end", "label", "text", "score"}]
 
 
 def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[ResultRow]:
@@ -48,7 +49,7 @@ def insert_new(session: Session, job_id: str, rows: list[ResultRow]) -> list[Res
         session.execute(insert(Result), [
             {"job_id": job_id, "position": r.position, "item_id": r.item_id, "labels": r.labels,
              "scores": r.scores, "needs_review": r.needs_review, "adapter_version": r.adapter_version,
-             "error": r.error, "confidence": r.confidence, "margin": r.margin}
+             "error": r.error, "confidence": r.confidence, "margin": r.margin, "spans": r.spans}
             for r in new
         ])
     return new

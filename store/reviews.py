@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from . import jobs, label_sets
 from .db import session_scope
 from .errors import Conflict, Invalid, NotFound
-from .models import ApiKey, Example, Job, JobItem, JobType, LabelSet, Result, utcnow
+from .models import ApiKey, Example, Job, JobItem, JobType, LabelSet, LabelSetKind, Result, utcnow
 
 ORDERS = ("uncertainty", "disagreement")
 
@@ -111,6 +111,8 @@ def review_result(session: Session, tenant_id: str, job_id: str, item_id: str, l
         reason = "has not been tagged yet" if result is None else "failed to be tagged"
         raise Conflict(f"item {item_id!r} {reason}; review it once it has a result", code="item_not_tagged")
     label_set = label_sets.label_set_row(session, tenant_id, job.label_set_id)
+    label_sets.require_kind(label_set, LabelSetKind.CLASSIFICATION,
+                            "reviewing a result with labels (for a spans set, add the corrected spans as an example)")
     names = list(dict.fromkeys(labels))
     known = [label.name for label in label_set.labels]
     unknown = [name for name in names if name not in known]
@@ -168,3 +170,8 @@ def key_prefixes(session: Session, key_ids: Sequence[int | None]) -> dict[int, s
 def label_set_review_precision(label_set_id: str) -> float | None:
     with session_scope(readonly=True) as session:
         return session.scalar(select(LabelSet.review_precision).where(LabelSet.id == label_set_id))
+
+
+def label_set_span_review_threshold(label_set_id: str) -> float:
+    with session_scope(readonly=True) as session:
+        return float(session.scalar(select(LabelSet.span_review_threshold).where(LabelSet.id == label_set_id)) or 0.5)

@@ -93,16 +93,23 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
     if job is None:
         return None
     logs.bind(label_set_id=job.label_set_id, tenant=job.tenant_id)
-    from reft_core import AdapterMismatchError, ReftConfigError, train
+    from reft_core import AdapterMismatchError, ReftConfigError, train, train_spans
 
     settings = get_settings()
     progress = TrainProgress(job_id, job.attempt)
     with Heartbeat.train(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
         try:
-            trained = train(
-                model_cache.base(job.base_model), job.texts, job.labels, job.label_names, multi_label=job.multi_label,
-                config=job.config, progress=LeasedReport(heartbeat, progress), eval_mask=job.evaluation,
-            )
+            report = LeasedReport(heartbeat, progress)
+            if job.kind == "spans":
+                # Early-stopped and scored on the set's evaluation examples once there are any.
+                trained = train_spans(model_cache.base(job.base_model), job.texts, job.labels, job.label_names,
+                                      config=job.config, progress=report,
+                                      eval_mask=job.evaluation if any(job.evaluation) else None)
+            else:
+                trained = train(
+                    model_cache.base(job.base_model), job.texts, job.labels, job.label_names,
+                    multi_label=job.multi_label, config=job.config, progress=report, eval_mask=job.evaluation,
+                )
             weights, config_json = trained.to_bytes()
             decided = promotion.decide(job, trained)
         except jobs.LeaseLost:
@@ -141,8 +148,18 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
         try:
             ref = adapters.adapter_ref(chunk.label_set_id, chunk.adapter_version, tenant_id=chunk.tenant_id)
             loaded = model_cache.adapter(ref)
-            threshold = review_threshold(loaded, chunk.review_precision)
-            predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts, review_threshold=threshold)
+            if loaded.kind == "spans":
+                found = model_cache.tagger_for(loaded).predict_spans(
+                    loaded, chunk.texts, review_threshold=chunk.span_review_threshold or DEFAULT_SPAN_REVIEW)
+                rows = span_rows(chunk, ref.version, found, loaded.label_names)
+            else:
+                threshold = review_threshold(loaded, chunk.review_precision)
+                predictions = model_cache.tagger_for(loaded).predict(loaded, chunk.texts, review_threshold=threshold)
+                rows = [
+                    ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version,
+                              confidence=round(p.confidence, 6), margin=round(p.margin, 6))
+                    for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
+                ]
         except (adapters.AdapterNotFound, model_cache.AdapterIntegrityError, model_cache.UnknownBase) as exc:
             # Another try reads the same rows: fail the chunk's items now, with the reason.
             jobs.fail_chunk(job_id, index, str(exc))
@@ -150,13 +167,30 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
         except Exception as exc:
             jobs.release_chunk(job_id, index, f"{type(exc).__name__}: {exc}")
             raise retry_soon(self, exc) from exc
-        rows = [
-            ResultRow(position, item_id, list(p.labels), dict(p.scores), bool(p.needs_review), ref.version,
-                      confidence=round(p.confidence, 6), margin=round(p.margin, 6))
-            for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True)
-        ]
         # Written under the heartbeat too: a write that waits for the database keeps the lease.
         return jobs.write_chunk_results(job_id, index, rows)
+
+
+DEFAULT_SPAN_REVIEW = 0.5  # LabelSet.span_review_threshold's default
+
+
+def span_json(prediction: Any, labels: list[str]) -> dict[str, Any]:
+    """A spans adapter's answer for one text, as results store it: the spans, their distinct
+    labels (in the set's order), each label's best span score."""
+    spans = [s.to_dict() for s in prediction.spans]
+    found = {s["label"] for s in spans}
+    return {"labels": [name for name in labels if name in found], "spans": spans,
+            "scores": {name: max(s["score"] for s in spans if s["label"] == name) for name in labels if name in found},
+            "needs_review": bool(prediction.needs_review), "confidence": round(prediction.confidence, 6)}
+
+
+def span_rows(chunk: jobs.ChunkWork, version: int, predictions: list[Any], labels: list[str]) -> list[ResultRow]:
+    rows = []
+    for position, item_id, p in zip(chunk.positions, chunk.item_ids, predictions, strict=True):
+        answer = span_json(p, labels)
+        rows.append(ResultRow(position, item_id, answer["labels"], answer["scores"], answer["needs_review"], version,
+                              confidence=answer["confidence"], spans=answer["spans"]))
+    return rows
 
 
 def review_threshold(adapter: Any, precision: float | None) -> float | None:
@@ -176,6 +210,10 @@ def review_threshold(adapter: Any, precision: float | None) -> float | None:
 def predict(tenant_id: str, label_set_id: str, adapter_version: int | None, texts: list[str]) -> list[dict[str, Any]]:
     ref = adapters.adapter_ref(label_set_id, adapter_version, tenant_id=tenant_id)
     loaded = model_cache.adapter(ref)
+    if loaded.kind == "spans":
+        found = model_cache.tagger_for(loaded).predict_spans(
+            loaded, texts, review_threshold=reviews.label_set_span_review_threshold(label_set_id))
+        return [{**span_json(p, loaded.label_names), "adapter_version": ref.version} for p in found]
     threshold = review_threshold(loaded, reviews.label_set_review_precision(label_set_id))
     predictions = model_cache.tagger_for(loaded).predict(loaded, texts, review_threshold=threshold)
     return [

@@ -41,6 +41,7 @@ def create_label_set():
             session, g.tenant_id, body.name, [(label.name, label.description) for label in body.labels],
             multi_label=body.multi_label, config=body.config.overrides() if body.config else {},
             base_model=body.base_model, review_precision=body.review_precision, retrain_after=body.retrain_after,
+            kind=body.kind,
         )
         return label_set_json(view), 201
 
@@ -68,7 +69,9 @@ def update_label_set(label_set_id: str):
     new one is promoted — compared on the same evaluation rows, each on its own base.
     `{"review_precision": 0.95 | null}`: tag jobs submitted from now on auto-accept at that
     precision (the adapter's calibration decides the threshold; no retraining).
-    `{"retrain_after": 50 | null}`: how many changed examples queue a train job on their own."""
+    `{"retrain_after": 50 | null}`: how many changed examples queue a train job on their own.
+    `{"span_review_threshold": 0.5}` (spans sets): results with a token less sure than this need
+    review, in tag jobs submitted from now on."""
     body = parse_body(LabelSetUpdate)
     with transaction() as session:
         if "base_model" in body.model_fields_set and body.base_model is not None:
@@ -77,6 +80,8 @@ def update_label_set(label_set_id: str):
             label_sets.set_review_precision(session, g.tenant_id, label_set_id, body.review_precision)
         if "retrain_after" in body.model_fields_set:
             label_sets.set_retrain_after(session, g.tenant_id, label_set_id, body.retrain_after)
+        if "span_review_threshold" in body.model_fields_set and body.span_review_threshold is not None:
+            label_sets.set_span_review_threshold(session, g.tenant_id, label_set_id, body.span_review_threshold)
         return label_set_json(label_sets.get_label_set(session, g.tenant_id, label_set_id))
 
 

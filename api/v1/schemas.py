@@ -14,9 +14,9 @@ from reft_core import bases
 from reft_core.config import Option
 from reft_core.config import TrainConfig as CoreTrainConfig
 from service.settings import Settings
-from store.label_sets import LabelSetView
+from store.label_sets import LabelSetView, NewExample
 from store.loop import MAX_SUGGEST
-from store.models import Adapter, Job, JobOutput, JobStatus, JobType, Result, as_utc
+from store.models import Adapter, Job, JobOutput, JobStatus, JobType, LabelSetKind, Result, as_utc
 
 from ..errors import invalid
 from ..interop import ExampleFormat, ResultFormat
@@ -109,10 +109,20 @@ RetrainAfter = Annotated[int | None, Field(
         "always); null: only when asked"))]
 
 
+Kind = Annotated[Literal["classification", "spans"], Field(description=(
+    "classification: each text gets one label (several when multi_label); spans: labels are entity types and "
+    "each example marks character spans of its text"))]
+
+SpanReviewThreshold = Annotated[float, Field(gt=0.0, lt=1.0, description=(
+    "spans sets: a result needs review when some token's decoded tag (a span's, or no span) is less likely than "
+    "this"))]
+
+
 class LabelSetCreate(RequestModel):
     name: Name
+    kind: Kind = "classification"
     multi_label: bool = False
-    labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 2})]  # checked in check(), by name
+    labels: Annotated[list[LabelIn], Field(json_schema_extra={"minItems": 1})]  # checked in check(), by name
     config: TrainConfig | None = None
     base_model: BaseModelName = "auto"
     review_precision: ReviewPrecision = None
@@ -120,10 +130,21 @@ class LabelSetCreate(RequestModel):
 
     def check(self, settings: Settings) -> None:
         check_base_model(self.base_model, settings)
-        if len(self.labels) < 2:
+        if self.kind == "spans" and self.multi_label:
+            raise invalid([{"pointer": "/multi_label", "type": "spans_not_multi_label",
+                            "message": "a spans label set marks one label per span; multi_label is for "
+                                       "classification"}], code="spans_not_multi_label")
+        if self.kind == "spans" and self.review_precision is not None:
+            raise invalid([{"pointer": "/review_precision", "type": "not_for_spans",
+                            "message": "review_precision (auto-accept by calibrated confidence) is for "
+                                       "classification; a spans set's results need review below "
+                                       "span_review_threshold"}], code="not_for_spans")
+        least = 1 if self.kind == "spans" else 2
+        if len(self.labels) < least:
+            what = "a spans label set needs at least 1 label (an entity type)" if least == 1 else \
+                "a label set needs at least 2 labels"
             raise invalid([{"pointer": "/labels", "type": "too_few_labels",
-                            "message": f"a label set needs at least 2 labels, got {len(self.labels)}"}],
-                          code="too_few_labels")
+                            "message": f"{what}, got {len(self.labels)}"}], code="too_few_labels")
         if len(self.labels) > settings.max_labels:
             raise invalid([{"pointer": "/labels", "type": "too_many_labels",
                             "message": f"at most {settings.max_labels} labels (REFTAG_MAX_LABELS)"}])
@@ -144,13 +165,15 @@ class LabelSetUpdate(RequestModel):
     base_model: BaseModelName | None = None
     review_precision: ReviewPrecision = None
     retrain_after: RetrainAfter = None
+    span_review_threshold: SpanReviewThreshold | None = None
 
     def check(self, settings: Settings) -> None:
         if self.base_model is not None:
             check_base_model(self.base_model, settings)
         if not self.model_fields_set:
             raise invalid([{"pointer": "", "type": "empty_update",
-                            "message": "send base_model, review_precision and/or retrain_after"}],
+                            "message": "send base_model, review_precision, retrain_after and/or "
+                                       "span_review_threshold"}],
                           code="empty_update")
 
 
@@ -182,12 +205,14 @@ class ActiveAdapterOut(BaseModel):
 class LabelSetOut(BaseModel):
     id: str
     name: str
+    kind: Literal["classification", "spans"]
     multi_label: bool
     labels: list[LabelOut]
     config: dict[str, Any]
     base_model: str = Field(description='as set: "auto" or a base\'s name')
     resolved_base_model: str | None = Field(description="the base its adapters train on (set at the first training)")
     review_precision: float | None
+    span_review_threshold: float | None = Field(description="spans sets only")
     retrain_after: int | None
     example_count: int
     active_adapter: ActiveAdapterOut | None
@@ -201,23 +226,37 @@ class LabelSetList(BaseModel):
 # --- examples ---------------------------------------------------------------------------------
 
 
+class SpanIn(RequestModel):
+    """A labelled span: character offsets into the text (Python's code points, not UTF-16
+    units), `end` exclusive. Other fields (a span's `text`, as exports carry it) are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    start: Annotated[int, Field(ge=0, le=MAX_INT32)]
+    end: Annotated[int, Field(ge=0, le=MAX_INT32)]
+    label: Annotated[StoredStr, Field(min_length=1, max_length=200)]
+
+
 class ExampleIn(RequestModel):
     """One labelled text: `label` for single-label sets, `labels` for multi-label ones (either is
-    accepted for both when it makes sense). Other fields are ignored, so exports load as-is."""
+    accepted for both when it makes sense), `spans` for spans sets (`[]`: a text with no span).
+    Other fields are ignored, so exports load as-is."""
 
     model_config = ConfigDict(strict=True, extra="ignore", json_schema_extra={"oneOf": [
         {"required": ["label"], "properties": {"label": {"type": "string"}}},
         {"required": ["labels"], "properties": {"labels": {"type": "array"}}},
+        {"required": ["spans"], "properties": {"spans": {"type": "array"}}},
     ]})
 
     text: Text
     label: Annotated[StoredStr, Field(max_length=200)] | None = None
     labels: list[Annotated[StoredStr, Field(max_length=200)]] | None = None
+    spans: Annotated[list[SpanIn], Field(max_length=10_000)] | None = None
 
     @model_validator(mode="after")
     def _one_of_label_or_labels(self) -> ExampleIn:
-        if (self.label is None) == (self.labels is None):
-            raise PydanticCustomError("label_required", "give exactly one of `label` or `labels`")
+        if sum(x is not None for x in (self.label, self.labels, self.spans)) != 1:
+            raise PydanticCustomError("label_required", "give exactly one of `label`, `labels` or `spans`")
         return self
 
     def label_names(self) -> list[str]:
@@ -233,8 +272,9 @@ class ExamplesUpload(RequestModel):
         if problems:
             raise invalid(problems)
 
-    def pairs(self) -> list[tuple[str, list[str]]]:
-        return [(e.text, e.label_names()) for e in self.examples]
+    def pairs(self) -> list[NewExample]:
+        return [NewExample(e.text, [], [span.model_dump() for span in e.spans]) if e.spans is not None
+                else NewExample(e.text, e.label_names()) for e in self.examples]
 
 
 class RejectedRow(BaseModel):
@@ -422,9 +462,18 @@ class ReviewOut(BaseModel):
     by: str | None = Field(description="the prefix of the API key that reviewed")
 
 
+class SpanOut(BaseModel):
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float = Field(description="the least probability among the span's tokens' tags")
+
+
 class ResultOut(BaseModel):
     item_id: str
-    labels: list[str]
+    labels: list[str] = Field(description="spans sets: the distinct labels of `spans`")
+    spans: list[SpanOut] | None = Field(None, description="spans sets only: the spans found, in text order")
     scores: dict[str, float] = Field(description="calibrated probabilities (adapters trained with calibration)")
     needs_review: bool
     confidence: float | None = Field(None, description="calibrated chance that `labels` are exactly right")
@@ -576,7 +625,8 @@ class Health(BaseModel):
 def label_set_json(view: LabelSetView) -> dict[str, Any]:
     ls, active = view.label_set, view.active_adapter
     return LabelSetOut(
-        id=ls.id, name=ls.name, multi_label=ls.multi_label,
+        id=ls.id, name=ls.name, kind=LabelSetKind(ls.kind).value, multi_label=ls.multi_label,
+        span_review_threshold=ls.span_review_threshold if ls.kind == LabelSetKind.SPANS else None,
         labels=[LabelOut(name=label.name, description=label.description) for label in ls.labels],
         config=ls.config or {}, base_model=ls.base_model, resolved_base_model=ls.base_model_resolved,
         review_precision=ls.review_precision, retrain_after=ls.retrain_after, example_count=view.example_count,
@@ -630,9 +680,12 @@ def result_json(result: Result, key_prefixes: dict[int, str] | None = None) -> d
     if result.reviewed_at is not None:
         by = (key_prefixes or {}).get(result.reviewed_by) if result.reviewed_by is not None else None
         review = {"labels": result.reviewed_labels or [], "at": as_utc(result.reviewed_at).isoformat(), "by": by}
-    return {"item_id": result.item_id, "labels": result.labels, "scores": result.scores,
-            "needs_review": result.needs_review, "confidence": result.confidence, "review": review,
-            "adapter_version": result.adapter_version, "error": result.error}
+    out = {"item_id": result.item_id, "labels": result.labels, "scores": result.scores,
+           "needs_review": result.needs_review, "confidence": result.confidence, "review": review,
+           "adapter_version": result.adapter_version, "error": result.error}
+    if result.spans is not None:
+        out["spans"] = result.spans
+    return out
 
 
 def output_json(row: JobOutput) -> dict[str, Any]:
