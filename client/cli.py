@@ -203,15 +203,17 @@ def list_label_sets(session: Session) -> None:
 @click.argument("name")
 @click.option("--labels", required=True, metavar="A,B,C", help="label names, comma-separated, in score order")
 @click.option("--multi-label", is_flag=True, help="a text may carry several labels")
+@click.option("--kind", type=click.Choice(["classification", "spans"]), default="classification", show_default=True,
+              help="spans: the labels are entity types, and examples mark spans of their texts")
 @click.option("--base-model", metavar="NAME", help="the base its adapters train on (`reftag base-models`; "
                                                    "default: auto, chosen from the examples at the first training)")
 @click.option("--use/--no-use", default=True, show_default=True, help="use it for the next commands")
 @pass_session
-def create_label_set(session: Session, name: str, labels: str, multi_label: bool, base_model: str | None,
+def create_label_set(session: Session, name: str, labels: str, multi_label: bool, kind: str, base_model: str | None,
                      use: bool) -> None:
     """Create the label set NAME."""
     names = [label.strip() for label in labels.split(",") if label.strip()]
-    created = session.client.create_label_set(name, names, multi_label, base_model)
+    created = session.client.create_label_set(name, names, multi_label, base_model, kind=kind)
     click.echo(f"created label set {created['name']} ({created['id']}) with {len(names)} labels, "
                f"base model {base_model_line(created)}")
     if use:
@@ -226,8 +228,8 @@ def show_label_set(session: Session, label_set_ref: str | None) -> None:
     """A label set's labels, examples, base model and active adapter."""
     ls = session.label_set(label_set_ref)
     active = ls["active_adapter"]
-    out.print(Text(f"{ls['name']} ({ls['id']}), {'multi-label' if ls['multi_label'] else 'single-label'}, "
-                   f"{ls['example_count']} examples"))
+    shape = "spans" if ls.get("kind") == "spans" else "multi-label" if ls["multi_label"] else "single-label"
+    out.print(Text(f"{ls['name']} ({ls['id']}), {shape}, {ls['example_count']} examples"))
     out.print(Text(f"base model: {base_model_line(ls)}"))
     per_label = (active["metrics"].get("per_label") or {}) if active else {}
     table = Table("#", "label", "description", "held-out F1")
@@ -411,8 +413,12 @@ def predict(session: Session, texts: tuple[str, ...], label_set_ref: str | None)
     table = Table("text", "labels", "score", "review")
     for text, result in zip(texts, session.client.predict(ls["id"], list(texts))):
         best = max(result["scores"].values(), default=0.0)
-        table.add_row(plain(text), plain(", ".join(result["labels"])), f"{best:.3f}",
-                      "yes" if result["needs_review"] else "")
+        # a spans set's answer: each span as `text` LABEL, its score the least sure span's
+        found = ", ".join(f"{s['text']} {s['label']}" for s in result["spans"]) if "spans" in result \
+            else ", ".join(result["labels"])
+        if "spans" in result:
+            best = min((s["score"] for s in result["spans"]), default=result.get("confidence") or 0.0)
+        table.add_row(plain(text), plain(found), f"{best:.3f}", "yes" if result["needs_review"] else "")
     out.print(table)
 
 

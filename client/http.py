@@ -84,8 +84,8 @@ class ReftagClient:
         return self.get(f"/v1/label-sets/{label_set_id}")
 
     def create_label_set(self, name: str, labels: list[str], multi_label: bool = False,
-                         base_model: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": name, "multi_label": multi_label,
+                         base_model: str | None = None, kind: str = "classification") -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "kind": kind, "multi_label": multi_label,
                                 "labels": [{"name": label} for label in labels]}
         if base_model is not None:
             body["base_model"] = base_model

@@ -17,18 +17,23 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .errors import Invalid
-from .label_sets import add_examples, check_example_labels, label_set_row, text_hash
-from .models import Example, LabelSet, LabelStudioConnection, LabelStudioTask, utcnow
+from .label_sets import NewExample, add_examples, check_example_labels, label_set_row, span_types, text_hash
+from .models import Example, LabelSet, LabelSetKind, LabelStudioConnection, LabelStudioTask, utcnow
 
 
 @dataclass(frozen=True)
 class Annotated:
-    """A Label Studio task's annotation as an example: its text and the labels it chose."""
+    """A Label Studio task's annotation as an example: its text and the labels it chose — or,
+    for a spans set, the spans it marked (`{"start", "end", "label"}`, Python offsets)."""
 
     task_id: int
     annotation_id: int | None
     text: str
     labels: list[str]
+    spans: list[dict[str, Any]] | None = None
+
+    def example(self) -> NewExample:
+        return NewExample(self.text, list(dict.fromkeys(self.labels)), self.spans)
 
 
 @dataclass
@@ -102,21 +107,22 @@ def store_annotations(session: Session, tenant_id: str, label_set_id: str, annot
     label_set = label_set_row(session, tenant_id, label_set_id, lock=True)
     synced = Synced()
     usable: dict[int, Annotated] = {}
+    spans_set = label_set.kind == LabelSetKind.SPANS
     if strict:
-        check_example_labels(label_set, [(item.text, list(dict.fromkeys(item.labels))) for item in annotated])
+        check_example_labels(label_set, [item.example() for item in annotated])
     for item in annotated:
-        names = list(dict.fromkeys(item.labels))
         try:
-            check_example_labels(label_set, [(item.text, names)])
+            [spans] = check_example_labels(label_set, [item.example()])
         except Invalid as e:
             synced.rejected.append({"task_id": item.task_id, "reason": "; ".join(d["message"] for d in e.details)})
             continue
-        usable[item.task_id] = Annotated(item.task_id, item.annotation_id, item.text, names)
+        names = span_types(label_set, spans) if spans_set else list(dict.fromkeys(item.labels))
+        usable[item.task_id] = Annotated(item.task_id, item.annotation_id, item.text, names,
+                                         spans if spans_set else None)
     seen = {row.task_id: row for row in session.scalars(
         select(LabelStudioTask).where(LabelStudioTask.label_set_id == label_set.id))}
     examples = examples_by_hash(session, label_set.id, [text_hash(item.text) for item in usable.values()])
-    new = {text_hash(item.text): (item.text, item.labels) for item in usable.values()
-           if text_hash(item.text) not in examples}
+    new = {text_hash(item.text): item.example() for item in usable.values() if text_hash(item.text) not in examples}
     synced.added = add_examples(session, tenant_id, label_set.id, list(new.values())).added
     examples.update(examples_by_hash(session, label_set.id, list(new)))
     dropped: set[int] = set()  # examples that tasks' annotations made and no longer name
@@ -134,8 +140,8 @@ def store_annotations(session: Session, tenant_id: str, label_set_id: str, annot
         row.annotation_id = item.annotation_id
         if made:
             continue
-        if example.labels != item.labels:
-            example.labels = item.labels
+        if example.labels != item.labels or (spans_set and example.spans != item.spans):
+            example.labels, example.spans = item.labels, item.spans if spans_set else example.spans
             synced.relabelled += 1
         else:
             synced.unchanged += 1

@@ -35,6 +35,6 @@ def tag_now(tenant_id: str, body: PredictRequest) -> list[dict[str, Any]]:
     return [
         {"item_id": str(item.id) if item.id is not None else str(i), "labels": p["labels"], "scores": p["scores"],
          "needs_review": p.get("needs_review", False), "confidence": p.get("confidence"),
-         "adapter_version": p.get("adapter_version"), "error": None}
+         "adapter_version": p.get("adapter_version"), "error": None, **({"spans": p["spans"]} if "spans" in p else {})}
         for i, (item, p) in enumerate(zip(body.items, predictions))
     ]
