@@ -283,3 +283,27 @@ def from_conll(tokens: Sequence[str], tags: Sequence[str]) -> tuple[str, list[Sp
         length += len(token)
     return "".join(pieces), [Span(starts[first], starts[last] + len(tokens[last]), label)
                              for first, last, label in tag_runs(tags)]
+
+
+def to_conll(text: str, spans: Iterable[Span | Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """A text + character spans as a row of `tokens` + BIO `tags` (the other way from
+    `from_conll`): tokens are the text's runs of non-space characters, each CJK character a token
+    of its own; a token takes the tag of the span holding at least half of its characters (the
+    rounding of `spans_to_tags`). On single-space-joined tokens with spans on token boundaries,
+    `from_conll(*to_conll(text, spans))` gives back the text and the spans."""
+    ranges: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, char in enumerate(text):
+        if char.isspace() or is_cjk(char):
+            if start is not None:
+                ranges.append((start, i))
+                start = None
+            if not char.isspace():
+                ranges.append((i, i + 1))
+        elif start is None:
+            start = i
+    if start is not None:
+        ranges.append((start, len(text)))
+    given = [s if isinstance(s, Span) else Span(s["start"], s["end"], s["label"]) for s in spans]
+    tagged = spans_to_tags(Alignment(list(range(len(ranges))), ranges), given)
+    return [text[a:b] for a, b in ranges], tagged.tags

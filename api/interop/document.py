@@ -3,6 +3,10 @@
 Readers turn an upload's text into an `Upload`: the same `{"examples": [...]}` document that
 JSON uploads send, so one schema validates them all and a problem in row 3 is `/examples/3/...`
 in every format (row = line, CSV data row, Label Studio task or Argilla record, counted from 0).
+An example is `{"text", "label"}` or `{"text", "labels"}`, or, when the rows hold spans (Label
+Studio `labels` results, doccano offsets, CoNLL tags), `{"text", "spans": [{"start", "end",
+"label"}]}` with Python character offsets, end exclusive (`[]`: a text with no span). Readers do
+not know the label set's kind: the store refuses examples of the other kind, and checks offsets.
 A row that carries no label at all — a Label Studio task nobody annotated, or whose annotations
 were all skipped — is not an error: it is left out and listed in the answer's `rejected`, with
 its row and the reason. A malformed row or an unknown label rejects the whole upload (422, one
@@ -78,8 +82,9 @@ class Upload:
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """What a writer needs beside the rows: the set's labels (score-vector order) and where the
-    text and label go in the tool's format (query parameters of the export)."""
+    """What a writer needs beside the rows: the set's labels (score-vector order), its kind
+    ("classification", or "spans": results then carry `spans`), and where the text and label go
+    in the tool's format (query parameters of the export)."""
 
     label_names: list[str]
     multi_label: bool = False
@@ -87,6 +92,7 @@ class ExportSpec:
     label_field: str = "label"  # Label Studio from_name, Argilla question, JSON-MIN/CSV column
     to_name: str = "text"  # Label Studio: the name of the <Text> tag the choices label
     bom: bool = False  # CSV: start with a UTF-8 BOM, so Excel reads UTF-8 (Chinese) text right
+    kind: str = "classification"  # the label set's kind (store.models.LabelSetKind)
 
 
 Reader = Callable[[str, ReadOptions], Upload]

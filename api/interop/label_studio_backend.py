@@ -9,7 +9,9 @@ Label Studio then calls:
   `GET /api/ml/{id}/versions` passes the list on); reftag adds which one is active and what the
   latest training decided;
 - `POST /setup` `{project, schema, ...}` → `{"model_version"}`, on connecting and before predicting;
-- `POST /predict` `{tasks, project, label_config, params}` → `{"results": [prediction per task]}`;
+- `POST /predict` `{tasks, project, label_config, params}` → `{"results": [prediction per task]}`:
+  `choices` for a classification set (its config's <Choices>), for a spans set (its config's
+  <Labels> on a <Text>) a `labels` region per span, pre-annotations Label Studio shows highlighted;
 - `POST /webhook` `{action, annotation, task, project}`: `ANNOTATION_CREATED`/`_UPDATED` store the
   annotation as an example, `START_TRAINING` starts a train job; other actions are ignored;
 - `POST /train` `{annotations: [task...], project, label_config}`: what Label Studio versions
@@ -44,7 +46,7 @@ from store import adapters, jobs, label_sets
 from store import label_studio as label_studio_tasks
 from store.errors import StoreError
 from store.label_studio import Annotated
-from store.models import Adapter, Job, JobStatus, JobType, as_utc
+from store.models import Adapter, Job, JobStatus, JobType, LabelSetKind, as_utc
 
 from .. import auth, broker
 from ..db import read_transaction, transaction
@@ -54,7 +56,7 @@ from ..requests import CountLimit, RequestModel, blank, parse_body, settings, to
 from ..v1.schemas import ExamplesUpload, JobOut, job_json
 from . import label_studio, label_studio_pull
 from .document import ReadOptions, model_version
-from .label_studio import LabelConfig, annotation_choices, check_choices, label_config, task_texts
+from .label_studio import LabelConfig, annotation_choices, annotation_spans, check_choices, label_config, task_texts
 
 log = logging.getLogger("reftag.label_studio")
 bp = Blueprint("label_studio", __name__, url_prefix="/ls/<id:label_set_id>")
@@ -170,6 +172,12 @@ class WebhookOut(BaseModel):
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def label_set_kind(label_set_id: str) -> str:
+    """The label set's kind: which control of a labeling config it answers."""
+    with read_transaction() as session:
+        return label_sets.label_set_row(session, g.tenant_id, label_set_id).kind
+
+
 def active_model_version(session: Any, label_set_id: str) -> str:
     label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
     active = adapters.active_adapter(session, label_set.id)
@@ -265,16 +273,17 @@ def versions(label_set_id: str):
 @operation("Label Studio: set up a project", tag="label studio", body=SetupBody, responses={200: SetupOut},
            errors=LS_ERRORS, basic=True)
 def setup(label_set_id: str):
-    """Checks the project's labeling config against the label set (same choices as labels) and
-    answers the active adapter's version."""
+    """Checks the project's labeling config against the label set (same choices, or for a spans
+    set the same <Labels>, as labels) and answers the active adapter's version."""
     body = parse_body(SetupBody)
-    config = label_config(body.labeling_config, "/schema")
     with read_transaction() as session:
         label_set = label_sets.label_set_row(session, g.tenant_id, label_set_id)
+        config = label_config(body.labeling_config, "/schema", label_set.kind)
         check_choices(config, [label.name for label in label_set.labels], "/schema")
         version = active_model_version(session, label_set_id)
-    log.info("Label Studio project %s set up on label set %s: <Choices name=%r> on $%s, %s", body.project,
-             label_set_id, config.from_name, config.data_key, version, extra={"label_set_id": label_set_id})
+    log.info("Label Studio project %s set up on label set %s: <%s name=%r> on $%s, %s", body.project,
+             label_set_id, config.tag.capitalize(), config.from_name, config.data_key, version,
+             extra={"label_set_id": label_set_id})
     return {"model_version": version}
 
 
@@ -282,21 +291,28 @@ def setup(label_set_id: str):
 @operation("Label Studio: predict tasks", tag="label studio", body=PredictBody, responses={200: PredictOut},
            errors=(*LS_ERRORS, 429, 502, 503, 504), basic=True)
 def predict(label_set_id: str):
-    """One prediction per task, in order: `{"result": [{from_name, to_name, "type": "choices",
-    "value": {"choices"}}], "score", "model_version"}`, by the active adapter."""
+    """One prediction per task, in order, by the active adapter: `{"result": [{from_name,
+    to_name, "type": "choices", "value": {"choices"}}], "score", "model_version"}`; for a spans
+    set one region per span, `{from_name, to_name, "type": "labels", "value": {"start", "end",
+    "text", "labels": [label]}, "score"}` (offsets in UTF-16 units, as Label Studio counts), the
+    prediction's score the result's confidence."""
     body = parse_body(PredictBody)
-    config = label_config(body.label_config, "/label_config")
-    if len(body.tasks) > settings().max_job_items:
-        raise too_many("tasks", len(body.tasks), settings().max_job_items, "/tasks", "REFTAG_MAX_JOB_ITEMS")
-    # The model reads the first max_length tokens only; a longer text would be cut anyway.
-    texts = [text[: settings().max_text_chars] for text in task_texts(body.tasks, config.data_key)]
     with read_transaction() as session:
+        kind = label_sets.label_set_row(session, g.tenant_id, label_set_id).kind
+        config = label_config(body.label_config, "/label_config", kind)
+        if len(body.tasks) > settings().max_job_items:
+            raise too_many("tasks", len(body.tasks), settings().max_job_items, "/tasks", "REFTAG_MAX_JOB_ITEMS")
+        # The model reads the first max_length tokens only; a longer text would be cut anyway.
+        texts = [text[: settings().max_text_chars] for text in task_texts(body.tasks, config.data_key)]
         version = adapters.resolve_adapter(session, g.tenant_id, label_set_id, None).version
     asked = [i for i, text in enumerate(texts) if not blank(text)]  # nothing to read: an empty answer
     answers = predict_texts(label_set_id, version, [texts[i] for i in asked],
                             label_studio.task_ids([body.tasks[i] for i in asked]), body.project)
     by_task: dict[int, dict[str, Any]] = dict(zip(asked, answers))
-    nothing = {"labels": [], "scores": {}, "adapter_version": version}
+    nothing: dict[str, Any] = {"labels": [], "spans": [], "scores": {}, "confidence": None, "adapter_version": version}
+    if kind == LabelSetKind.SPANS:
+        return {"results": [label_studio.span_prediction(by_task.get(i, nothing), text, config.from_name,
+                                                         config.to_name) for i, text in enumerate(texts)]}
     return {"results": [label_studio.prediction(by_task.get(i, nothing), config.from_name, config.to_name)
                         for i in range(len(texts))]}
 
@@ -337,9 +353,10 @@ def webhook(label_set_id: str):
                                    "(Label Studio 1.4 and later send both)"}])
     if body.annotation.get("was_cancelled"):
         return {"status": "ignored", "action": body.action, "detail": {"reason": "the task was skipped"}}
-    config = label_config((body.project or {}).get("label_config"), "/project/label_config")
+    config = label_config((body.project or {}).get("label_config"), "/project/label_config",
+                          label_set_kind(label_set_id))
     stored = store_annotation(label_set_id, body.annotation, body.task, config, body.action == "ANNOTATION_UPDATED")
-    if not stored["labels"]:
+    if "reason" in stored:
         return {"status": "ignored", "action": body.action, "detail": stored}
     if stored.get("added") or stored.get("relabelled"):
         broker.retrain_if_due(g.tenant_id, label_set_id)
@@ -354,7 +371,7 @@ def train(label_set_id: str):
     """Stores the annotated tasks as examples (rows with no annotation are skipped), then
     starts a train job."""
     body = parse_body(TrainBody)
-    config = label_config(body.label_config, "/label_config")
+    config = label_config(body.label_config, "/label_config", label_set_kind(label_set_id))
     upload = label_studio.tasks_as_examples(body.annotations, ReadOptions(config.data_key, config.from_name))
     with upload.errors_at_source_rows():
         examples = validate(ExamplesUpload, upload.document)
@@ -384,8 +401,11 @@ def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[s
     examples are, and remembered as the task's (so a pull later finds it, and a deleted
     annotation removes it). Sent again it is a duplicate; another annotation of the same text
     (`relabel`: an update) gives the example its choices. An annotation that chooses nothing
-    stores nothing."""
+    stores nothing. For a spans set (`config.tag` "labels") the annotation's `labels` regions are
+    the example's spans; one that marks none is a text with no span."""
     [text] = task_texts([task], config.data_key, at="/task")
+    if config.tag == "labels":
+        return store_span_annotation(label_set_id, annotation, task, config, text)
     labels, choice_pointers = annotation_choices(annotation, config.from_name)
     if not labels:
         return {"labels": [], "reason": f"the annotation chooses nothing in <Choices name={config.from_name!r}>"}
@@ -396,7 +416,7 @@ def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[s
         with transaction() as session:
             task_id, annotation_id = task.get("id"), annotation.get("id")
             if isinstance(task_id, int):
-                [(text, labels)] = example.pairs()
+                [(text, labels, _)] = example.pairs()
                 stored = label_studio_tasks.store_annotations(session, g.tenant_id, label_set_id, [Annotated(
                     task_id, annotation_id if isinstance(annotation_id, int) else None, text, labels)], strict=True)
                 return {"added": stored.added, "duplicates": stored.unchanged, "relabelled": stored.relabelled > 0,
@@ -404,3 +424,26 @@ def store_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[s
             added = label_sets.add_examples(session, g.tenant_id, label_set_id, example.pairs())
             relabelled = relabel and label_sets.relabel_example(session, g.tenant_id, label_set_id, text, labels)
     return {"added": added.added, "duplicates": added.duplicates, "relabelled": relabelled, "labels": labels}
+
+
+def store_span_annotation(label_set_id: str, annotation: dict[str, Any], task: dict[str, Any], config: LabelConfig,
+                          text: str) -> dict[str, Any]:
+    """A spans set's annotation (store_annotation): its spans, checked as an upload's are (a
+    bad span's pointer names its region in the payload). Remembered by task as choices are; an
+    annotation without a task id is added (a duplicate text keeps its first spans)."""
+    spans, region_pointers = annotation_spans(annotation, config.from_name, text)
+    where = {"/examples/0/text": f"/task/data/{config.data_key}",
+             **{f"/examples/0/spans/{j}": pointer for j, pointer in enumerate(region_pointers)}}
+    with pointing_into_payload(where):
+        example = validate(ExamplesUpload, {"examples": [{"text": text, "spans": spans}]})
+        with transaction() as session:
+            task_id, annotation_id = task.get("id"), annotation.get("id")
+            [(text, _, checked)] = example.pairs()
+            if isinstance(task_id, int):
+                stored = label_studio_tasks.store_annotations(session, g.tenant_id, label_set_id, [Annotated(
+                    task_id, annotation_id if isinstance(annotation_id, int) else None, text, [], checked)],
+                    strict=True)
+                return {"added": stored.added, "duplicates": stored.unchanged, "relabelled": stored.relabelled > 0,
+                        "spans": checked}
+            added = label_sets.add_examples(session, g.tenant_id, label_set_id, example.pairs())
+    return {"added": added.added, "duplicates": added.duplicates, "relabelled": False, "spans": checked}

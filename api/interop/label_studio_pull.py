@@ -22,13 +22,14 @@ import requests
 from flask import g
 
 from service import secret_box
+from store import label_sets
 from store import label_studio as connections
 from store.label_studio import Annotated
 
 from ..db import read_transaction, transaction
 from ..errors import ApiError, invalid
 from ..requests import settings
-from .label_studio import LabelConfig, annotation_choices, chosen_annotation, label_config
+from .label_studio import LabelConfig, annotation_choices, annotation_spans, chosen_annotation, label_config
 
 log = logging.getLogger("reftag.label_studio")
 
@@ -89,10 +90,10 @@ class LabelStudioClient:
         except ValueError:
             raise PullFailed(f"Label Studio's answer to {path} is not JSON") from None
 
-    def label_config(self, project_id: int) -> LabelConfig:
+    def label_config(self, project_id: int, kind: str) -> LabelConfig:
         project = self.call("GET", f"/api/projects/{project_id}/")
         return label_config(project.get("label_config") if isinstance(project, dict) else None,
-                            "/label_studio/project/label_config")
+                            "/label_studio/project/label_config", kind)
 
     def annotated_tasks(self, project_id: int) -> list[Any]:
         tasks = self.call("GET", f"/api/projects/{project_id}/export",
@@ -114,20 +115,29 @@ def tasks_as_annotated(tasks: list[Any], config: LabelConfig) -> tuple[list[Anno
         annotation = chosen_annotation(task, "annotations")
         if annotation is None:
             continue  # nothing annotated (or only skipped): not an example, and removed if it was one
-        try:
-            labels, _ = annotation_choices(annotation, config.from_name)
-        except ApiError as e:
-            skipped.append({"task_id": task["id"], "reason": e.message})
-            continue
         if not isinstance(text, str) or not text.strip():
             skipped.append({"task_id": task["id"], "reason": f"no text in data.{config.data_key}"})
             continue
-        if not labels:
+        labels: list[str] = []
+        spans: list[dict[str, Any]] | None = None
+        try:
+            if config.tag == "labels":  # a spans set: the regions marked (none: a text with no span)
+                spans = annotation_spans(annotation, config.from_name, text)[0]
+            else:
+                labels, _ = annotation_choices(annotation, config.from_name)
+        except ApiError as e:
+            skipped.append({"task_id": task["id"], "reason": e.message})
+            continue
+        if not labels and spans is None:
             skipped.append({"task_id": task["id"], "reason": f"chooses nothing in <Choices name={config.from_name!r}>"})
             continue
         annotation_id = annotation.get("id")
+        if spans is not None and len(text) > settings().max_text_chars:
+            skipped.append({"task_id": task["id"], "reason": f"the text is longer than {settings().max_text_chars} "
+                                                              "characters (its spans cannot be cut with it)"})
+            continue
         annotated.append(Annotated(task["id"], annotation_id if isinstance(annotation_id, int) else None,
-                                   text[: settings().max_text_chars], labels))
+                                   text[: settings().max_text_chars], labels, spans))
     return annotated, skipped
 
 
@@ -139,11 +149,12 @@ def pull(label_set_id: str) -> dict[str, Any] | None:
         if row is None:
             return None
         url, project_id, sealed = row.url, row.project_id, row.sealed_token
+        kind = label_sets.label_set_row(session, g.tenant_id, label_set_id).kind
     try:
         url = allowed_url(url, settings().label_studio_hosts)  # the operator may have narrowed the list since
         token = secret_box.unseal(settings(), sealed)
         client = LabelStudioClient(url, token, settings().label_studio_timeout)
-        config = client.label_config(project_id)
+        config = client.label_config(project_id, kind)
         annotated, skipped = tasks_as_annotated(client.annotated_tasks(project_id), config)
     except (ApiError, secret_box.Unsealable) as e:
         message = e.message if isinstance(e, ApiError) else str(e)

@@ -118,7 +118,7 @@ def export_response(tenant_id: str, job_id: str, query: ResultsQuery) -> Respons
         job = jobs.get_job(session, tenant_id, job_id)
         label_set = label_sets.label_set_row(session, tenant_id, job.label_set_id)
         spec = interop.ExportSpec([label.name for label in label_set.labels], label_set.multi_label,
-                                  query.text_field, query.label_field, query.to_name, query.bom)
+                                  query.text_field, query.label_field, query.to_name, query.bom, kind=label_set.kind)
     rows = ({**result_json(r), "text": text}
             for r, text in results.iter_results_with_texts(db.read_transaction, tenant_id, job_id))
     form = interop.FORMATS[query.format]

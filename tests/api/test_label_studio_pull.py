@@ -34,6 +34,7 @@ class FakeLabelStudio:
         self.tasks = []
         self.requests = []  # (method, path, Authorization)
         self.answer = None  # (status, headers): answer every call with this instead
+        self.label_config = LABEL_CONFIG  # the project's
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,7 +66,7 @@ class FakeLabelStudio:
                     return self.reply(401, {"detail": "Authentication credentials were not provided."})
                 path = urlsplit(self.path).path
                 if path == "/api/projects/7/":
-                    return self.reply(200, {"id": 7, "title": "tickets", "label_config": LABEL_CONFIG})
+                    return self.reply(200, {"id": 7, "title": "tickets", "label_config": fake.label_config})
                 if path == "/api/projects/7/export":
                     return self.reply(200, fake.tasks)
                 self.reply(404, {"detail": "Not found."})

@@ -207,11 +207,27 @@ TYPICAL_RECORD = {"fields": {"text": "I was charged twice"}, "responses": {"labe
 example = obj(text=texts(), label=maybe(label_value()), labels=maybe(label_value()), extra=maybe(values))
 region = obj(from_name=maybe(st.just("topic")), to_name=maybe(st.just("text")), type=maybe(st.just("choices")),
              value=maybe(obj(choices=maybe(label_value()))))
-annotation = obj(result=maybe(st.lists(st.one_of(region, values), max_size=3)), was_cancelled=maybe(st.booleans()),
+offset = st.integers(-1, 40)
+span_region = obj(from_name=maybe(st.just("ner")), to_name=maybe(st.just("text")), type=maybe(st.just("labels")),
+                  value=maybe(obj(start=maybe(offset), end=maybe(offset), labels=maybe(label_value()))))
+annotation = obj(result=maybe(st.lists(st.one_of(region, span_region, values), max_size=3)),
+                 was_cancelled=maybe(st.booleans()),
                  ground_truth=maybe(st.booleans()), updated_at=maybe(plain_text(8)))
 task = obj(id=maybe(st.integers(0, 99)), data=maybe(obj(text=texts(), extra=maybe(values))),
            annotations=maybe(st.lists(st.one_of(annotation, values), max_size=3)),
            predictions=maybe(st.lists(st.one_of(annotation, values), max_size=2)))
+TYPICAL_SPAN_ROW = {"text": "I was charged twice", "label": [[6, 13, "billing"]]}
+triple = st.tuples(offset, offset, st.sampled_from(LABELS)).map(list)
+span_row = obj(text=texts(), label=maybe(st.lists(st.one_of(triple, values), max_size=3)),
+               entities=maybe(st.lists(obj(start_offset=maybe(offset), end_offset=maybe(offset),
+                                           label=maybe(st.sampled_from(LABELS))), max_size=3)),
+               error=maybe(st.just("worker died")))
+TYPICAL_CONLL_ROW = {"tokens": ["charged", "twice"], "tags": ["B-billing", "O"]}
+conll_row = obj(tokens=maybe(st.lists(st.sampled_from(["EU", "退", "款", "", " ", "💥"]), max_size=5)),
+                tags=maybe(st.lists(st.sampled_from(["O", "B-billing", "I-billing", "I-", "X-PER", ""]), max_size=5)),
+                error=maybe(st.just("worker died")))
+conll_line = st.one_of(st.sampled_from(["", "-DOCSTART- -X- O", "EU NNP B-billing", "北\tI-billing", "lonely",
+                                        "a b c X-PER"]), plain_text(12))
 flat_record = obj(text=texts(), label=maybe(label_value()), id=maybe(st.integers(0, 99)), extra=maybe(values))
 answer = obj(value=maybe(label_value()), status=maybe(st.sampled_from(["submitted", "discarded"])))
 argilla_record = obj(id=maybe(st.integers(0, 99)), fields=maybe(obj(text=texts())), metadata=maybe(values),
@@ -259,9 +275,13 @@ UPLOADS: dict[str, st.SearchStrategy[str]] = {
     "label_studio": st.builds(json_text, st.one_of(rows(task, TYPICAL_TASK), task)),
     "label_studio_min": st.builds(json_text, st.one_of(rows(flat_record, TYPICAL_EXAMPLE), flat_record)),
     "label_studio_csv": st.builds(csv_text, csv_columns, rows(flat_record, TYPICAL_EXAMPLE)),
-    "doccano": st.builds(jsonl_text, rows(example, TYPICAL_EXAMPLE)),
+    "doccano": st.one_of(st.builds(jsonl_text, rows(example, TYPICAL_EXAMPLE)),
+                         st.builds(jsonl_text, rows(span_row, TYPICAL_SPAN_ROW))),
     "argilla": st.builds(lambda write, records: write(records), st.sampled_from([json_text, jsonl_text]),
                          rows(argilla_record, TYPICAL_RECORD)),
+    "conll": st.one_of(st.builds(jsonl_text, rows(conll_row, TYPICAL_CONLL_ROW)),
+                       st.builds("\n".join, st.one_of(st.lists(conll_line, max_size=12),
+                                                      st.just(["a O", ""] * 60_000)))),
 }
 
 

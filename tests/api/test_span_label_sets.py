@@ -147,3 +147,84 @@ def test_the_loop_routes_say_they_are_for_classification(client, auth, spans_set
         assert response.status_code == 422, response.get_json()
         error = response.get_json()["error"]
         assert error["code"] == "not_for_spans" and "classification label sets" in error["message"]
+
+
+# --- results and exports of a spans set (rows as a worker writes them) ----------------------------
+
+EMOJI = "🙂 Bob Chen flew to Tokyo."
+
+
+@pytest.fixture
+def spans_job(client, auth, db, spans_set, add_adapter, clean_redis):
+    from store.models import Result
+
+    add_adapter(spans_set["id"])
+    items = [{"id": "en", "text": TEXT}, {"id": "zh", "text": ZH}, {"id": "emoji", "text": EMOJI},
+             {"id": "none", "text": "Nothing here."}]
+    job = client.post("/v1/jobs", headers=auth, json={"label_set_id": spans_set["id"], "items": items}).get_json()
+    found = {"en": [(0, 12, "PER", 0.91), (30, 35, "LOC", 0.72)], "zh": [(0, 2, "PER", 0.97), (6, 10, "ORG", 0.64)],
+             "emoji": [(2, 10, "PER", 0.88)], "none": []}
+    with db() as session:
+        for position, item in enumerate(items):
+            spans = [{"start": s, "end": e, "label": label, "text": item["text"][s:e], "score": score}
+                     for s, e, label, score in found[item["id"]]]
+            labels = [t for t in ("PER", "ORG", "LOC") if t in {x["label"] for x in spans}]
+            session.add(Result(job_id=job["id"], position=position, item_id=item["id"], labels=labels,
+                               scores={}, spans=spans, needs_review=position == 1, adapter_version=1,
+                               confidence=min([x["score"] for x in spans], default=0.99)))
+    return {"job": job, "items": items, "found": found}
+
+
+def test_results_of_a_spans_job_carry_the_spans(client, auth, spans_job):
+    results = client.get(f"/v1/jobs/{spans_job['job']['id']}/results", headers=auth).get_json()["results"]
+    by_id = {r["item_id"]: r for r in results}
+    assert [s["text"] for s in by_id["zh"]["spans"]] == ["张伟", "华为公司"]
+    assert by_id["zh"]["labels"] == ["PER", "ORG"] and by_id["zh"]["needs_review"] is True
+    assert by_id["none"]["spans"] == [] and by_id["emoji"]["spans"][0]["text"] == "Bob Chen"
+
+
+def test_a_spans_job_exports_one_csv_row_per_span_and_reads_back(client, auth, db, spans_job, spans_set):
+    import csv
+    import io
+
+    response = client.get(f"/v1/jobs/{spans_job['job']['id']}/results?format=csv", headers=auth)
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [(r["item_id"], r["span_text"], r["label"]) for r in rows] == [
+        ("en", "Alice Martin", "PER"), ("en", "Paris", "LOC"), ("zh", "张伟", "PER"), ("zh", "华为公司", "ORG"),
+        ("emoji", "Bob Chen", "PER"), ("none", "", "")]
+    # the export is an upload: the spans come back as examples, character offsets intact
+    back = client.post(f"/v1/label-sets/{spans_set['id']}/examples?format=csv", headers=auth,
+                       data=response.get_data(), content_type="text/csv")
+    assert back.status_code == 201, back.get_json()
+    with db() as session:
+        stored = {e.text: e.spans for e in session.query(Example).all()}
+    assert [EMOJI[s["start"]:s["end"]] for s in stored[EMOJI]] == ["Bob Chen"] and stored["Nothing here."] == []
+
+
+def test_a_spans_job_exports_label_studio_doccano_and_conll(client, auth, spans_job):
+    job_id = spans_job["job"]["id"]
+    tasks = client.get(f"/v1/jobs/{job_id}/results?format=label_studio&label_field=ner", headers=auth).get_json()
+    emoji = next(t for t in tasks if t["data"]["text"] == EMOJI)
+    [region] = emoji["predictions"][0]["result"]
+    # Label Studio counts UTF-16 units: the emoji before the span is two of them
+    assert (region["type"], region["from_name"], region["value"]["start"], region["value"]["end"],
+            region["value"]["labels"]) == ("labels", "ner", 3, 11, ["PER"])
+    lines = client.get(f"/v1/jobs/{job_id}/results?format=doccano", headers=auth).get_data(as_text=True).splitlines()
+    import json
+    assert json.loads(lines[1])["label"] == [[0, 2, "PER"], [6, 10, "ORG"]]
+    conll = [json.loads(line) for line in
+             client.get(f"/v1/jobs/{job_id}/results?format=conll", headers=auth).get_data(as_text=True).splitlines()]
+    assert conll[0]["tokens"][:2] == ["Alice", "Martin"] and conll[0]["tags"][:3] == ["B-PER", "I-PER", "O"]
+
+
+def test_formats_that_cannot_carry_spans_are_refused_by_name(client, auth, spans_job, make_label_set, add_adapter):
+    for name in ("argilla", "label_studio_min", "label_studio_csv"):
+        response = client.get(f"/v1/jobs/{spans_job['job']['id']}/results?format={name}", headers=auth)
+        assert response.status_code == 422 and response.get_json()["error"]["code"] == "format_not_for_spans"
+    classification = make_label_set(name="topics2")
+    add_adapter(classification["id"])
+    job = client.post("/v1/jobs", headers=auth, json={"label_set_id": classification["id"],
+                                                      "items": [{"id": "a", "text": "hello"}]}).get_json()
+    response = client.get(f"/v1/jobs/{job['id']}/results?format=conll", headers=auth)
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "format_only_for_spans"
