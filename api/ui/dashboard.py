@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -42,7 +44,7 @@ from store import adapters, jobs, loop, results, reviews, tenants
 from store import label_sets as store_label_sets
 from store.errors import NotFound, StoreError
 from store.loop import MAX_SUGGEST
-from store.models import Adapter, JobStatus, JobType, as_utc
+from store.models import Adapter, JobStatus, JobType, LabelSet, LabelSetKind, as_utc
 
 from .. import broker
 from ..db import read_transaction, transaction
@@ -70,6 +72,7 @@ PAGE = {200: "An HTML page"}
 # What a signed-in page can also answer (described, not given a schema: they are pages).
 SIGNED_OUT = {302: "Not signed in (or the key was revoked): a redirect to the sign-in form"}
 NOT_FOUND = {404: "An HTML page: no such object for this tenant"}
+SPAN_COLOURS = 8  # the stylesheet's span-c0 … span-c7: a type's colour by its place in the set, cycling
 
 
 def page(summary: str, responses: dict[int, Any] | None = None, signed_in: bool = True) -> Any:
@@ -168,6 +171,7 @@ bp.add_app_template_global(i18n.job_type_word)
 bp.add_app_template_global(i18n.job_title)
 bp.add_app_template_global(JobStatus, "JobStatus")
 bp.add_app_template_global(JobType, "JobType")
+bp.add_app_template_global(LabelSetKind, "LabelSetKind")
 
 
 @bp.app_template_global()
@@ -188,6 +192,49 @@ def job_duration(job) -> float | None:
     if job.started_at is None:
         return None
     return ((as_utc(job.finished_at) or datetime.now(UTC)) - as_utc(job.started_at)).total_seconds()
+
+
+@bp.app_template_global()
+def kind_word(label_set: LabelSet) -> str:
+    """What a label set labels, in the page's language: one label a text, several, or spans."""
+    if label_set.kind == LabelSetKind.SPANS:
+        # TRANSLATORS: a label set's type: its labels are entity types (people, places…) marked on spans of a text
+        return gettext("spans")
+    return gettext("multi-label") if label_set.multi_label else gettext("single-label")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of a text as a page shows it: plain (`label` None), or a span of type `label`."""
+
+    text: str
+    label: str | None = None
+    score: float | None = None
+    colour: int = 0
+
+
+@bp.app_template_global()
+def span_pieces(text: str, spans: Sequence[dict[str, Any]] | None, labels: Sequence[str]) -> list[Piece]:
+    """`text` cut at its spans' offsets — Python characters, end exclusive, as examples and
+    results store them, so a Chinese character or an emoji is one — into plain runs and spans,
+    in order, each span coloured by its type's place in `labels`. The template escapes every
+    piece. A span that starts inside the one before, or does not fit the text (the store never
+    writes one), is shown as plain text."""
+    pieces: list[Piece] = []
+    at = 0
+    for span in sorted(spans or [], key=lambda s: (s["start"], s["end"])):
+        start, end, label = span["start"], span["end"], span["label"]
+        if not at <= start < end <= len(text):
+            continue
+        if start > at:
+            pieces.append(Piece(text[at:start]))
+        score = span.get("score")
+        pieces.append(Piece(text[start:end], label, score if isinstance(score, (int, float)) else None,
+                            labels.index(label) % SPAN_COLOURS if label in labels else 0))
+        at = end
+    if at < len(text):
+        pieces.append(Piece(text[at:]))
+    return pieces
 
 
 @bp.app_template_filter("when")
@@ -330,7 +377,7 @@ def label_set(label_set_id: str):
         counts = store_label_sets.label_example_counts(db, view.label_set)
         versions = adapters.list_adapters(db, g.tenant_id, label_set_id)
         recent = jobs.list_jobs(db, g.tenant_id, label_set_id=label_set_id, limit=10)
-        auditable = (view.example_count >= AUDIT_MIN_EXAMPLES
+        auditable = (view.label_set.kind == LabelSetKind.CLASSIFICATION and view.example_count >= AUDIT_MIN_EXAMPLES
                      and all(n >= AUDIT_MIN_PER_LABEL for n in counts.values()))
         return render("label_set.html", view=view, counts=counts, adapters=list(reversed(versions)), jobs=recent,
                       label_set_names={label_set_id: view.label_set.name},
@@ -370,7 +417,8 @@ def jobs_list():
 
 
 @bp.get("/ui/jobs/<id:job_id>")
-@page("one job: live progress, and a tag job's results with scores, paged", {**PAGE, **NOT_FOUND})
+@page("one job: live progress, and a tag job's results with scores (a spans set's: its spans highlighted), paged",
+      {**PAGE, **NOT_FOUND})
 def job(job_id: str):
     with read_transaction() as db:
         found = jobs.get_job(db, g.tenant_id, job_id)
@@ -388,7 +436,7 @@ def job(job_id: str):
         counts = reviews.review_counts(db, [found.id]).get(found.id)
         return render("job.html", job=found, job_data=job_json(found, counts), view=view, results=rows, texts=texts,
                       page_number=page_number, pages=pages, outputs=outputs,
-                      multi=view.label_set.multi_label)
+                      multi=view.label_set.multi_label, types=[label.name for label in view.label_set.labels])
 
 
 @bp.get("/ui/jobs/<id:job_id>/progress")

@@ -312,3 +312,120 @@ def test_any_query_on_any_page_is_a_page_not_a_500(client, tenant, make_label_se
         links = re.findall(r'class="lang" lang="[^"]+" href="([^"]+)"', text_of(response))
         assert links and all(link.startswith(path + "?") for link in links), links
         assert all(query.split("=")[0] in link for link in links)
+
+
+def spans_label_set(client, tenant, name: str = "entities", types=("PER", "ORG", "LOC")) -> dict:
+    response = client.post("/v1/label-sets", headers=tenant.headers, json={
+        "name": name, "kind": "spans", "labels": [{"name": n} for n in types]})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def finished_spans_job(db, tenant, label_set_id: str, rows: list[tuple[str, list[dict], bool]]) -> str:
+    """A succeeded tag job whose items are `rows`' texts and whose results are their spans
+    (`[{"start", "end", "label", "score"}]`) and needs-review marks, as tag_chunk writes them."""
+    from store.models import Job, JobItem, Result
+
+    with db() as session:
+        job = Job(tenant_id=tenant.id, type="tag", label_set_id=label_set_id, status="succeeded", total=len(rows),
+                  done=len(rows), adapter_version=1)
+        session.add(job)
+        session.flush()
+        for position, (text, spans, needs_review) in enumerate(rows):
+            spans = [{**s, "text": text[s["start"]:s["end"]]} for s in spans]
+            labels = list(dict.fromkeys(s["label"] for s in spans))
+            session.add(JobItem(job_id=job.id, position=position, item_id=f"item-{position}", text=text))
+            session.add(Result(job_id=job.id, position=position, item_id=f"item-{position}", labels=labels,
+                               scores={name: max(s["score"] for s in spans if s["label"] == name) for name in labels},
+                               spans=spans, needs_review=needs_review, adapter_version=1,
+                               confidence=min([s["score"] for s in spans], default=0.9)))
+        return job.id
+
+
+def text_cells(html: str) -> list[str]:
+    return re.findall(r'<td class="text-col">(.*?)</td>', html, re.S)
+
+
+def test_a_spans_jobs_results_show_each_span_highlighted_with_its_type(client, tenant, db):
+    label_set = spans_label_set(client, tenant)
+    chinese = "👍张伟在北京的华为公司工作。"  # the emoji is one character of the offsets (two UTF-16 units)
+    job_id = finished_spans_job(db, tenant, label_set["id"], [
+        ("Alice Martin joined Google.", [{"start": 0, "end": 12, "label": "PER", "score": 0.97},
+                                         {"start": 20, "end": 26, "label": "ORG", "score": 0.884}], False),
+        (chinese, [{"start": 1, "end": 3, "label": "PER", "score": 0.91}, {"start": 4, "end": 6, "label": "LOC",
+                   "score": 0.41}, {"start": 7, "end": 11, "label": "ORG", "score": 0.88}], True),
+        ("Nothing to see here.", [], False),
+    ])
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/jobs/{job_id}"))
+    english, zh, plain = text_cells(html)
+    assert english == ('<mark class="span span-c0" data-label="PER" title="PER 0.97">Alice Martin</mark>'
+                       '<small class="span-tag span-c0">PER</small> joined '
+                       '<mark class="span span-c1" data-label="ORG" title="ORG 0.88">Google</mark>'
+                       '<small class="span-tag span-c1">ORG</small>.')
+    assert re.findall(r'<mark class="span span-c(\d)" data-label="(\w+)"[^>]*>(.*?)</mark>', zh) == [
+        ("0", "PER", "张伟"), ("2", "LOC", "北京"), ("1", "ORG", "华为公司")]
+    assert zh.startswith("👍<mark") and zh.endswith("</small>工作。")
+    assert plain == "Nothing to see here."
+    rows = re.findall(r'<tr class="(result-row[^"]*)">', html)
+    assert rows == ["result-row", "result-row review", "result-row"]
+    assert html.count("no-spans") == 1 and html.count('class="badge review-badge"') == 1
+    # suggest and the one-at-a-time review are for classification sets
+    assert "suggest-button" not in html and "review-link" not in html
+    assert "未发现片段" in text_of(client.get(f"/ui/jobs/{job_id}?lang=zh-CN"))
+
+
+def test_a_spans_page_escapes_texts_and_types_inside_and_outside_spans(client, tenant, db):
+    label_set = spans_label_set(client, tenant, types=("PER", '<b id="x">ORG</b>'))
+    text = "<script>alert(1)</script> met <img src=x onerror=alert(2)> & <script>alert(3)</script>"
+    inside = text.index("<img")
+    job_id = finished_spans_job(db, tenant, label_set["id"], [
+        (text, [{"start": inside, "end": text.index(">", inside) + 1, "label": "PER", "score": 0.5},
+                {"start": text.rindex("<script>"), "end": len(text), "label": '<b id="x">ORG</b>', "score": 0.6}],
+         False)])
+    sign_in(client, tenant.key)
+    html = text_of(client.get(f"/ui/jobs/{job_id}"))
+    assert "<script>alert" not in html and "<img" not in html and '<b id="x">' not in html
+    (cell,) = text_cells(html)
+    assert cell == ('&lt;script&gt;alert(1)&lt;/script&gt; met '
+                    '<mark class="span span-c0" data-label="PER" title="PER 0.50">&lt;img src=x onerror=alert(2)&gt;'
+                    '</mark><small class="span-tag span-c0">PER</small> &amp; '
+                    '<mark class="span span-c1" data-label="&lt;b id=&#34;x&#34;&gt;ORG&lt;/b&gt;" '
+                    'title="&lt;b id=&#34;x&#34;&gt;ORG&lt;/b&gt; 0.60">&lt;script&gt;alert(3)&lt;/script&gt;</mark>'
+                    '<small class="span-tag span-c1">&lt;b id=&#34;x&#34;&gt;ORG&lt;/b&gt;</small>')
+
+
+def test_span_pieces_cut_texts_at_characters_and_leave_spans_that_do_not_fit_plain(app):
+    from api.ui.dashboard import Piece, span_pieces
+
+    types = [f"T{i}" for i in range(10)]
+    pieces = span_pieces("😀ab张伟c", [{"start": 3, "end": 5, "label": "T9", "score": 0.7},
+                                      {"start": 1, "end": 2, "label": "T1"}], types)
+    assert pieces == [Piece("😀"), Piece("a", "T1", None, 1), Piece("b"), Piece("张伟", "T9", 0.7, 1), Piece("c")]
+    # overlapping the span before, past the end, empty, an unknown type: plain text, or the first colour
+    odd = span_pieces("abcdef", [{"start": 0, "end": 3, "label": "X"}, {"start": 2, "end": 4, "label": "T0"},
+                                 {"start": 5, "end": 9, "label": "T0"}, {"start": 4, "end": 4, "label": "T0"}], types)
+    assert odd == [Piece("abc", "X", None, 0), Piece("def")]
+    assert span_pieces("abc", None, types) == [Piece("abc")] and span_pieces("", [], types) == []
+
+
+def test_a_spans_label_set_shows_its_kind_and_review_threshold(client, tenant):
+    label_set = spans_label_set(client, tenant, "实体")
+    assert client.patch(f"/v1/label-sets/{label_set['id']}", headers=tenant.headers,
+                        json={"span_review_threshold": 0.35}).status_code == 200
+    examples = [{"text": f"张伟在北京第{i}次开会。", "spans": [{"start": 0, "end": 2, "label": "PER"},
+                                                     {"start": 3, "end": 5, "label": "LOC"}]} for i in range(25)]
+    assert client.post(f"/v1/label-sets/{label_set['id']}/examples", headers=tenant.headers,
+                       json={"examples": examples}).status_code == 201
+    sign_in(client, tenant.key)
+    page = text_of(client.get(f"/ui/label-sets/{label_set['id']}?lang=en"))
+    assert '· <span class="kind">spans</span>' in page and "· 3 entity types" in page
+    assert 'Span review threshold: <span class="num span-review-threshold">0.35</span>' in page
+    rows = re.findall(r'<span class="label-name">(.*?)</span>.*?data-value="(\d+)"', page, re.S)
+    assert rows == [("PER", "25"), ("ORG", "0"), ("LOC", "25")]  # examples marking each type
+    assert "audit-button" not in page  # auditing is for classification sets
+    listing = text_of(client.get("/ui/"))
+    assert re.findall(r'<td class="type-cell">(.*?)</td>', listing) == ["spans"]
+    simplified = text_of(client.get(f"/ui/label-sets/{label_set['id']}?lang=zh-CN"))
+    assert "片段标注" in simplified and "3 个实体类型" in simplified and "片段审核阈值" in simplified
+    assert "片段標註" in text_of(client.get("/ui/?lang=zh-TW"))

@@ -141,11 +141,36 @@ function scoreBar(value, strong) {
   return wrap;
 }
 
-function showPredictions(target, texts, results) {
+const SPAN_COLOURS = 8; // the stylesheet's span-c0 … span-c7, as the server's pages colour a type
+
+// A text with its spans marked, as the job page shows them (api/ui/dashboard.py, span_pieces): the
+// offsets count Python characters (code points), so the text is cut as an array of code points,
+// never by UTF-16 units (an emoji is two of those). Every piece goes in as text, never as HTML.
+function highlighted(text, spans, types) {
+  const box = element("div", "try-text");
+  const chars = Array.from(text);
+  let at = 0;
+  spans.forEach((span) => {
+    if (!(at <= span.start && span.start < span.end && span.end <= chars.length)) return;
+    const colour = "span-c" + (Math.max(0, types.indexOf(span.label)) % SPAN_COLOURS);
+    box.appendChild(document.createTextNode(chars.slice(at, span.start).join("")));
+    const mark = element("mark", "span " + colour, chars.slice(span.start, span.end).join(""));
+    mark.dataset.label = span.label;
+    mark.title = `${span.label} ${span.score.toFixed(2)}`;
+    box.appendChild(mark);
+    box.appendChild(element("small", "span-tag " + colour, span.label));
+    at = span.end;
+  });
+  box.appendChild(document.createTextNode(chars.slice(at).join("")));
+  return box;
+}
+
+function showPredictions(target, texts, results, types) {
   target.replaceChildren();
   results.forEach((result, i) => {
     const box = element("div", "try-result");
-    box.appendChild(element("div", "try-text", texts[i]));
+    box.appendChild(Array.isArray(result.spans) ? highlighted(texts[i], result.spans, types)
+      : element("div", "try-text", texts[i]));
     const labels = element("div");
     result.labels.forEach((name) => labels.appendChild(element("span", "chip predicted try-label", name)));
     if (result.needs_review) labels.appendChild(element("span", "badge review-badge", I18N.needs_review));
@@ -186,7 +211,8 @@ if (tryForm) {
       });
       const body = await response.json();
       if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
-      showPredictions(output, texts, body.results);
+      const chosen = document.getElementById("try-label-set").selectedOptions[0];
+      showPredictions(output, texts, body.results, JSON.parse(chosen.dataset.types || "[]"));
     } catch (e) {
       errorBox.textContent = e.message;
       errorBox.classList.remove("hidden");
