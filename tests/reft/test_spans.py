@@ -14,6 +14,7 @@ from reft_core import Adapter, ReftConfigError, Tagger, evaluate_spans, train_sp
 from reft_core.adapter import AdapterConfig
 from reft_core.metrics import span_metrics
 from reft_core.span_decoding import bio_constraints, decode, viterbi
+from reft_core.span_training import EARLY_STOPPING_MIN_EVAL
 from reft_core.spans import (
     Alignment,
     Span,
@@ -24,6 +25,7 @@ from reft_core.spans import (
     spans_from_tags,
     spans_to_tags,
     tag_parts,
+    to_conll,
     validate_spans,
 )
 
@@ -131,6 +133,31 @@ def test_conll_rows_join_tokens_with_spaces_and_chinese_without():
     assert [text[s.start:s.end] for s in spans] == ["Peter Blackburn", "Paul"]
     with pytest.raises(ValueError, match="not a BIO tag"):
         from_conll(["x"], ["U-PER"])
+
+
+@pytest.mark.parametrize("text, spans", [
+    ("EU rejects German call to boycott British lamb .", [Span(0, 2, "ORG"), Span(11, 17, "MISC"),
+                                                          Span(34, 41, "MISC")]),
+    ("Peter Blackburn Paul met", [Span(0, 15, "PER"), Span(16, 20, "PER")]),  # adjacent, one type
+    ("我住在北京，在 Apple 工作", [Span(3, 5, "LOC"), Span(8, 13, "ORG")]),
+    (ZH, [Span(3, 6, "LOC"), Span(11, 15, "ORG")]),
+    ("no entity here", []),
+], ids=["english", "adjacent", "mixed", "chinese", "none"])
+def test_to_conll_round_trips_through_from_conll_on_token_boundaries(text, spans):
+    tokens, tags = to_conll(text, [s.to_dict() for s in reversed(spans)])
+    assert from_conll(tokens, tags) == (text, spans)
+
+
+def test_to_conll_makes_each_cjk_character_a_token_and_rounds_spans_inside_tokens():
+    tokens, tags = to_conll("我在 Apple 工作", [{"start": 3, "end": 8, "label": "ORG"}])
+    assert tokens == ["我", "在", "Apple", "工", "作"] and tags == ["O", "O", "B-ORG", "O", "O"]
+    # "Paris." is one token: a span holding 5 of its 6 characters takes it, one holding 3 of 6
+    # ties and takes it too (rounding outward), one holding 2 of 6 does not
+    tokens, tags = to_conll("in  Paris.\tnow", [Span(4, 9, "LOC")])
+    assert tokens == ["in", "Paris.", "now"] and tags == ["O", "B-LOC", "O"]
+    assert to_conll("a Paris.", [Span(5, 8, "LOC")])[1] == ["O", "B-LOC"]
+    assert to_conll("a Paris.", [Span(6, 8, "LOC")])[1] == ["O", "O"]
+    assert to_conll("ab cd", [Span(1, 4, "LOC")])[1] == ["B-LOC", "I-LOC"]
 
 
 # -- validation ----------------------------------------------------------------------------------------------
@@ -338,3 +365,16 @@ def test_classification_adapters_saved_before_spans_load_as_classification(token
     raw = json.loads(adapter.config.to_json())
     del raw["kind"]
     assert AdapterConfig.from_json(json.dumps(raw)).kind == "classification"
+
+
+def test_with_few_held_out_sentences_training_runs_its_whole_budget_and_keeps_the_last_weights(minilm):
+    # 32 fixture sentences hold out 5: far fewer than early stopping needs, so even `patience` 1
+    # (stop at the first check without gain) does not stop the run before its 30 steps
+    adapter = fit(minilm, {"min_steps": 30, "patience": 1})
+    assert adapter.metrics["n_eval"] == 5 < EARLY_STOPPING_MIN_EVAL
+    assert adapter.metrics["steps_run"] == 30
+    # with enough held-out sentences the same patience stops at the first check without gain
+    texts, gold = [r["text"] for r in TRAIN] * 2, [r["spans"] for r in TRAIN] * 2
+    many = [f"{t} ({i})" for i, t in enumerate(texts)]
+    stopped = train_spans(minilm, many, gold, LABELS, config={"min_steps": 200, "patience": 1, "eval_fraction": 0.5})
+    assert stopped.metrics["n_eval"] >= EARLY_STOPPING_MIN_EVAL and stopped.metrics["steps_run"] < 200
