@@ -72,6 +72,16 @@ def world(make_app, auth, make_label_set, add_adapter, label_studio, db):
         finding = {"example_id": example.id, "text": example.text, "given": "other", "suggested": "billing",
                    "confidence": 0.9, "given_score": 0.05}
     assert loop.complete_loop_job(audit["id"], 1, [finding], {"flagged": 1})
+    # a spans set with a tagged job: where the formats that carry only spans (conll) are aimed
+    spans = client.post("/v1/label-sets", headers=auth, json={"name": "fuzz-spans", "kind": "spans",
+                                                             "labels": [{"name": "PER"}]}).get_json()
+    add_adapter(spans["id"])
+    span_tag = client.post("/v1/jobs", headers=auth, json={"label_set_id": spans["id"], "items": [
+        {"id": "a", "text": "Ann Lee called"}]}).get_json()
+    chunk = jobs.claim_chunk(span_tag["id"], 0)
+    jobs.write_chunk_results(span_tag["id"], 0, [results.ResultRow(
+        0, "a", ["PER"], {"PER": 0.9}, False, 1, confidence=0.9,
+        spans=[{"start": 0, "end": 7, "label": "PER", "text": "Ann Lee", "score": 0.9}])])
     connection = {"url": label_studio.url, "project": 7, "token": TOKEN}
 
     def connect_label_studio() -> None:
@@ -80,6 +90,7 @@ def world(make_app, auth, make_label_set, add_adapter, label_studio, db):
     return app, {"label_set_id": ls["id"], "job_ids": [tag["id"], train["id"]], "version": 1,
                  "audit_job_id": audit["id"], "example_id": finding["example_id"],
                  "labels": ["billing", "delivery", "other"], "label_studio": connection,
+                 "spans_label_set_id": spans["id"], "spans_job_id": span_tag["id"],
                  "connect_label_studio": connect_label_studio,
                  "upload_formats": itertools.cycle(interop.EXAMPLE_FORMATS),
                  "result_formats": itertools.cycle(["json", *interop.RESULT_FORMATS])}
@@ -99,6 +110,8 @@ def upload_in(fmt: str, label: str) -> str:
         "doccano": json.dumps({"text": text, "label": [label]}) + "\n",
         "argilla": json.dumps([{"id": "1", "fields": {"text": text},
                                 "responses": {"label": [{"value": label, "status": "submitted"}]}}]),
+        # span rows, for the spans set (aim_at_real_objects sends them there)
+        "conll": json.dumps({"tokens": ["Ann", "Lee", "called"], "tags": ["B-PER", "I-PER", "O"]}) + "\n",
     }[fmt]
 
 
@@ -124,6 +137,8 @@ def aim_at_real_objects(case, ids, data) -> None:
         case.query = {"format": fmt, "text_field": "text", "label_field": "label"} if fmt.startswith(
             ("label_studio", "argilla")) else {"format": fmt}
         case.media_type, case.body = "text/csv", upload_in(fmt, data.draw(st.sampled_from(ids["labels"])))
+        if fmt == "conll":
+            case.path_parameters["label_set_id"] = ids["spans_label_set_id"]
         return
     if case.operation.label.startswith("POST") and case.operation.label.endswith("/review"):  # a tag job's item
         case.path_parameters["job_id"] = ids["job_ids"][0]
@@ -133,10 +148,10 @@ def aim_at_real_objects(case, ids, data) -> None:
         case.path_parameters.update(job_id=ids["audit_job_id"], example_id=ids["example_id"])
     if case.operation.label.endswith("/suggest") and isinstance(case.body, dict):  # over the tag job
         case.body["job_id"] = ids["job_ids"][0]
-    if case.operation.label.endswith("/results"):  # each format in turn, of the tag job
-        case.path_parameters["job_id"] = ids["job_ids"][0]
-        case.query = {**{k: v for k, v in (case.query or {}).items() if k != "cursor"},
-                      "format": next(ids["result_formats"])}
+    if case.operation.label.endswith("/results"):  # each format in turn, of the tag job (spans-only: the spans job)
+        fmt = next(ids["result_formats"])
+        case.path_parameters["job_id"] = ids["spans_job_id"] if fmt == "conll" else ids["job_ids"][0]
+        case.query = {**{k: v for k, v in (case.query or {}).items() if k != "cursor"}, "format": fmt}
     if not isinstance(case.body, dict):
         return
     for key in ("label_config", "schema"):  # Label Studio's /predict, /train and /setup

@@ -7,7 +7,9 @@ Over Label Studio's own REST API, as its UI would: create a project, connect ref
 Label Studio created has no credentials (every event 401: lost on the fast path), add the
 credentials to the webhook as the README says, annotate more, delete one annotation, connect
 reftag to the project and press "Start Training": every annotation is an example in reftag, with
-its latest label, the deleted one is gone, and the new version trains.
+its latest label, the deleted one is gone, and the new version trains. And a spans set with a
+`<Labels>` project: pre-annotations of type `labels` at Label Studio's (UTF-16) offsets, and an
+annotation made in Label Studio stored as span examples in characters.
 
 Time: installing Label Studio the first time takes a few minutes (cached after); then Label
 Studio's first start (database migrations, ~1.5 min on a busy 2-core machine), two short
@@ -198,3 +200,92 @@ def test_every_annotation_reaches_reftag_even_those_the_webhook_lost(stack, news
                             timeout=30).json()
     assert versions["versions"][0] == f"reftag-v{trained['adapter_version'] + 1}"
     print(versions["message"])
+
+
+def span_config(label_names: list[str]) -> str:
+    labels = "".join(f'<Label value="{name}"/>' for name in label_names)
+    return f'<View><Text name="msg" value="$message"/><Labels name="entity" toName="msg">{labels}</Labels></View>'
+
+
+def utf16(text: str, start: int, end: int) -> str:
+    """text[start:end] counted in UTF-16 units, as Label Studio counts offsets."""
+    return text.encode("utf-16-le")[2 * start:2 * end].decode("utf-16-le")
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("new_database", ["sqlite"], indirect=True)
+def test_a_spans_project_gets_labels_pre_annotations_and_its_annotations_become_span_examples(stack, label_studio):
+    from tests.e2e.conftest import LabelledData
+
+    ner = LabelledData("ner_en")
+    reftag = stack.client()
+    created = reftag.post(f"{stack.base_url}/v1/label-sets", timeout=30, json={
+        "name": "entities in Label Studio", "kind": "spans", "labels": [{"name": n} for n in ner.label_names],
+        "config": {"min_steps": 60}, "retrain_after": None})
+    assert created.status_code == 201, created.text
+    ls_id = created.json()["id"]
+    assert reftag.post(f"{stack.base_url}/v1/label-sets/{ls_id}/examples", timeout=60, json={
+        "examples": [{"text": r["text"], "spans": r["spans"]} for r in ner.train]}).status_code == 201
+    trained = stack.wait_for_job(stack.start_training(ls_id))
+    assert trained["status"] == "succeeded", trained
+
+    project = label_studio.call("POST", "/api/projects/", json={
+        "title": "entities", "label_config": span_config(ner.label_names)}).json()
+    # an emoji before the entities: one character to reftag, two UTF-16 units to Label Studio
+    texts = [r["text"] for r in ner.test] + ["🙂 " + ner.test[0]["text"]]
+    label_studio.call("POST", f"/api/projects/{project['id']}/import", json=[{"message": t} for t in texts])
+    tasks = label_studio.call("GET", f"/api/projects/{project['id']}/export",
+                              params={"exportType": "JSON", "download_all_tasks": "true"}).json()
+    text = {t["id"]: t["data"]["message"] for t in tasks}
+    backend = label_studio.call("POST", "/api/ml/", json={
+        "project": project["id"], "title": "reftag", "url": f"{stack.base_url}/ls/{ls_id}",
+        "auth_method": "BASIC_AUTH", "basic_auth_user": "labelstudio", "basic_auth_pass": stack.api_key,
+        "is_interactive": False}).json()
+    assert backend["state"] == "CO", backend  # /setup accepted the <Labels> config
+
+    label_studio.call("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions",
+                                                         "project": project["id"]},
+                      json={"selectedItems": {"all": True, "excluded": []}}, timeout=300)
+    predictions = {p["task"]: p for p in label_studio.call("GET", "/api/predictions/",
+                                                           params={"project": project["id"]}).json()}
+    assert set(predictions) == set(text)
+    regions = 0
+    for task_id, prediction in predictions.items():
+        assert prediction["model_version"] == f"reftag-v{trained['adapter_version']}"
+        for region in prediction["result"]:
+            value = region["value"]
+            assert (region["type"], region["from_name"], region["to_name"]) == ("labels", "entity", "msg")
+            assert value["labels"][0] in ner.label_names
+            assert utf16(text[task_id], value["start"], value["end"]) == value["text"]  # Label Studio's offsets
+            regions += 1
+    gold = sum(len(r["spans"]) for r in ner.test)
+    assert gold // 2 <= regions, (regions, gold)  # most entities pre-annotated
+    emoji_task = next(t for t, s in text.items() if s.startswith("🙂"))
+    # (offsets left in characters would put every region after the emoji one unit early: its
+    # UTF-16 slice would not be its text)
+    assert predictions[emoji_task]["result"], "the emoji task's entities are pre-annotated too"
+
+    # A person corrects the pre-annotation of the emoji task in Label Studio (the webhook has
+    # credentials): reftag stores the annotation's spans, in characters.
+    [webhook] = [w for w in label_studio.call("GET", "/api/webhooks/", params={"project": project["id"]}).json()
+                 if w["url"].endswith(f"/ls/{ls_id}/webhook")]
+    basic = base64.b64encode(f"labelstudio:{stack.api_key}".encode()).decode()
+    label_studio.call("PATCH", f"/api/webhooks/{webhook['id']}/", json={"headers": {"Authorization": f"Basic {basic}"}})
+    source = ner.test[0]
+    result = [{"from_name": "entity", "to_name": "msg", "type": "labels",
+               "value": {"start": s["start"] + 3, "end": s["end"] + 3, "text": source["text"][s["start"]:s["end"]],
+                         "labels": [s["label"]]}} for s in source["spans"]]
+    label_studio.call("POST", f"/api/tasks/{emoji_task}/annotations/",
+                      json={"result": result, "was_cancelled": False, "ground_truth": False})
+    from sqlalchemy import create_engine
+    from sqlalchemy import text as sql
+
+    engine = create_engine(stack.database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sql("SELECT spans FROM examples WHERE label_set_id = :id AND text = :t"),
+                                     {"id": ls_id, "t": text[emoji_task]}).one()
+    finally:
+        engine.dispose()
+    spans = json.loads(row.spans) if isinstance(row.spans, str) else row.spans
+    assert spans == [{"start": s["start"] + 2, "end": s["end"] + 2, "label": s["label"]} for s in source["spans"]]
