@@ -11,7 +11,7 @@ from .attach import Edits, encode_prefix, run_from
 from .base import Base
 from .heads import pool
 from .span_decoding import decode
-from .spans import SpanPrediction, align
+from .spans import Alignment, SpanPrediction, align
 
 
 class Tagger:
@@ -20,7 +20,8 @@ class Tagger:
     Work is sorted by token length so batches carry few pads. Within a batch each distinct
     text runs the frozen lower layers once (up to the lowest layer any adapter in the batch
     edits); rows then fan out per (adapter, text) for the upper layers, and each adapter's
-    interventions and head apply to its own rows only.
+    interventions and head apply to its own rows only. Classification and spans adapters mix
+    in one batch: a spans adapter's rows read a tag off every token and are decoded to spans.
     """
 
     def __init__(self, base: Base, batch_size: int = 64):
@@ -30,16 +31,18 @@ class Tagger:
                 review_threshold: float | None = None) -> list[Prediction]:
         """`review_threshold`: items whose confidence is below it need review (see
         `Adapter.predictions`); without it, those near a decision boundary do."""
-        return self.predict_mixed([(adapter, t) for t in texts],
+        if adapter.kind == "spans":
+            raise ValueError("a spans adapter tags tokens: use Tagger.predict_spans")
+        return self.predict_mixed([(adapter, t) for t in texts],  # type: ignore[return-value]
                                   None if review_threshold is None else {adapter: review_threshold})
 
     @torch.inference_mode()
-    def predict_mixed(self, pairs: Sequence[tuple[Adapter, str]],
-                      review_thresholds: dict[Adapter, float] | None = None) -> list[Prediction]:
+    def predict_mixed(self, pairs: Sequence[tuple[Adapter, str]], review_thresholds: dict[Adapter, float] | None = None
+                      ) -> list[Prediction | SpanPrediction]:
+        """Each (adapter, text)'s answer: a `Prediction`, or a `SpanPrediction` for a spans
+        adapter (whose review threshold defaults to 0.5, as `predict_spans`'s)."""
         if not pairs:
             return []
-        if any(adapter.kind == "spans" for adapter, _ in pairs):
-            raise ValueError("a spans adapter tags tokens: use Tagger.predict_spans")
         # A text is cut at the length its adapter was trained with, so one text may be
         # tokenized at more than one length; each (text, length) is run once.
         text_index: dict[tuple[str, int], int] = {}
@@ -51,39 +54,33 @@ class Tagger:
         for length, keys in by_length.items():
             for key, row in zip(keys, self.base.tokenize([k[0] for k in keys], length)):
                 ids[text_index[key]] = row
+        # A spans adapter's text also needs its tokens' characters (the same ids: `align`
+        # tokenizes as `Base.tokenize` does).
+        spans_keys = list(dict.fromkeys((t, a.max_length) for a, t in pairs if a.kind == "spans"))
+        alignments: dict[int, Alignment] = {}
+        for length in {k[1] for k in spans_keys}:
+            keys = [k for k in spans_keys if k[1] == length]
+            for key, alignment in zip(keys, align(self.base.tokenizer, [k[0] for k in keys], length,
+                                                  self.base.text_prefix)):
+                alignments[text_index[key]] = alignment
+        texts = [k[0] for k in text_index]
         # Identical texts end up side by side, so a batch shares their lower layers.
         order = sorted(range(len(pairs)), key=lambda i: (len(ids[pair_text[i]]), pair_text[i]))
-        out: list[Prediction | None] = [None] * len(pairs)
+        out: list[Prediction | SpanPrediction | None] = [None] * len(pairs)
         with parametrize.cached():  # each LoReFT R is computed once per call, not per batch
             for lo in range(0, len(order), self.batch_size):
                 batch = order[lo:lo + self.batch_size]
                 preds = self._run_batch([pairs[i][0] for i in batch], [pair_text[i] for i in batch], ids,
-                                        review_thresholds or {})
+                                        review_thresholds or {}, texts, alignments)
                 for i, p in zip(batch, preds):
                     out[i] = p
         return out  # type: ignore[return-value]
 
-    @torch.inference_mode()
     def predict_spans(self, adapter: Adapter, texts: Sequence[str],
                       review_threshold: float = 0.5) -> list[SpanPrediction]:
         """The spans a spans adapter finds in each text (`span_decoding.decode`), with a score
         each; a text needs review when a token's decoded tag is less likely than `review_threshold`."""
-        base = self.base
-        alignments = align(base.tokenizer, texts, adapter.max_length, base.text_prefix)
-        order = sorted(range(len(texts)), key=lambda i: len(alignments[i].ids))
-        out: list[SpanPrediction | None] = [None] * len(texts)
-        start = min(adapter.layers)
-        with parametrize.cached():
-            for lo in range(0, len(order), self.batch_size):
-                batch = order[lo:lo + self.batch_size]
-                input_ids, mask = base.pad([alignments[i].ids for i in batch])
-                hidden = encode_prefix(base, input_ids, mask, start)
-                last = run_from(base, hidden, start, input_ids, mask, Edits([(adapter, None)], mask))
-                preds = decode(adapter.head(last), [alignments[i] for i in batch], [texts[i] for i in batch],
-                               adapter.label_names, review_threshold)
-                for i, p in zip(batch, preds):
-                    out[i] = p
-        return out  # type: ignore[return-value]
+        return self.predict_mixed([(adapter, t) for t in texts], {adapter: review_threshold})  # type: ignore[return-value]
 
     @torch.inference_mode()
     def represent(self, adapter: Adapter, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +104,8 @@ class Tagger:
         return scores, pooled
 
     def _run_batch(self, batch_adapters: list[Adapter], batch_texts: list[int], ids: list[list[int]],
-                   review_thresholds: dict[Adapter, float]) -> list[Prediction]:
+                   review_thresholds: dict[Adapter, float], texts: list[str],
+                   alignments: dict[int, Alignment]) -> list[Prediction | SpanPrediction]:
         base = self.base
         unique = list(dict.fromkeys(batch_texts))
         slot = {t: i for i, t in enumerate(unique)}
@@ -123,9 +121,15 @@ class Tagger:
         groups = [(adapter, torch.tensor(rows, device=base.device)) for adapter, rows in rows_of.items()]
         last = run_from(base, hidden, start, input_ids, mask, Edits(groups, mask))
 
-        preds: list[Prediction | None] = [None] * len(batch_adapters)
+        preds: list[Prediction | SpanPrediction | None] = [None] * len(batch_adapters)
         for adapter, rows in groups:
-            logits = adapter.head(last[rows], mask[rows])
-            for row, p in zip(rows.tolist(), adapter.predictions(logits, review_thresholds.get(adapter))):
-                preds[row] = p
+            answers: list[Prediction | SpanPrediction]
+            if adapter.kind == "spans":
+                which = [batch_texts[r] for r in rows.tolist()]
+                answers = [*decode(adapter.head(last[rows]), [alignments[t] for t in which],
+                                   [texts[t] for t in which], adapter.label_names, review_thresholds.get(adapter, 0.5))]
+            else:
+                answers = [*adapter.predictions(adapter.head(last[rows], mask[rows]), review_thresholds.get(adapter))]
+            for row, answer in zip(rows.tolist(), answers):
+                preds[row] = answer
         return preds  # type: ignore[return-value]

@@ -313,6 +313,25 @@ def test_minilm_learns_the_hand_written_entities_and_round_trips_through_files(m
     with pytest.raises(ValueError, match="predict_spans"):
         tagger.predict(loaded, texts[:1])
 
+    # A mixed batch — this spans adapter and a classification adapter on some of the same texts,
+    # interleaved, with other batch sizes — answers each pair as the adapters do apart.
+    topics = Adapter.new(minilm, intervention="loreft", layers=[3, 4], positions="f1+l1", rank=2, dropout=0.0,
+                         label_names=["a", "b"], multi_label=False, pooling="mean").eval()
+    pairs = [(adapter, t) if i % 3 else (topics, t) for i, t in enumerate(texts + texts[:5])]
+    mixed = Tagger(minilm, batch_size=5).predict_mixed(pairs, {adapter: 0.7})
+    spans_apart = dict(zip(texts, tagger.predict_spans(adapter, texts, review_threshold=0.7)))
+    topics_apart = dict(zip(texts, tagger.predict(topics, texts)))
+    for (who, text), answer in zip(pairs, mixed):
+        expected = spans_apart[text] if who is adapter else topics_apart[text]
+        if who is adapter:
+            assert [(s.start, s.end, s.label) for s in answer.spans] == [(s.start, s.end, s.label)
+                                                                         for s in expected.spans]
+            assert answer.needs_review == expected.needs_review
+            assert answer.confidence == pytest.approx(expected.confidence, abs=1e-5)
+        else:
+            assert answer.labels == expected.labels
+            assert answer.scores == pytest.approx(expected.scores, abs=1e-5)
+
 
 ZH_MARKED = """[张伟|PER]在[北京|LOC]的[阿里巴巴|ORG]工作。
 [李娜|PER]昨天去了[上海|LOC]。
