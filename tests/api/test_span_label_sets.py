@@ -228,3 +228,13 @@ def test_formats_that_cannot_carry_spans_are_refused_by_name(client, auth, spans
                                                       "items": [{"id": "a", "text": "hello"}]}).get_json()
     response = client.get(f"/v1/jobs/{job['id']}/results?format=conll", headers=auth)
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "format_only_for_spans"
+
+
+def test_the_review_queue_lists_unsure_span_results_and_a_review_with_labels_is_refused(client, auth, spans_job):
+    job_id = spans_job["job"]["id"]
+    queue = client.get(f"/v1/jobs/{job_id}/review", headers=auth).get_json()
+    assert [item["item_id"] for item in queue["items"]] == ["zh"]
+    assert [s["text"] for s in queue["items"][0]["spans"]] == ["张伟", "华为公司"] and queue["items"][0]["text"] == ZH
+    response = client.post(f"/v1/jobs/{job_id}/items/zh/review", headers=auth, json={"label": "PER"})
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "not_for_spans"
+    assert "add the corrected spans as an example" in response.get_json()["error"]["message"]
