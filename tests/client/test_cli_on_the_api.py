@@ -107,6 +107,19 @@ def test_create_can_name_the_base_model(run):
     assert "unknown base model 'nope'" in refused
 
 
+def test_a_spans_set_is_created_shown_and_its_span_examples_added_from_a_conll_file(run, tmp_path):
+    created = ok(run("label-sets", "create", "实体", "--labels", "PER,LOC", "--kind", "spans"))
+    assert "created label set 实体" in created and "with 2 labels" in created
+    (tmp_path / "ner.conll").write_text("张 B-PER\n伟 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\nBob B-PER\nflew O\n",
+                                        encoding="utf-8")
+    added = ok(run("examples", "add", "ner.conll", "--format", "conll"))
+    assert "added 2 examples to 实体 (0 duplicates skipped)" in added
+    shown = ok(run("label-sets", "show"))
+    assert "spans, 2 examples" in shown
+    refused = one_line_error(run("label-sets", "create", "x", "--labels", "PER", "--kind", "spans", "--multi-label"))
+    assert "multi_label" in refused
+
+
 def test_base_models_lists_each_base_with_what_workers_report(run, clean_redis):
     # What a worker records once it has loaded MiniLM (workers/metrics.py: record_base).
     redis = clean_redis.client()
