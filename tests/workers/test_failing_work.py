@@ -54,7 +54,7 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
                     for _ in texts]
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
-    monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
+    monkeypatch.setattr(model_cache, "adapter", lambda ref: SimpleNamespace(kind="classification"))  # a loaded adapter
     monkeypatch.setattr(model_cache, "tagger_for", lambda adapter: OutOfMemoryOnChunk0())
 
     # Chunk 0 three times, then the claim that gives up on it and tags chunk 1.

@@ -115,7 +115,7 @@ def test_the_tag_task_keeps_its_chunks_lease_while_the_model_runs_longer_than_a_
                                     margin=1.0) for _ in texts]
 
     monkeypatch.setattr(adapters, "adapter_ref", lambda *a, **k: adapters.AdapterRef("ls", 1, "0" * 64))
-    monkeypatch.setattr(model_cache, "adapter", lambda ref: object())
+    monkeypatch.setattr(model_cache, "adapter", lambda ref: SimpleNamespace(kind="classification"))  # a loaded adapter
     monkeypatch.setattr(model_cache, "tagger_for", lambda adapter: SlowModel())
 
     assert run_as_worker(tasks.tag_chunk) == 2
