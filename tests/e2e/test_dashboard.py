@@ -27,6 +27,11 @@ ZH_NAMES = {
 ZH_PER_LABEL = 20
 EN_PER_LABEL = 30
 N_TAG = 600
+# Messages that are no news at all: whatever split the set's evaluation draw gives (its random id
+# decides), the model is unsure of these, so 95 % auto-accept always leaves something to review
+# (with a perfect held-out split the threshold is its least sure headline; 1 run in 3 then had
+# every headline above it and nothing to review).
+OFF_TOPIC = ["好的", "嗯嗯", "谢谢你！", "？？？", "哈哈哈哈", "在吗", "收到", "……"]
 TRY_TEXTS = ["国足客场两球击败对手，晋级世界杯预选赛下一阶段", "央行宣布下调存款准备金率0.5个百分点"]
 
 
@@ -111,7 +116,8 @@ def test_dashboard_in_chromium(stack, news_zh, news_en):
         en_train = stack.start_training(en_id, {"epochs": 2, "min_steps": 0})
         # Auto-accept at 95 %: what the model is less sure of waits for a person (the review page below).
         assert client.patch(f"{base}/v1/label-sets/{zh_id}", json={"review_precision": 0.95}).status_code == 200
-        items = [{"id": f"tn-{i}", "text": r["text"]} for i, r in enumerate(news_zh.test_rows(N_TAG))]
+        texts = [r["text"] for r in news_zh.test_rows(N_TAG - len(OFF_TOPIC))] + OFF_TOPIC
+        items = [{"id": f"tn-{i}", "text": text} for i, text in enumerate(texts)]
         submitted = client.post(f"{base}/v1/jobs", json={"label_set_id": zh_id, "items": items})
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
