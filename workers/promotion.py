@@ -7,7 +7,7 @@
   retrained per fold on the current examples, on the same folds; the mean fold score decides.
 - A first version is active at once; with too few examples to compare, the newer one wins.
 
-Spans sets (`decide_spans`) have only the held_out rule: the new version was early-stopped and
+Spans sets have only the held_out rule: the new version was early-stopped and
 scored on the set's evaluation examples when there are any (else on a random share: too few to
 compare, the newer wins), and the active version is scored on the same ones as above.
 
@@ -30,13 +30,13 @@ if TYPE_CHECKING:
 
 
 def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
-    from reft_core import AdapterConfig, evaluate, recipe_cross_validation, train
-    from reft_core.metrics import main_score
+    from reft_core import AdapterConfig, evaluate, evaluate_spans, recipe_cross_validation, train, train_spans
 
-    if work.kind == "spans":
-        return decide_spans(work, new)
-    metric = main_metric(work.multi_label)
+    spans = work.kind == "spans"
+    metric = main_metric(work.multi_label, kind=work.kind)
     evaluation = new.metrics.get("evaluation")
+    if spans and new.metrics.get("split") != "given":
+        evaluation = "none"  # a spans set with no evaluation examples yet was scored on a random share
     if work.active is None:
         return adapters.first_version(metric, new.metrics.get(metric))
     active = work.active
@@ -51,14 +51,18 @@ def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
         new_score = float(new.metrics[metric])
         if active.metrics.get("split") == "given":
             loaded = model_cache.adapter(adapters.AdapterRef(work.label_set_id, active.version, active.checksum))
-            scored = evaluate(base, loaded, [work.texts[i] for i in rows], [work.labels[i] for i in rows])
+            score = evaluate_spans if spans else evaluate
+            scored = score(base, loaded, [work.texts[i] for i in rows], [work.labels[i] for i in rows])
             detail["active_scored"] = "as it is, on the evaluation examples (it never trained on them)"
         else:
-            scored = train(base, work.texts, work.labels, work.label_names, work.multi_label,
-                           config={**recipe.to_dict(), "evaluation": "held_out"}, eval_mask=work.evaluation).metrics
+            config = {**recipe.to_dict(), "evaluation": "held_out"}
+            scored = (train_spans(base, work.texts, work.labels, work.label_names, config=config,
+                                  eval_mask=work.evaluation) if spans else
+                      train(base, work.texts, work.labels, work.label_names, work.multi_label, config=config,
+                            eval_mask=work.evaluation)).metrics
             detail["active_scored"] = ("its recipe retrained on the training examples (the version itself was "
                                        "trained on some of the evaluation examples)")
-        active_score = main_score(scored, work.multi_label)
+        active_score = float(scored[metric])
         detail["n_eval"] = len(rows)
     elif evaluation == "k-fold":
         folds = int(new.metrics["folds"])
@@ -78,37 +82,3 @@ def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
               f"{active_score:.4f} {where}")
     return adapters.Promotion(promote, rule, metric, round(new_score, 4), active.version, round(active_score, 4),
                               ("promoted: " if promote else "not activated: ") + reason, detail)
-
-
-def decide_spans(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
-    from reft_core import AdapterConfig, evaluate_spans, train_spans
-
-    metric = main_metric(False, kind="spans")
-    if work.active is None:
-        return adapters.first_version(metric, new.metrics.get(metric))
-    active = work.active
-    if new.metrics.get("split") != "given":
-        return adapters.Promotion(True, "none", metric, None, active.version, None,
-                                  "too few examples to compare the versions (no evaluation examples yet); the "
-                                  "newer one is active")
-    active_config = AdapterConfig.from_json(active.config_json)
-    base = model_cache.base(active_config.base_model.name)
-    rows = [i for i, marked in enumerate(work.evaluation) if marked]
-    new_score = float(new.metrics[metric])
-    detail: dict[str, object] = {"n_eval": len(rows)}
-    if active.metrics.get("split") == "given":
-        loaded = model_cache.adapter(adapters.AdapterRef(work.label_set_id, active.version, active.checksum))
-        scored = evaluate_spans(base, loaded, [work.texts[i] for i in rows], [work.labels[i] for i in rows])
-        detail["active_scored"] = "as it is, on the evaluation examples (it never trained on them)"
-    else:
-        scored = train_spans(base, work.texts, work.labels, work.label_names,
-                             config=active_config.train_config.to_dict(), eval_mask=work.evaluation).metrics
-        detail["active_scored"] = ("its recipe retrained on the training examples (the version itself was "
-                                   "trained on some of the evaluation examples)")
-    active_score = float(scored[metric])
-    promote = new_score >= active_score
-    reason = (f"{metric} {new_score:.4f} {'≥' if promote else '<'} active version {active.version}'s "
-              f"{active_score:.4f} on the {len(rows)} evaluation examples")
-    return adapters.Promotion(promote, "held_out", metric, round(new_score, 4), active.version,
-                              round(active_score, 4), ("promoted: " if promote else "not activated: ") + reason,
-                              detail)
