@@ -143,3 +143,56 @@ def test_loop_active_and_audit_cells_have_their_shape(tmp_path, monkeypatch):
 
     assert f"| {DEFAULT_STRATEGY} | 1 |" in table and "| random | 1 |" in table and "reftag audit" in table
     assert "by round 1" in table and "precision ≥ 0.8" in table
+
+
+def test_fewshot_samples_k_per_label_runs_contenders_and_resumes(tmp_path, monkeypatch):
+    """bench/fewshot.py at a tiny size: K rows per label (multi-label: until every label has K),
+    one cell per contender and seed appended to the results file, --resume runs nothing twice, and
+    the table carries the full-data row of the base it was measured on."""
+    from collections import Counter
+
+    import torch
+
+    from bench import fewshot
+
+    single = fewshot.sample(SINGLE, 3, seed=0, test_rows=10)
+    assert set(Counter(single.train.labels).values()) == {3} and len(single.test.texts) == 10
+    assert fewshot.sample(SINGLE, 3, seed=1, test_rows=10).train.texts != single.train.texts
+    multi = fewshot.sample(MULTI, 2, seed=0, test_rows=10)
+    counts = Counter(label for labels in multi.train.labels for label in labels)
+    pool = data.read_jsonl(MULTI, "train")
+    available = Counter(label for row in pool for label in row["labels"])
+    # The fixture lacks a few rare emotions (0-1 rows): every label gets K or all the rows it has.
+    assert multi.multi_label and all(counts[name] >= min(2, available[name]) for name in multi.names)
+    assert len(multi.train.texts) < len(pool)
+
+    monkeypatch.setattr(fewshot, "RESULTS", tmp_path / "fewshot.jsonl")
+    monkeypatch.setattr(fewshot, "FULL_DATA", {**fewshot.FULL_DATA, (fewshot.MINILM, SINGLE): "0.9 (made up)"})
+    argv = ["--data", SINGLE, "--k", "2,4", "--seeds", "0", "--contenders", "probe", "--test-rows", "12",
+            "--resume"]
+    threads = torch.get_num_threads()
+    try:
+        cells = fewshot.main(argv)
+        assert fewshot.main(argv) == []  # every cell is there: nothing runs again
+    finally:
+        torch.set_num_threads(threads)
+    assert [(c["k"], c["n_train"], c["contender"]) for c in cells] == [(2, 8, "probe"), (4, 16, "probe")]
+    assert all(0 <= c["score"] <= 1 and c["n_test"] == 12 for c in cells)
+    table = fewshot.table(fewshot.read_results()).splitlines()
+    assert len(table) == 2 + 3 and "0.9 (made up)" in table[-1]
+
+
+def test_setfit_planned_steps_count_its_pairs():
+    """SetFit's default sampling, counted by hand: 4 rows labelled (0, 0, 1, 2) make 10 unordered
+    pairs with replacement, 5 of them positive (same label); the smaller kind is oversampled to the
+    larger's count, 16 pairs a step."""
+    import torch
+
+    from bench import fewshot
+
+    targets = torch.tensor([0, 0, 1, 2])
+    positive = 3 + 1 + 1  # label 0: pairs {a,a}, {b,b}, {a,b}; labels 1 and 2: one each
+    negative = 4 * 5 // 2 - positive
+    assert fewshot.setfit_planned_steps(targets, False) == -(-2 * max(positive, negative) // 16) == 1
+    many = torch.arange(40) % 4  # 10 rows per label: 4 × 55 positive pairs of 820
+    assert fewshot.setfit_planned_steps(many, False) == -(-2 * (820 - 220) // 16) == 75
