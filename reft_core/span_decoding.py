@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .spans import Alignment, ScoredSpan, SpanPrediction, bio_tags, tag_parts, tag_runs
+from .spans import DEFAULT_REVIEW_THRESHOLD, Alignment, ScoredSpan, SpanPrediction, bio_tags, tag_parts, tag_runs
 
 
 def bio_constraints(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +52,7 @@ def viterbi(log_probs: torch.Tensor, lengths: Sequence[int], labels: Sequence[st
 
 
 def decode(logits: torch.Tensor, alignments: Sequence[Alignment], texts: Sequence[str], labels: Sequence[str],
-           review_threshold: float = 0.5) -> list[SpanPrediction]:
+           review_threshold: float = DEFAULT_REVIEW_THRESHOLD) -> list[SpanPrediction]:
     """Spans of each row of a right-padded batch. logits (B, T, K): column i is token i of that
     row's alignment. Each span's score is the least probability of its tokens' tags."""
     tags = bio_tags(labels)

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OUTSIDE = "O"
+# A spans result needs review when some token's decoded tag is less likely than this (the default of
+# a label set's span_review_threshold, and of span_decoding.decode).
+DEFAULT_REVIEW_THRESHOLD = 0.5
 _TRIM = " \t\n\r\f\v\u2581\u00a0\u3000"
 
 

@@ -11,7 +11,7 @@ from .attach import Edits, encode_prefix, run_from
 from .base import Base
 from .heads import pool
 from .span_decoding import decode
-from .spans import Alignment, SpanPrediction, align
+from .spans import DEFAULT_REVIEW_THRESHOLD, Alignment, SpanPrediction, align
 
 
 class Tagger:
@@ -77,7 +77,7 @@ class Tagger:
         return out  # type: ignore[return-value]
 
     def predict_spans(self, adapter: Adapter, texts: Sequence[str],
-                      review_threshold: float = 0.5) -> list[SpanPrediction]:
+                      review_threshold: float = DEFAULT_REVIEW_THRESHOLD) -> list[SpanPrediction]:
         """The spans a spans adapter finds in each text (`span_decoding.decode`), with a score
         each; a text needs review when a token's decoded tag is less likely than `review_threshold`."""
         return self.predict_mixed([(adapter, t) for t in texts], {adapter: review_threshold})  # type: ignore[return-value]
@@ -127,7 +127,8 @@ class Tagger:
             if adapter.kind == "spans":
                 which = [batch_texts[r] for r in rows.tolist()]
                 answers = [*decode(adapter.head(last[rows]), [alignments[t] for t in which],
-                                   [texts[t] for t in which], adapter.label_names, review_thresholds.get(adapter, 0.5))]
+                                   [texts[t] for t in which], adapter.label_names,
+                                   review_thresholds.get(adapter, DEFAULT_REVIEW_THRESHOLD))]
             else:
                 answers = [*adapter.predictions(adapter.head(last[rows], mask[rows]), review_thresholds.get(adapter))]
             for row, answer in zip(rows.tolist(), answers):

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from reft_core.spans import DEFAULT_REVIEW_THRESHOLD as DEFAULT_SPAN_REVIEW_THRESHOLD
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -149,7 +151,7 @@ class LabelSet(Base):
     kind: Mapped[str] = mapped_column(String(16), default=LabelSetKind.CLASSIFICATION)  # a LabelSetKind
     # Spans sets: a result needs review when some token's decoded tag (a span's, or "no span") is
     # less likely than this (reft_core.span_decoding). Classification sets use review_precision.
-    span_review_threshold: Mapped[float] = mapped_column(Float, default=0.5)
+    span_review_threshold: Mapped[float] = mapped_column(Float, default=DEFAULT_SPAN_REVIEW_THRESHOLD)
     # The base model its adapters are trained on: "auto" (chosen from the examples at the first
     # training, reft_core.bases.choose_base) or a base's name. `base_model_resolved` is the one
     # in use, set when a train job is created.

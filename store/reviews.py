@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from reft_core.spans import DEFAULT_REVIEW_THRESHOLD
+
 from . import jobs, label_sets
 from .db import session_scope
 from .errors import Conflict, Invalid, NotFound
@@ -174,4 +176,5 @@ def label_set_review_precision(label_set_id: str) -> float | None:
 
 def label_set_span_review_threshold(label_set_id: str) -> float:
     with session_scope(readonly=True) as session:
-        return float(session.scalar(select(LabelSet.span_review_threshold).where(LabelSet.id == label_set_id)) or 0.5)
+        return float(session.scalar(select(LabelSet.span_review_threshold).where(LabelSet.id == label_set_id))
+                     or DEFAULT_REVIEW_THRESHOLD)

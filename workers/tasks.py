@@ -16,6 +16,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
 
+from reft_core.spans import DEFAULT_REVIEW_THRESHOLD
 from service import logs
 from service.settings import get_settings
 from store import adapters, jobs, loop, reviews
@@ -150,7 +151,7 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
             loaded = model_cache.adapter(ref)
             if loaded.kind == "spans":
                 found = model_cache.tagger_for(loaded).predict_spans(
-                    loaded, chunk.texts, review_threshold=chunk.span_review_threshold or DEFAULT_SPAN_REVIEW)
+                    loaded, chunk.texts, review_threshold=chunk.span_review_threshold or DEFAULT_REVIEW_THRESHOLD)
                 rows = span_rows(chunk, ref.version, found, loaded.label_names)
             else:
                 threshold = review_threshold(loaded, chunk.review_precision)
@@ -169,9 +170,6 @@ def tag_chunk(self: Task, *_: Any) -> int | None:
             raise retry_soon(self, exc) from exc
         # Written under the heartbeat too: a write that waits for the database keeps the lease.
         return jobs.write_chunk_results(job_id, index, rows)
-
-
-DEFAULT_SPAN_REVIEW = 0.5  # LabelSet.span_review_threshold's default
 
 
 def span_json(prediction: Any, labels: list[str]) -> dict[str, Any]:
