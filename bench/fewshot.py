@@ -232,6 +232,8 @@ def latest_cells(cells: list[dict[str, Any]]) -> dict[Cell, dict[str, Any]]:
 
 
 def table(cells: list[dict[str, Any]]) -> str:
+    """Accuracy (micro-F1 for multi-label sets), mean ± sd over seeds, and train seconds, per
+    base, data set and K, a column pair per contender."""
     latest = latest_cells(cells)
     groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for (base, data, contender, k, _seed), cell in latest.items():
@@ -254,10 +256,17 @@ def table(cells: list[dict[str, Any]]) -> str:
     return markdown_table(header, rows)
 
 
+def reported(cell: dict[str, Any]) -> float:
+    """The figure the table shows: accuracy, micro-F1 for multi-label sets (issue 12's protocol).
+    A cell's `score` is the main score adapters are compared by (macro-F1 for single-label sets)."""
+    metrics = cell["metrics"]
+    return float(metrics["micro_f1"] if "micro_f1" in metrics else metrics["accuracy"])
+
+
 def score_cell(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "–"
-    scores = [r["score"] for r in runs]
+    scores = [reported(r) for r in runs]
     sd = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
     capped = " (capped)" if any(r.get("details", {}).get("capped") for r in runs) else ""
     return f"{statistics.mean(scores):.3f}{sd}{capped}"

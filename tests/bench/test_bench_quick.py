@@ -196,3 +196,17 @@ def test_setfit_planned_steps_count_its_pairs():
     assert fewshot.setfit_planned_steps(targets, False) == -(-2 * max(positive, negative) // 16) == 1
     many = torch.arange(40) % 4  # 10 rows per label: 4 × 55 positive pairs of 820
     assert fewshot.setfit_planned_steps(many, False) == -(-2 * (820 - 220) // 16) == 75
+
+
+def test_fewshot_table_shows_accuracy_or_micro_f1_not_the_comparison_score():
+    from bench import fewshot
+
+    def cell(data, seed, metrics):
+        return {"base": fewshot.MINILM, "data": data, "contender": "probe", "k": 4, "seed": seed, "score": 0.1,
+                "metrics": metrics, "train_seconds": 1.0}
+
+    rows = fewshot.table([cell("one", 0, {"accuracy": 0.6, "macro_f1": 0.1}),
+                          cell("one", 1, {"accuracy": 0.8, "macro_f1": 0.1}),
+                          cell("many", 0, {"accuracy": 0.2, "micro_f1": 0.5, "macro_f1": 0.1})]).splitlines()
+    assert "| one | 4 | – | – | – | – | 0.700 ± 0.141 | 1.0 |" in rows[2]
+    assert "| many | 4 | – | – | – | – | 0.500 | 1.0 |" in rows[3]
