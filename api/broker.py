@@ -45,8 +45,7 @@ def retrain_if_due(tenant_id: str, label_set_id: str) -> str | None:
     queued and the reconciler sends it after its pick-up deadline."""
     try:
         with transaction() as session:
-            job = jobs.retrain_if_due(session, tenant_id, label_set_id, settings().min_examples_per_label,
-                                      english_base=settings().english_base)
+            job = jobs.retrain_if_due(session, tenant_id, label_set_id, settings().min_examples_per_label)
             made = None if job is None else (job.id, job.queued_after)
     except Exception:
         log.exception("could not check whether label set %s is due for retraining", label_set_id)

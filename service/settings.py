@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reft_core.bases import ENGLISH_DEFAULT
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,9 +37,9 @@ class Settings:
     )
     redis_url: str = field(default_factory=lambda: os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     # The base a label set's "auto" picks for Latin-script examples: a bundled base's name
-    # (reft_core.bases: all-MiniLM-L6-v2, the default, or multilingual-e5-small) or a local
-    # Hugging Face model directory, which workers then offer beside the bundled bases.
-    english_base: str = field(default_factory=lambda: os.environ.get("BASE_MODEL") or "all-MiniLM-L6-v2")
+    # (reft_core.bases: multilingual-e5-small, the default, or all-MiniLM-L6-v2, half the cost per
+    # text) or a local Hugging Face model directory, which workers then offer beside the bundled bases.
+    english_base: str = field(default_factory=lambda: os.environ.get("BASE_MODEL") or ENGLISH_DEFAULT)
     device: str = field(default_factory=lambda: os.environ.get("DEVICE", "auto"))
     bootstrap_api_key: str | None = field(default_factory=lambda: os.environ.get("REFTAG_API_KEY") or None)
     # "development" lets a trial run bootstrap a short REFTAG_API_KEY (docs/api.md, "Bootstrap");

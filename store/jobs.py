@@ -34,7 +34,6 @@ from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from reft_core.bases import DEFAULT as DEFAULT_BASE
 from service.settings import get_settings
 
 from . import adapters, label_sets, results
@@ -99,7 +98,6 @@ FEW_EXAMPLES = 4
 
 def create_train_job(
     session: Session, tenant_id: str, label_set_id: str, config: dict[str, Any], min_examples_per_label: int,
-    english_base: str = DEFAULT_BASE,
 ) -> tuple[Job, bool]:
     """A queued train job, and whether this request made it. Its `config` is the label set's
     overrides with the request's on top, merged here once: the job records what it trains with.
@@ -111,8 +109,8 @@ def create_train_job(
     has finished) — at most one waits per set. Refuses when any label has fewer than
     `min_examples_per_label` examples (at least one: a label nobody gave an example of cannot be
     learned); a label with fewer than FEW_EXAMPLES trains with a warning on the job. The set's
-    base model is resolved here if it was not yet (`english_base`: what "auto" means for
-    Latin-script examples)."""
+    base model is resolved here if it was not yet (settings' `english_base`: what "auto" means
+    for Latin-script examples)."""
     label_set = label_sets.label_set_row(session, tenant_id, label_set_id, lock=True)
     unfinished = session.scalars(select(Job).where(
         Job.label_set_id == label_set.id, Job.type == JobType.TRAIN, Job.status.in_(JobStatus.unfinished()))
@@ -140,7 +138,7 @@ def create_train_job(
                             f"them from very little and its scores on them are rough: "
                             + ", ".join(f"{name!r} ({counts[name]})" for name in few[:20]),
                  "labels": few}] if few else []
-    label_sets.resolve_base_model(session, label_set, english_base)
+    label_sets.resolve_base_model(session, label_set, get_settings().english_base)
     job = Job(tenant_id=tenant_id, type=JobType.TRAIN, label_set_id=label_set.id,
               config=merged, total=label_sets.example_count(session, label_set.id),
               warnings=warnings, queued_after=running)
@@ -149,8 +147,7 @@ def create_train_job(
     return job, True
 
 
-def retrain_if_due(session: Session, tenant_id: str, label_set_id: str, min_examples_per_label: int,
-                   english_base: str = DEFAULT_BASE) -> Job | None:
+def retrain_if_due(session: Session, tenant_id: str, label_set_id: str, min_examples_per_label: int) -> Job | None:
     """Retraining on its own: once `retrain_after` examples of the set were added or relabelled
     since its latest training started, a train job is queued, as a train request naming no
     config would queue it (coalescing with any train job that is queued or running). Only for a
@@ -173,8 +170,7 @@ def retrain_if_due(session: Session, tenant_id: str, label_set_id: str, min_exam
         return None
     try:
         with session.begin_nested():
-            job, created = create_train_job(session, tenant_id, label_set_id, {}, min_examples_per_label,
-                                            english_base=english_base)
+            job, created = create_train_job(session, tenant_id, label_set_id, {}, min_examples_per_label)
     except (Invalid, Conflict):
         return None
     return job if created else None

@@ -43,7 +43,8 @@ _adapters: OrderedDict[str, reft_core.Adapter] = OrderedDict()
 
 
 def default_base_name() -> str:
-    """What a worker loads first: the base "auto" picks for English (BASE_MODEL, else MiniLM)."""
+    """What a worker loads first: the base "auto" picks for English (BASE_MODEL, else
+    reft_core.bases.ENGLISH_DEFAULT)."""
     return bases.name_of(get_settings().english_base)
 
 

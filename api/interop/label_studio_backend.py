@@ -388,8 +388,7 @@ def start_training(label_set_id: str) -> tuple[dict[str, Any], bool]:
     """A train job as `POST /v1/label-sets/{id}/train` makes it (requests coalesce), and whether
     this request made it."""
     with transaction() as session:
-        job, created = jobs.create_train_job(session, g.tenant_id, label_set_id, {}, settings().min_examples_per_label,
-                                    english_base=settings().english_base)
+        job, created = jobs.create_train_job(session, g.tenant_id, label_set_id, {}, settings().min_examples_per_label)
     if created and job.queued_after is None:
         broker.submit_train(job.id)
     return job_json(job), created

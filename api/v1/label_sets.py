@@ -121,7 +121,7 @@ def train(label_set_id: str):
     with transaction() as session:
         job, created = jobs.create_train_job(session, g.tenant_id, label_set_id,
                                        body.config.overrides() if body.config else {},
-                                       settings().min_examples_per_label, english_base=settings().english_base)
+                                       settings().min_examples_per_label)
     if created and job.queued_after is None:
         broker.submit_train(job.id)
     return job_json(job), 202 if created else 200
