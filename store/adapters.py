@@ -131,7 +131,8 @@ def add_version(session: Session, label_set: LabelSet, train_job_id: str, weight
     if now_active != promotion.active_version:
         promotion = replace(promotion, promote=False, reason=(
             f"not activated: it was compared with version {promotion.active_version}, but version {now_active} "
-            "became active while it trained; activate it by hand to use it"))
+            "became active while it trained; activate it by hand to use it"),
+            detail={**promotion.detail, "active_changed_to": now_active})
     if promotion.promote and active is not None:
         active.is_active = False
         session.flush()  # the old active row is inactive before the new one is written

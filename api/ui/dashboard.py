@@ -203,6 +203,51 @@ def kind_word(label_set: LabelSet) -> str:
     return gettext("multi-label") if label_set.multi_label else gettext("single-label")
 
 
+# The number versions are compared by (reft_core.config.main_metric), as the adapter page names it.
+METRIC_WORDS = {"macro_f1": i18n.N_("Macro-F1"), "micro_f1": i18n.N_("Micro-F1"), "accuracy": i18n.N_("Accuracy")}
+
+
+@bp.app_template_global()
+def promotion_text(promotion: dict[str, Any]) -> str:
+    """Why a train job's version was or was not made active (store.adapters.Promotion's JSON), in
+    the page's language, with both scores; the stored English `reason` for a rule this does not know."""
+    rule, promoted = promotion.get("rule"), bool(promotion.get("promoted"))
+    if promotion.get("active_changed_to") is not None:
+        return gettext("Not activated: it was compared with version %(compared)s, but version %(now)s became "
+                       "active while it trained; activate it by hand to use it.",
+                       compared=promotion.get("active_version"), now=promotion["active_changed_to"])
+    if rule == "first":
+        return gettext("The first version of the set: active.")
+    if rule == "none":
+        return gettext("Too few examples to compare the versions; the newer one is active.")
+    if rule not in ("held_out", "k-fold") or promotion.get("new_score") is None:
+        return str(promotion.get("reason") or "")
+    metric = promotion.get("metric")
+    values = {"metric": gettext(METRIC_WORDS[metric]) if metric in METRIC_WORDS else metric,
+              "new": fixed(promotion["new_score"], 4), "old": fixed(promotion.get("active_score"), 4),
+              "version": promotion.get("active_version"), "count": promotion.get("n_eval"),
+              "folds": promotion.get("folds")}
+    if rule == "held_out":
+        return (gettext("Promoted: %(metric)s %(new)s ≥ %(old)s of version %(version)s, both on the same %(count)s "
+                        "evaluation examples.", **values) if promoted else
+                gettext("Not activated: %(metric)s %(new)s < %(old)s of version %(version)s, both on the same "
+                        "%(count)s evaluation examples.", **values))
+    return (gettext("Promoted: %(metric)s %(new)s ≥ %(old)s of version %(version)s, each recipe retrained on the "
+                    "same %(folds)s folds of the current examples.", **values) if promoted else
+            gettext("Not activated: %(metric)s %(new)s < %(old)s of version %(version)s, each recipe retrained on "
+                    "the same %(folds)s folds of the current examples.", **values))
+
+
+@bp.app_template_global()
+def warning_text(warning: dict[str, Any]) -> str:
+    """A train job's warning in the page's language (its `code` decides); the stored message else."""
+    if warning.get("code") == "few_examples" and warning.get("labels"):
+        return gettext("These labels have fewer than %(count)s examples; the adapter learns them from very little "
+                       "and its scores on them are rough: %(labels)s",
+                       count=jobs.FEW_EXAMPLES, labels=", ".join(map(str, warning["labels"])))
+    return str(warning.get("message") or "")
+
+
 @dataclass(frozen=True)
 class Piece:
     """A run of a text as a page shows it: plain (`label` None), or a span of type `label`."""

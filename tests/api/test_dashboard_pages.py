@@ -219,18 +219,33 @@ def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted
     from store.models import Job
 
     label_set = make_label_set("few", labels=("a", "b"))
+    k_fold = {"promoted": False, "rule": "k-fold", "metric": "macro_f1", "new_score": 0.61, "active_version": 1,
+              "active_score": 0.7, "folds": 5, "reason": "not activated: macro_f1 0.6100 < active version 1's 0.7000 "
+                                                            "over 5 folds of the current examples"}
+    held_out = {"promoted": True, "rule": "held_out", "metric": "micro_f1", "new_score": 0.8, "active_version": 2,
+                "active_score": 0.75, "n_eval": 40, "reason": "promoted: …"}
+    # It won, but version 3 was activated while it trained (store.adapters.add_version).
+    raced = {**held_out, "promoted": False, "active_changed_to": 3, "reason": "not activated: …"}
+    job_ids = []
     with db() as session:
-        job = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="succeeded",
-                  warnings=[{"code": "few_examples", "message": "1 label(s) have fewer than 4 examples: 'b' (2)",
-                             "labels": ["b"]}],
-                  metrics={"promotion": {"promoted": False, "reason": "not activated: macro_f1 0.61 < active "
-                                                                        "version 1's 0.70 over 5 folds"}})
-        session.add(job)
-        session.flush()
-        job_id = job.id
+        for promotion in (k_fold, held_out, raced):
+            job = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="succeeded",
+                      warnings=[{"code": "few_examples", "message": "1 label(s) have fewer than 4 examples: 'b' (2)",
+                                 "labels": ["b"]}],
+                      metrics={"promotion": promotion})
+            session.add(job)
+            session.flush()
+            job_ids.append(job.id)
     sign_in(client, tenant.key)
-    html = text_of(client.get(f"/ui/jobs/{job_id}"))
-    assert "&#39;b&#39; (2)" in html and "not activated: macro_f1 0.61 &lt; active version 1&#39;s 0.70" in html
+    html = text_of(client.get(f"/ui/jobs/{job_ids[0]}?lang=en"))
+    assert "Not activated: Macro-F1 0.6100 &lt; 0.7000 of version 1, each recipe retrained on the same 5 folds" in html
+    assert "fewer than 4 examples; the adapter learns them from very little and its scores on them are rough: b" in html
+    zh = text_of(client.get(f"/ui/jobs/{job_ids[0]}?lang=zh-CN"))
+    assert "未启用：宏平均 F1 0.6100 &lt; 版本 1 的 0.7000，两个版本的配方都在当前样本的同样 5 折上重新训练。" in zh
+    assert "以下标签的样本少于 4 条" in zh and "macro_f1" not in zh and "rough" not in zh
+    zh_tw = text_of(client.get(f"/ui/jobs/{job_ids[1]}?lang=zh-TW"))
+    assert "已啟用：微平均 F1 0.8000 ≥ 版本 2 的 0.7500，兩者在同樣的 40 筆驗證樣本上評估。" in zh_tw
+    assert "but version 3 became active while it trained" in text_of(client.get(f"/ui/jobs/{job_ids[2]}?lang=en"))
 
 
 def test_a_label_sets_base_model_shows_in_the_list_on_its_page_and_on_each_version(

@@ -200,7 +200,8 @@ def test_a_version_compared_with_an_active_one_that_changed_meanwhile_stays_inac
     assert (late.version, late.is_active) == (3, False)
     assert "version 2 became active while it trained" in late.note
     assert adapters.adapter_ref(ls).version == 2
-    assert job(job3).metrics["promotion"]["promoted"] is False
+    promotion = job(job3).metrics["promotion"]
+    assert (promotion["promoted"], promotion["active_changed_to"]) == (False, 2)
 
 
 def test_a_cancelled_train_job_stores_nothing(rows):
