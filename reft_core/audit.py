@@ -89,12 +89,15 @@ def audit(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
     else:
         given_ids = np.array([index[n] for n in labels])
         pred_probs = pred_probs / pred_probs.sum(1, keepdims=True)
+    # n_jobs=1: by default cleanlab forks a multiprocessing.Pool (one process a core) here, inside a
+    # worker whose other threads (torch's, the lease heartbeat) may hold locks at the fork; in CI the
+    # pool then hung for good and the audit job with it. A few thousand rows need no pool.
     if multi_label:
         ranked = find_multilabel_issues(given_ids, pred_probs, filter_by=filter_by,
-                                        return_indices_ranked_by="self_confidence")
+                                        return_indices_ranked_by="self_confidence", n_jobs=1)
     else:
         ranked = find_label_issues(given_ids, pred_probs, filter_by=filter_by,
-                                   return_indices_ranked_by="self_confidence")
+                                   return_indices_ranked_by="self_confidence", n_jobs=1)
     findings = []
     for i in (int(r) for r in ranked):
         row = probs[i]

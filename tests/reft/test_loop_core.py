@@ -111,6 +111,23 @@ def test_an_audits_findings_name_the_given_and_a_different_suggested_label(tiny,
     assert len({f.index for f in found.findings}) == len(found.findings)
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_an_audit_forks_no_processes(tiny, multi_label, monkeypatch):
+    """cleanlab's default forks a multiprocessing.Pool, which hung an audit job for good inside a
+    Celery worker with other threads (CI, PostgreSQL e2e); the audit must not ask for one."""
+    import multiprocessing
+
+    def no_pool(*_args, **_kwargs):
+        raise AssertionError("the audit forked a multiprocessing.Pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    monkeypatch.setattr(multiprocessing.context.BaseContext, "Pool", no_pool)
+    names = ["a", "b", "c"]
+    labels = ([[names[i % 3]] for i in range(len(TEXTS))] if multi_label else [names[i % 3] for i in range(len(TEXTS))])
+    found = audit(tiny, TEXTS, labels, names, multi_label=multi_label, config={"min_steps": 5}, epochs=1)
+    assert found.probs.shape == (len(TEXTS), 3)
+
+
 def test_k_fold_checks_fall_on_the_same_steps_whatever_the_fold_sizes(tiny):
     """201 rows in 5 folds: training shares of 160 and 161 rows are 5 and 6 batches of 32, so each
     fold used to check on its own schedule and the folds' checks were averaged by position (an
