@@ -244,7 +244,7 @@ def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted
     assert "未启用：宏平均 F1 0.6100 &lt; 版本 1 的 0.7000，两个版本的配方都在当前样本的同样 5 折上重新训练。" in zh
     assert "以下标签的样本少于 4 条" in zh and "macro_f1" not in zh and "rough" not in zh
     zh_tw = text_of(client.get(f"/ui/jobs/{job_ids[1]}?lang=zh-TW"))
-    assert "已啟用：微平均 F1 0.8000 ≥ 版本 2 的 0.7500，兩者在同樣的 40 筆驗證樣本上評估。" in zh_tw
+    assert "已啟用：微平均 F1 0.8000 ≧ 版本 2 的 0.7500，兩者在同樣的 40 筆驗證樣本上評估。" in zh_tw
     assert "but version 3 became active while it trained" in text_of(client.get(f"/ui/jobs/{job_ids[2]}?lang=en"))
 
 
