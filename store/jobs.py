@@ -137,7 +137,7 @@ def create_train_job(
                  "message": f"{len(few)} label(s) have fewer than {FEW_EXAMPLES} examples; the adapter learns "
                             f"them from very little and its scores on them are rough: "
                             + ", ".join(f"{name!r} ({counts[name]})" for name in few[:20]),
-                 "labels": few}] if few else []
+                 "labels": few, "examples": {name: counts[name] for name in few}}] if few else []
     label_sets.resolve_base_model(session, label_set, get_settings().english_base)
     job = Job(tenant_id=tenant_id, type=JobType.TRAIN, label_set_id=label_set.id,
               config=merged, total=label_sets.example_count(session, label_set.id),

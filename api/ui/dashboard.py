@@ -242,9 +242,11 @@ def promotion_text(promotion: dict[str, Any]) -> str:
 def warning_text(warning: dict[str, Any]) -> str:
     """A train job's warning in the page's language (its `code` decides); the stored message else."""
     if warning.get("code") == "few_examples" and warning.get("labels"):
+        counts = warning.get("examples") or {}  # each label's examples then (jobs before 2026-12-03 lack it)
         return gettext("These labels have fewer than %(count)s examples; the adapter learns them from very little "
                        "and its scores on them are rough: %(labels)s",
-                       count=jobs.FEW_EXAMPLES, labels=", ".join(map(str, warning["labels"])))
+                       count=jobs.FEW_EXAMPLES, labels=", ".join(
+                           f"{name} ({counts[name]})" if name in counts else str(name) for name in warning["labels"]))
     return str(warning.get("message") or "")
 
 

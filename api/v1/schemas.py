@@ -414,6 +414,8 @@ class JobWarning(BaseModel):
     code: str
     message: str
     labels: list[str] = Field(default_factory=list, description="the labels it is about")
+    examples: dict[str, int] | None = Field(default=None, description="few_examples: each of those labels' "
+                                            "examples when the job was asked for")
 
 
 class JobOut(BaseModel):

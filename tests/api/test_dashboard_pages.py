@@ -231,7 +231,7 @@ def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted
         for promotion in (k_fold, held_out, raced):
             job = Job(tenant_id=tenant.id, type="train", label_set_id=label_set["id"], status="succeeded",
                       warnings=[{"code": "few_examples", "message": "1 label(s) have fewer than 4 examples: 'b' (2)",
-                                 "labels": ["b"]}],
+                                 "labels": ["b"], "examples": {"b": 2}}],
                       metrics={"promotion": promotion})
             session.add(job)
             session.flush()
@@ -239,7 +239,7 @@ def test_a_train_jobs_page_shows_its_warnings_and_why_it_was_or_was_not_promoted
     sign_in(client, tenant.key)
     html = text_of(client.get(f"/ui/jobs/{job_ids[0]}?lang=en"))
     assert "Not activated: Macro-F1 0.6100 &lt; 0.7000 of version 1, each recipe retrained on the same 5 folds" in html
-    assert "fewer than 4 examples; the adapter learns them from very little and its scores on them are rough: b" in html
+    assert "the adapter learns them from very little and its scores on them are rough: b (2)" in html
     zh = text_of(client.get(f"/ui/jobs/{job_ids[0]}?lang=zh-CN"))
     assert "未启用：宏平均 F1 0.6100 &lt; 版本 1 的 0.7000，两个版本的配方都在当前样本的同样 5 折上重新训练。" in zh
     assert "以下标签的样本少于 4 条" in zh and "macro_f1" not in zh and "rough" not in zh

@@ -61,6 +61,7 @@ def test_labels_with_one_to_three_examples_train_with_a_warning(client, auth, ma
     assert response.status_code == 202
     [warning] = response.get_json()["warnings"]
     assert warning["code"] == "few_examples" and warning["labels"] == ["b", "c"]
+    assert warning["examples"] == {"b": 1, "c": 3}
     assert "'b' (1)" in warning["message"] and "'c' (3)" in warning["message"]
     job = client.get(f"/v1/jobs/{response.get_json()['id']}", headers=auth).get_json()
     assert job["warnings"] == [warning]  # kept on the job
