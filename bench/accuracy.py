@@ -23,6 +23,7 @@ Writes bench/out/accuracy.json (every number) and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import warnings
@@ -119,8 +120,9 @@ def run_baseline(method: str, base: Base, data: Dataset, epochs: int | None,
 
 
 # -- reftag's interventions -------------------------------------------------------------------------------
-def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
-    config: dict[str, Any] = {"intervention": method, "seed": seed}
+def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: int = DEFAULTS.seed,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {**(overrides or {}), "intervention": method, "seed": seed}
     if epochs:
         config["epochs"] = epochs
     t0 = time.perf_counter()
@@ -136,12 +138,13 @@ def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: i
 
 
 def run_method(method: str, base: Base, data: Dataset, epochs: int | None,
-               head_lr: float | None = None, seed: int = DEFAULTS.seed) -> dict[str, Any]:
+               head_lr: float | None = None, seed: int = DEFAULTS.seed,
+               reft_config: dict[str, Any] | None = None) -> dict[str, Any]:
     torch.manual_seed(seed)
     if method == "probe":
         return run_probe(base, data, epochs, seed)
     if method in REFT_METHODS:
-        return run_reft(method, base, data, epochs, seed)
+        return run_reft(method, base, data, epochs, seed, reft_config)
     return run_baseline(method, base, data, epochs, head_lr, seed)
 
 
@@ -182,6 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated: every method once per seed (the seed moves the held-out split, the "
                              "initialisation and the batch order); the table gives the first seed's row and the "
                              "mean ± sd of the main score over all seeds")
+    parser.add_argument("--reft-config", type=json.loads, default=None,
+                        help='reftag\'s interventions: training options over the defaults, as JSON '
+                             '(e.g. \'{"layers": [5, 6, 7, 8, 9, 10]}\')')
     parser.add_argument("--quick", action="store_true", help="smoke test: 200 train rows, 100 test rows, 1 epoch")
     parser.add_argument("--out", default="accuracy.json", help="file name under bench/out/")
     args = parser.parse_args(argv)
@@ -202,14 +208,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {"command": command, "machine": machine(), "base": base.name,
                "settings": {"train_rows": args.train_rows, "test_rows": args.test_rows, "epochs": args.epochs or
                             DEFAULTS.epochs, "baseline_head_lr": args.baseline_head_lr, "patience": DEFAULTS.patience,
-                            "batch_size": DEFAULTS.batch_size, "max_length": DEFAULTS.max_length, "seeds": seeds},
+                            "batch_size": DEFAULTS.batch_size, "max_length": DEFAULTS.max_length, "seeds": seeds,
+                            "reft_config": args.reft_config},
                "results": results}
     for name in args.data.split(","):
         data = load_dataset(name, args.train_rows, args.test_rows)
         results[name] = {}
         for method in args.methods.split(","):
             for seed in seeds:
-                r = run_method(method, base, data, args.epochs, args.baseline_head_lr, seed)
+                r = run_method(method, base, data, args.epochs, args.baseline_head_lr, seed, args.reft_config)
                 r.update(n_train=len(data.train.texts), n_test=len(data.test.texts), seed=seed)
                 if method not in results[name]:
                     results[name][method] = {**r, "by_seed": []}
