@@ -65,6 +65,10 @@ class Settings:
     chunk_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_CHUNK_LEASE_SECONDS", 15))
     train_lease_seconds: float = field(default_factory=lambda: _float("REFTAG_TRAIN_LEASE_SECONDS", 60))
     max_attempts: int = field(default_factory=lambda: _int("REFTAG_MAX_ATTEMPTS", 5))
+    # A train or audit job whose training has reported progress and then reports none for this
+    # long is presumed stuck (a deadlock: its heartbeat thread alone would keep it "running" for
+    # good) and queued again for another attempt (workers.train_lease.Heartbeat).
+    train_stall_seconds: float = field(default_factory=lambda: _float("REFTAG_TRAIN_STALL_SECONDS", 1800))
     # How often the reconciler looks for lost work: a dead tag worker's chunk is taken over at
     # most this long after its lease ran out (sooner when another token comes first).
     reconcile_interval: float = field(default_factory=lambda: _float("REFTAG_RECONCILE_INTERVAL", 5))

@@ -17,7 +17,8 @@ scores, goes on the train job (`metrics.promotion`) and on a version that was no
 from __future__ import annotations
 
 import statistics
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from reft_core.config import main_metric
 from store import adapters
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
     import reft_core
 
 
-def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
+def decide(work: TrainWork, new: reft_core.Adapter,
+           progress: Callable[[dict[str, Any]], None] | None = None) -> adapters.Promotion:
+    """Whether `new` replaces the active version (the rules above). `progress` gets the reports
+    of retraining the active version's recipe, where the rule retrains it (the train task's
+    heartbeat: progress that is not the job's own, but keeps its stall watch quiet)."""
     from reft_core import AdapterConfig, evaluate, evaluate_spans, recipe_cross_validation, train, train_spans
 
     spans = work.kind == "spans"
@@ -57,9 +62,9 @@ def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
         else:
             config = {**recipe.to_dict(), "evaluation": "held_out"}
             scored = (train_spans(base, work.texts, work.labels, work.label_names, config=config,
-                                  eval_mask=work.evaluation) if spans else
+                                  eval_mask=work.evaluation, progress=progress) if spans else
                       train(base, work.texts, work.labels, work.label_names, work.multi_label, config=config,
-                            eval_mask=work.evaluation)).metrics
+                            eval_mask=work.evaluation, progress=progress)).metrics
             detail["active_scored"] = ("its recipe retrained on the training examples (the version itself was "
                                        "trained on some of the evaluation examples)")
         active_score = float(scored[metric])
@@ -68,7 +73,7 @@ def decide(work: TrainWork, new: reft_core.Adapter) -> adapters.Promotion:
         folds = int(new.metrics["folds"])
         new_score = statistics.fmean(new.metrics["fold_scores"])
         cv = recipe_cross_validation(base, work.texts, work.labels, work.label_names, work.multi_label,
-                                     {**recipe.to_dict(), "evaluation": "k-fold"}, folds=folds)
+                                     {**recipe.to_dict(), "evaluation": "k-fold"}, folds=folds, progress=progress)
         active_score = cv.score
         detail.update(folds=folds, new_fold_scores=new.metrics["fold_scores"], active_fold_scores=cv.fold_scores)
     else:

@@ -98,7 +98,8 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
 
     settings = get_settings()
     progress = TrainProgress(job_id, job.attempt)
-    with Heartbeat.train(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
+    with Heartbeat.train(job_id, job.attempt, every=max(1.0, settings.train_lease_seconds / 4),
+                         stall_after=settings.train_stall_seconds) as heartbeat:
         try:
             report = LeasedReport(heartbeat, progress)
             if job.kind == "spans":
@@ -112,7 +113,7 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
                     multi_label=job.multi_label, config=job.config, progress=report, eval_mask=job.evaluation,
                 )
             weights, config_json = trained.to_bytes()
-            decided = promotion.decide(job, trained)
+            decided = promotion.decide(job, trained, progress=heartbeat.alive)
         except jobs.LeaseLost:
             log.info("train job %s was cancelled or taken over; stopping", job_id)
             return None
@@ -280,7 +281,8 @@ def audit(self: Task, job_id: str) -> int | None:
 
     settings = get_settings()
     progress = TrainProgress(job_id, work.attempt)
-    with Heartbeat.train(job_id, work.attempt, every=max(1.0, settings.train_lease_seconds / 4)) as heartbeat:
+    with Heartbeat.train(job_id, work.attempt, every=max(1.0, settings.train_lease_seconds / 4),
+                         stall_after=settings.train_stall_seconds) as heartbeat:
         try:
             found = audit_examples(model_cache.base(work.base_model), work.texts, work.labels, work.label_names,
                                    work.multi_label, config=work.config, progress=LeasedReport(heartbeat, progress))

@@ -19,24 +19,67 @@ class Heartbeat:
     runs, so that a long step — caching the frozen layers, tagging a chunk — does not look like
     a dead worker, and a worker that dies loses its lease within a lease length. `renew` raises
     jobs.LeaseLost once the work is no longer this worker's: the beat stops and `lost` is set
-    (training checks it through the progress callback and stops). `what` names the work in logs."""
+    (training checks it through the progress callback and stops). `what` names the work in logs.
 
-    def __init__(self, renew: Callable[[], None], every: float, what: str) -> None:
+    A live thread is not live work: a task stuck for good (a deadlock in a library, as cleanlab's
+    process pool once was inside the worker) would keep its lease, and its job "running",
+    forever. With `stall_after`, work that reports progress (`touch`, which LeasedReport calls
+    with every training report) and then reports none for that many seconds is given up: the
+    beat stops, `stalled` and `lost` are set (should the work wake, its next report stops it), and
+    `on_stall` runs — for a train job, `jobs.release_train_job`, which queues it again for another
+    attempt (the job's `attempts` cap still applies). The watch starts at the first `touch`: what
+    comes before the first step (caching the frozen layers of every example) reports nothing."""
+
+    def __init__(self, renew: Callable[[], None], every: float, what: str, stall_after: float | None = None,
+                 on_stall: Callable[[float], None] | None = None) -> None:
         self.renew, self.every, self.what = renew, every, what
-        self.lost = False
+        self.stall_after, self.on_stall = stall_after, on_stall
+        self.lost = self.stalled = False
+        self._touched: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{what}", daemon=True)
 
     @classmethod
-    def train(cls, job_id: str, attempt: int, every: float) -> Heartbeat:
-        return cls(lambda: jobs.renew_train_lease(job_id, attempt), every, job_id)
+    def train(cls, job_id: str, attempt: int, every: float, stall_after: float | None = None) -> Heartbeat:
+        def release(silent: float) -> None:
+            jobs.release_train_job(job_id, attempt, f"no progress for {silent:.0f} s (the worker seems stuck; "
+                                                    "REFTAG_TRAIN_STALL_SECONDS): given up for another attempt")
+        return cls(lambda: jobs.renew_train_lease(job_id, attempt), every, job_id, stall_after, release)
 
     @classmethod
     def chunk(cls, job_id: str, index: int, attempt: int, every: float) -> Heartbeat:
         return cls(lambda: jobs.renew_chunk_lease(job_id, index, attempt), every, f"{job_id}/{index}")
 
+    def touch(self) -> None:
+        """The work made progress (and is watched for stalls from now on)."""
+        self._touched = time.monotonic()
+
+    def alive(self, _report: dict[str, Any] | None = None) -> None:
+        """A progress callback for work that is not the job's own steps (retraining the active
+        version's recipe to compare it): it counts as progress, and stops on a lost lease."""
+        self.touch()
+        if self.lost:
+            raise jobs.LeaseLost(self.what)
+
+    def _silent_for(self) -> float | None:
+        """Seconds since the last progress, when that is past `stall_after`."""
+        if self.stall_after is None or self._touched is None:
+            return None
+        silent = time.monotonic() - self._touched
+        return silent if silent > self.stall_after else None
+
     def _run(self) -> None:
         while not self._stop.wait(self.every):
+            silent = self._silent_for()
+            if silent is not None:
+                self.stalled = self.lost = True
+                log.error("%s made no progress for %.0f s: giving its lease up", self.what, silent)
+                try:
+                    if self.on_stall is not None:
+                        self.on_stall(silent)
+                except Exception:  # the lease then runs out by itself, and the reconciler takes over
+                    log.exception("could not give up the lease of %s", self.what)
+                return
             try:
                 self.renew()
             except jobs.LeaseLost:
@@ -98,6 +141,7 @@ class LeasedReport:
         self.heartbeat, self.progress = heartbeat, progress
 
     def __call__(self, report: dict[str, Any]) -> None:
+        self.heartbeat.touch()
         if self.heartbeat.lost:
             raise jobs.LeaseLost(self.heartbeat.what)
         try:

@@ -3,6 +3,7 @@ real database and a real Redis, every message it sends itself delivered back to 
 worker would, until none is left. Only the model is replaced, where a test needs it to fail."""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -69,6 +70,37 @@ def test_a_chunk_that_fails_every_time_fails_its_items_with_the_error_after_max_
         assert s.get(Chunk, (job_id, 0)).status == "failed"
         job = s.get(Job, job_id)
         assert (job.status, job.done, job.failed) == ("succeeded", 2, 4)
+
+
+def test_a_train_task_stuck_past_the_stall_limit_gives_its_job_up_for_another_attempt(rows, clean_redis,
+                                                                                        monkeypatch):
+    # A deadlock in a library cannot be made to order: training here reports one step and then
+    # sits still longer than REFTAG_TRAIN_STALL_SECONDS, as cleanlab's pool once did for good.
+    import reft_core
+
+    monkeypatch.setenv("REFTAG_TRAIN_STALL_SECONDS", "0.5")
+    monkeypatch.setenv("REFTAG_TRAIN_LEASE_SECONDS", "4")  # a beat a second
+    reports = []
+
+    def stuck_training(base, texts, labels, label_names, progress=None, **_):
+        progress({"step": 1, "total_steps": 10, "epoch": 1, "epochs": 1, "loss": 1.0})
+        reports.append(1)
+        time.sleep(5)
+        progress({"step": 2, "total_steps": 10, "epoch": 1, "epochs": 1, "loss": 0.9})  # woken: stops here
+        reports.append(2)
+        raise AssertionError("training went on after its job was given up")
+
+    monkeypatch.setattr(reft_core, "train", stuck_training)
+    monkeypatch.setattr(model_cache, "base", lambda name=None: SimpleNamespace(name=name))
+    job_id = rows.train_job(rows.label_set())
+
+    assert run_as_worker(tasks.train_adapter, job_id) is None
+    assert reports == [1]
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job.status == "queued" and "no progress for" in job.detail["last_error"]
+        assert s.scalars(select(Adapter).where(Adapter.label_set_id == job.label_set_id)).all() == []
+    assert jobs.lease_train_job(job_id).attempt == 2  # another attempt takes it
 
 
 def test_an_adapter_whose_bytes_do_not_match_their_checksum_is_never_served(rows, clean_redis):

@@ -9,7 +9,7 @@ from store import adapters, jobs, label_sets
 from store.db import session_scope
 from store.models import Example, Job, Label, LabelSet, Tenant
 from tests.workers.conftest import run_as_worker
-from workers import model_cache, tasks
+from workers import model_cache, tasks, train_lease
 
 POS = ["a wonderful , moving film", "great fun from start to finish", "brilliant acting and a sharp script",
        "i loved every minute", "a joy to watch", "funny and warm", "superb in every way", "the best film of the year",
@@ -92,7 +92,13 @@ def test_a_worse_version_that_the_old_comparison_promoted_is_not_promoted(work_d
     assert adapters.adapter_ref(label_set_id).version == 1  # version 1 still serves
 
 
-def test_on_a_small_set_both_recipes_are_cross_validated_on_the_same_folds(work_db, clean_redis):
+def test_on_a_small_set_both_recipes_are_cross_validated_on_the_same_folds(work_db, clean_redis, monkeypatch):
+    # Retraining the active recipe per fold reports its steps to the train task's heartbeat, so
+    # that a long retraining is not taken for a stuck worker (REFTAG_TRAIN_STALL_SECONDS).
+    beats = []
+    alive = train_lease.Heartbeat.alive
+    monkeypatch.setattr(train_lease.Heartbeat, "alive", lambda self, report=None: (beats.append(report),
+                                                                                  alive(self, report))[1])
     label_set_id = sentiment_set({})  # 44 examples: k-fold
     first = train_job(label_set_id, GOOD)
     run_as_worker(tasks.train_adapter, first)
@@ -104,3 +110,4 @@ def test_on_a_small_set_both_recipes_are_cross_validated_on_the_same_folds(work_
     assert len(decided["new_fold_scores"]) == len(decided["active_fold_scores"]) == 5
     assert decided["promoted"] is (decided["new_score"] >= decided["active_score"])
     assert "over 5 folds" in decided["reason"]
+    assert beats and {report["fits"] for report in beats} == {5}  # the active recipe's five fold fits

@@ -213,6 +213,41 @@ def test_a_cancelled_train_job_stores_nothing(rows):
         jobs.renew_train_lease(job_id, 1)
 
 
+def test_a_train_job_that_stops_reporting_progress_is_given_up_for_another_attempt(rows):
+    # A task stuck for good (a deadlock) whose heartbeat thread lives on held its job "running"
+    # for ever; now its silence past stall_after gives the lease up.
+    import time
+
+    ls, job_id, leased = train(rows)
+    progress = train_lease.TrainProgress(job_id, leased.attempt)
+    with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=2) as heartbeat:
+        report = train_lease.LeasedReport(heartbeat, progress)
+        for step in range(1, 31):  # training that reports: 3 s, longer than stall_after, kept
+            report({"step": step, "total_steps": 100, "epoch": 1, "epochs": 10, "loss": 1.0})
+            time.sleep(0.1)
+        assert not heartbeat.stalled and job(job_id).status == "running"
+        time.sleep(4)  # then nothing: stuck
+        assert heartbeat.stalled and heartbeat.lost
+    stuck = job(job_id)
+    assert stuck.status == "queued" and "no progress for" in stuck.detail["last_error"]
+    assert "REFTAG_TRAIN_STALL_SECONDS" in stuck.detail["last_error"]
+    with pytest.raises(jobs.LeaseLost):  # the stuck attempt, should it wake, stops at its next report
+        report({"step": 31, "total_steps": 100, "epoch": 1, "epochs": 10, "loss": 1.0})
+    assert jobs.lease_train_job(job_id).attempt == 2  # and another attempt takes the job
+
+
+def test_the_stall_watch_starts_at_the_first_progress_report(rows):
+    # Caching the frozen layers of every example comes before the first step and reports nothing:
+    # however long it takes, it is not a stall.
+    import time
+
+    ls, job_id, leased = train(rows)
+    with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=0.2) as heartbeat:
+        time.sleep(0.8)
+        assert not heartbeat.stalled and not heartbeat.lost
+    assert job(job_id).status == "running"
+
+
 def test_train_job_past_max_attempts_fails(rows, monkeypatch):
     monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "2")
     ls, job_id, leased = train(rows)
