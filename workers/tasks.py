@@ -113,6 +113,7 @@ def train_version(self: Task, job_id: str) -> dict[str, Any] | None:
                     multi_label=job.multi_label, config=job.config, progress=report, eval_mask=job.evaluation,
                 )
             weights, config_json = trained.to_bytes()
+            heartbeat.pause()  # until the comparison's first step: it may cache every example first
             decided = promotion.decide(job, trained, progress=heartbeat.alive)
         except jobs.LeaseLost:
             log.info("train job %s was cancelled or taken over; stopping", job_id)

@@ -54,6 +54,11 @@ class Heartbeat:
         """The work made progress (and is watched for stalls from now on)."""
         self._touched = time.monotonic()
 
+    def pause(self) -> None:
+        """Nothing is watched until the next progress: for a phase that reports nothing before
+        its first step (caching the frozen layers of the examples a comparison retrains on)."""
+        self._touched = None
+
     def alive(self, _report: dict[str, Any] | None = None) -> None:
         """A progress callback for work that is not the job's own steps (retraining the active
         version's recipe to compare it): it counts as progress, and stops on a lost lease."""

@@ -248,6 +248,24 @@ def test_the_stall_watch_starts_at_the_first_progress_report(rows):
     assert job(job_id).status == "running"
 
 
+def test_a_paused_stall_watch_waits_for_the_next_progress_report(rows):
+    # Between the new version's training and the comparison's first step (the active recipe's
+    # examples cached again) nothing reports: the watch is paused there, and armed again by the
+    # next report.
+    import time
+
+    ls, job_id, leased = train(rows)
+    with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=0.3) as heartbeat:
+        heartbeat.touch()
+        heartbeat.pause()
+        time.sleep(0.8)
+        assert not heartbeat.stalled
+        heartbeat.alive({"step": 1})
+        time.sleep(0.8)
+        assert heartbeat.stalled
+    assert job(job_id).status == "queued"
+
+
 def test_train_job_past_max_attempts_fails(rows, monkeypatch):
     monkeypatch.setenv("REFTAG_MAX_ATTEMPTS", "2")
     ls, job_id, leased = train(rows)
