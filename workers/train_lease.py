@@ -146,9 +146,7 @@ class LeasedReport:
         self.heartbeat, self.progress = heartbeat, progress
 
     def __call__(self, report: dict[str, Any]) -> None:
-        self.heartbeat.touch()
-        if self.heartbeat.lost:
-            raise jobs.LeaseLost(self.heartbeat.what)
+        self.heartbeat.alive()
         try:
             self.progress(report)
         except jobs.LeaseLost:
