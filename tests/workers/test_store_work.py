@@ -1,6 +1,7 @@
 """store/jobs.py and store/adapters.py: leases, idempotent writes, adapters stored once, the reconciler."""
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -216,8 +217,6 @@ def test_a_cancelled_train_job_stores_nothing(rows):
 def test_a_train_job_that_stops_reporting_progress_is_given_up_for_another_attempt(rows):
     # A task stuck for good (a deadlock) whose heartbeat thread lives on held its job "running"
     # for ever; now its silence past stall_after gives the lease up.
-    import time
-
     ls, job_id, leased = train(rows)
     progress = train_lease.TrainProgress(job_id, leased.attempt)
     with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=2) as heartbeat:
@@ -239,8 +238,6 @@ def test_a_train_job_that_stops_reporting_progress_is_given_up_for_another_attem
 def test_the_stall_watch_starts_at_the_first_progress_report(rows):
     # Caching the frozen layers of every example comes before the first step and reports nothing:
     # however long it takes, it is not a stall.
-    import time
-
     ls, job_id, leased = train(rows)
     with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=0.2) as heartbeat:
         time.sleep(0.8)
@@ -252,8 +249,6 @@ def test_a_paused_stall_watch_waits_for_the_next_progress_report(rows):
     # Between the new version's training and the comparison's first step (the active recipe's
     # examples cached again) nothing reports: the watch is paused there, and armed again by the
     # next report.
-    import time
-
     ls, job_id, leased = train(rows)
     with train_lease.Heartbeat.train(job_id, leased.attempt, every=0.05, stall_after=0.3) as heartbeat:
         heartbeat.touch()
