@@ -146,7 +146,7 @@ class LeasedReport:
         self.heartbeat, self.progress = heartbeat, progress
 
     def __call__(self, report: dict[str, Any]) -> None:
-        self.heartbeat.alive()
+        self.heartbeat.alive(report)
         try:
             self.progress(report)
         except jobs.LeaseLost:
