@@ -74,6 +74,9 @@ PROBE_C = (0.01, 0.1, 1.0, 10.0)
 # what SetFit learns does not depend on what else the machine is doing. A step costs about the
 # base's depth: the 12-layer multilingual base gets half as many steps for the same 15 minutes.
 SETFIT_MAX_STEPS = 450
+# When the k-fold refit's schedule began to end at the chosen step: reftag's small-K cells
+# measured before are marked in the table (a re-run of the contender replaces them).
+REFIT_ANNEALED = "2026-12-03T16:05:00Z"
 SETFIT_CAP_LAYERS = 6
 
 
@@ -280,13 +283,21 @@ def reported(cell: dict[str, Any]) -> float:
     return float(metrics["micro_f1"] if "micro_f1" in metrics else metrics["accuracy"])
 
 
+def old_refit(cell: dict[str, Any]) -> bool:
+    """A reftag cell trained by k-fold before its refit's schedule ended at the chosen step
+    (reft_core.training; bench/RESULTS.md, "the refit"): it stopped a 100-step schedule there."""
+    return (cell["contender"] == "reftag" and cell["n_train"] < TrainConfig().kfold_below
+            and cell["machine"]["time_utc"] < REFIT_ANNEALED)
+
+
 def score_cell(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "–"
     scores = [reported(r) for r in runs]
     sd = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
     capped = " (capped)" if any(r.get("details", {}).get("capped") for r in runs) else ""
-    return f"{statistics.mean(scores):.3f}{sd}{capped}"
+    old = " (old refit)" if any(old_refit(r) for r in runs) else ""
+    return f"{statistics.mean(scores):.3f}{sd}{capped}{old}"
 
 
 def seconds_cell(runs: list[dict[str, Any]]) -> str:

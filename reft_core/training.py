@@ -14,8 +14,11 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
 - k-fold (fewer): a single held-out split of a few rows would decide too much by chance.
   The recipe is trained once per fold (every fold from the same cached prefix); the step count
   whose out-of-fold score is best is chosen, and the adapter is refit on every example for that
-  many steps. Metrics are the out-of-fold predictions' (every example scored once, by a model
-  that did not see it), and the calibration is fitted on them.
+  many steps, on a schedule that ends there (warm-up, then the learning rate decays to zero at
+  the chosen step). Stopping the full schedule at that step instead keeps a snapshot taken at
+  near-peak learning rate, whose score swings by tens of points from one check to the next at
+  these sizes (bench/RESULTS.md, "the refit"). Metrics are the out-of-fold predictions' (every
+  example scored once, by a model that did not see it), and the calibration is fitted on them.
 
 Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
 stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
@@ -268,14 +271,14 @@ class Run:
         per_epoch, total = self.budget(n_train)
         return total, max(per_epoch, math.ceil(total / 20))
 
-    def fit(self, train_rows: list[int], eval_rows: list[int], stop_at: int | None = None,
-            early_stopping: bool = False, seed: int | None = None,
+    def fit(self, train_rows: list[int], eval_rows: list[int], early_stopping: bool = False, seed: int | None = None,
             plan: tuple[int, int] | None = None) -> Fit:
-        """Train a new adapter on `train_rows` for the budget's steps (or until `stop_at`),
-        checking `eval_rows` about 20 times (at least once an epoch). With `early_stopping`
-        the best check's weights are kept and `patience` checks without gain stop the run.
+        """Train a new adapter on `train_rows` for the budget's steps, checking `eval_rows` about
+        20 times (at least once an epoch). With `early_stopping` the best check's weights are kept
+        and `patience` checks without gain stop the run.
         `plan` (total steps, steps between checks) overrides the one for this many rows:
-        k-fold fits share one, so that their checks fall on the same steps."""
+        k-fold fits share one, so that their checks fall on the same steps, and the refit's
+        schedule ends at the step they chose."""
         cfg = self.cfg
         seed = cfg.seed if seed is None else seed
         torch.manual_seed(seed)
@@ -283,18 +286,17 @@ class Run:
         adapter = self.new_adapter()
         per_epoch = self.budget(len(train_rows))[0]
         total, check_every = plan or self.schedule(len(train_rows))
-        end = min(total, stop_at) if stop_at is not None else total
         optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
         warmup = max(1, total // 10)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
         result = Fit(adapter, [])
-        self.epoch, self.epochs = 1, math.ceil(end / per_epoch)
+        self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
         best_score, stale = -math.inf, 0
         best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
         adapter.train()
         step, epoch_loss, epoch_rows = 0, 0.0, 0
-        while step < end:
+        while step < total:
             for rows in self.batches(train_rows, rng):
                 loss = self.loss(adapter, rows)
                 optimizer.zero_grad(set_to_none=True)
@@ -305,7 +307,7 @@ class Run:
                 epoch_loss += loss.item() * len(rows)
                 epoch_rows += len(rows)
                 self.report(loss.item())
-                if eval_rows and (step % check_every == 0 or step == end):
+                if eval_rows and (step % check_every == 0 or step == total):
                     score, probs = self.score(adapter, eval_rows)
                     result.checks.append((step, score))
                     result.check_probs.append(probs)
@@ -314,7 +316,7 @@ class Run:
                         best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
                     else:
                         stale += 1
-                if step >= end or (early_stopping and stale >= cfg.patience):
+                if step >= total or (early_stopping and stale >= cfg.patience):
                     break
             result.loss_curve.append(round(epoch_loss / max(1, epoch_rows), 5))
             epoch_loss, epoch_rows = 0.0, 0
@@ -447,7 +449,9 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         run.planned_steps = per_fold * folds + run.budget(len(texts))[1]
         run.fits_planned = folds + 1
         cv = cross_validate(run, every, folds) if kind == "k-fold" else None
-        fit = run.fit(every, [], stop_at=cv.steps if cv else None)
+        if cv is not None:
+            run.planned_steps = run.steps_done + cv.steps
+        fit = run.fit(every, [], plan=(cv.steps, cv.steps) if cv else None)
         adapter = fit.adapter
         steps = fit.steps
         if cv is not None:

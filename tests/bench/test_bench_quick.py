@@ -182,6 +182,24 @@ def test_fewshot_samples_k_per_label_runs_contenders_and_resumes(tmp_path, monke
     assert len(table) == 2 + 3 and "0.9 (made up)" in table[-1]
 
 
+def test_fewshot_table_marks_reftag_cells_from_before_the_refit_fix():
+    """Cells of a contender re-run replace the old ones; small-K reftag cells that are still from
+    before the refit's schedule ended at the chosen step say so, so a stale figure is not read as
+    today's (held-out cells, at 200 examples or more, were not affected)."""
+    from bench import fewshot
+
+    def cell(k: int, n_train: int, when: str) -> dict:
+        return {"base": fewshot.MINILM, "data": "sst2", "contender": "reftag", "k": k, "seed": 0,
+                "n_train": n_train, "metrics": {"accuracy": 0.7}, "train_seconds": 1.0,
+                "machine": {"time_utc": when}}
+
+    before, after = "2026-12-02T10:00:00Z", "2026-12-03T17:00:00Z"
+    rows = fewshot.table([cell(8, 16, before), cell(16, 32, before), cell(16, 32, after),
+                          cell(128, 256, before)]).splitlines()[2:]
+    marked = {int(row.split("|")[3]): "(old refit)" in row for row in rows if "4,000 rows" not in row}
+    assert marked == {8: True, 16: False, 128: False}
+
+
 def test_setfit_planned_steps_count_its_pairs():
     """SetFit's default sampling, counted by hand: 4 rows labelled (0, 0, 1, 2) make 10 unordered
     pairs with replacement, 5 of them positive (same label); the smaller kind is oversampled to the

@@ -1,6 +1,7 @@
 """A Chinese label set, created over HTTP without naming a base, trains on the multilingual base
 and tags Chinese news correctly (the real stack; tests/fixtures/news_zh, texts written for these
-tests). The English default stays MiniLM."""
+tests). An English label set resolves to the deployment's English base (BASE_MODEL: MiniLM in the
+tests, tests/conftest.py)."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Training: determinism, progress, caching, held-out metrics, multi-label thresholds."""
+import dataclasses
 import random
 
 import numpy as np
@@ -166,6 +167,33 @@ def test_a_small_set_is_scored_out_of_fold_then_refit_on_every_example(tokenizer
     assert (m["evaluation"], m["folds"], m["n_eval"], m["n_train"]) == ("k-fold", 5, 20, 20)
     assert len(m["fold_scores"]) == 5 and sum(map(sum, m["confusion"])) == 20  # each example scored once
     assert 0 < m["steps_chosen"] and m["steps_run"] == m["steps_chosen"]  # the refit stops where the folds were best
+
+
+def test_the_refit_schedule_ends_at_the_step_the_folds_chose(tokenizer, monkeypatch):
+    # Stopping the folds' 100-step schedule at the chosen step kept a model from near-peak
+    # learning rate (issue 12: 0.739 against 0.833 on AG News, K = 16). Whatever step the folds
+    # choose — 20 here, of 100 — the refit warms up and decays to zero there.
+    from reft_core import training
+
+    chosen = 20
+    real = training.cross_validate
+    monkeypatch.setattr(training, "cross_validate",
+                        lambda *a, **kw: dataclasses.replace(real(*a, **kw), steps=chosen))
+    rates: list[float] = []
+
+    class Recorded(torch.optim.AdamW):
+        def step(self, closure=None):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(training.torch.optim, "AdamW", Recorded)
+    config = {**FAST, "min_steps": 100}
+    adapter = train(make_base("bert", tokenizer), TEXTS, LABELS, ["neg", "pos"], config=config)
+    assert adapter.metrics["steps_chosen"] == adapter.metrics["steps_run"] == chosen
+    refit, lr = rates[-chosen:], TrainConfig.from_dict(config).lr
+    assert len(rates) == 5 * 100 + chosen  # five folds of the whole schedule, then the refit
+    assert refit[0] < refit[1] == refit[2] == pytest.approx(lr)  # warm-up: two steps of twenty
+    assert all(a > b for a, b in zip(refit[2:], refit[3:])) and refit[-1] == pytest.approx(lr / (chosen - 2))
 
 
 def test_a_large_set_holds_out_the_rows_it_is_given_and_never_trains_on_them(tokenizer):
