@@ -60,8 +60,9 @@ class Heartbeat:
         self._touched = None
 
     def alive(self, _report: dict[str, Any] | None = None) -> None:
-        """A progress callback for work that is not the job's own steps (retraining the active
-        version's recipe to compare it): it counts as progress, and stops on a lost lease."""
+        """A progress callback: the report counts as progress, and a lost lease stops the work.
+        LeasedReport calls it with each of the job's own reports; promotion hands it to the
+        retraining of the active version's recipe, whose steps are not the job's own."""
         self.touch()
         if self.lost:
             raise jobs.LeaseLost(self.what)
