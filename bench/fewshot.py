@@ -18,6 +18,8 @@ rows. Contenders, each on the same bundled base (`--base`: MiniLM, or the multil
 
 Every cell is one JSON line in bench/measured/fewshot.jsonl (appended as it finishes), so contenders
 can run apart and a long run keeps what it measured; `--table` prints the table from that file.
+A variant of reftag's recipe (`--reftag-config '{"soup": "folds"}'`) is measured into a file of
+its own (`--results`), so that the table keeps the defaults' cells.
 
     python -m bench.fewshot --data sst2,ag_news,goemotions --k 4,8,16,32,64 --seeds 0,1,2 \\
         --contenders reftag,setfit,probe,lora
@@ -118,7 +120,7 @@ def sample(name: str, k: int, seed: int, test_rows: int) -> Dataset:
 
 # -- contenders ------------------------------------------------------------------------------------------
 def run_reftag(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    config = {"seed": seed}
+    config = {**json.loads(args.reftag_config), "seed": seed}
     t0 = time.perf_counter()
     adapter = train(base, data.train.texts, data.train.labels, data.names, multi_label=data.multi_label, config=config)
     seconds = time.perf_counter() - t0
@@ -230,16 +232,17 @@ RUNNERS = {"reftag": run_reftag, "setfit": run_setfit, "probe": run_probe, "lora
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def read_results() -> list[dict[str, Any]]:
-    path = RESULTS
+def read_results(path: Path | None = None) -> list[dict[str, Any]]:
+    path = path or RESULTS
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def append_result(cell: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as f:
+def append_result(cell: dict[str, Any], path: Path | None = None) -> None:
+    path = path or RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(cell, ensure_ascii=False) + "\n")
 
 
@@ -321,10 +324,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for every contender (recorded with each cell; one run with 1 thread "
                              "leaves a core for other work, and contenders timed alike stay comparable)")
+    parser.add_argument("--reftag-config", default="{}",
+                        help="JSON: training options reftag gets besides the seed (a variant to measure; recorded "
+                             "with each cell — write such cells to their own --results file)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the cells' file (default bench/measured/fewshot.jsonl)")
     parser.add_argument("--resume", action="store_true",
-                        help="skip the cells bench/measured/fewshot.jsonl already holds (a stopped run goes on)")
-    parser.add_argument("--table", action="store_true", help="print the table from bench/measured/fewshot.jsonl")
+                        help="skip the cells the results file already holds (a stopped run goes on)")
+    parser.add_argument("--table", action="store_true", help="print the table from the results file")
     args = parser.parse_args(argv)
+    try:
+        TrainConfig.from_dict(json.loads(args.reftag_config))
+    except ValueError as e:  # json.JSONDecodeError and ReftConfigError both are
+        parser.error(f"--reftag-config: {e}")
     unknown = set(args.contenders.split(",")) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}; known: {CONTENDERS}")
@@ -334,14 +346,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.table:
-        print(table(read_results()))
-        return read_results()
+        print(table(read_results(args.results)))
+        return read_results(args.results)
     command = command_line("bench.fewshot")
     if args.threads:
         torch.set_num_threads(args.threads)
     base = load_base(args.base)
     made = []
-    done = set(latest_cells(read_results())) if args.resume else set()
+    done = set(latest_cells(read_results(args.results))) if args.resume else set()
     for name in args.data.split(","):
         for k in [int(x) for x in args.k.split(",")]:
             for seed in [int(x) for x in args.seeds.split(",")]:
@@ -355,12 +367,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                             "n_train": len(data.train.texts), "n_test": len(data.test.texts),
                             "score": main_score(result["metrics"], data.multi_label),
                             **result, "command": command, "machine": machine()}
-                    append_result(cell)
+                    append_result(cell, args.results)
                     made.append(cell)
                     print(f"{base.name} {name} K={k} seed {seed} {contender}: {cell['score']:.4f} "
                           f"({cell['train_seconds']:.1f} s, {cell['n_train']} rows)", flush=True)
     print(f"\ncommand: {command}\n")
-    print(table(read_results()))
+    print(table(read_results(args.results)))
     return made
 
 

@@ -15,6 +15,7 @@ from typing import Any
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
 EVALUATIONS = ("auto", "held_out", "k-fold")
+SOUPS = ("none", "folds")
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -145,6 +146,8 @@ class TrainConfig:
                              choices=EVALUATIONS)
     kfold_below: int = option(200, "int", "auto evaluation: k-fold below this many examples", ge=0, le=1_000_000)
     folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
+    soup: str = option("none", "str", "k-fold evaluation: the adapter is the refit (none), or the weight average "
+                       "of the refit and the fold models (folds; no cost at tagging)", choices=SOUPS)
 
     @classmethod
     def options(cls) -> dict[str, tuple[Option, Any]]:

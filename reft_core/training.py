@@ -19,6 +19,8 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
   near-peak learning rate, whose score swings by tens of points from one check to the next at
   these sizes (bench/RESULTS.md, "the refit"). Metrics are the out-of-fold predictions' (every
   example scored once, by a model that did not see it), and the calibration is fitted on them.
+  With `soup="folds"` the adapter is the average of the refit's and the fold models' weights
+  (measured, not the default: bench/RESULTS.md, "the soup"); the metrics stay the folds'.
 
 Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
 stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
@@ -361,6 +363,7 @@ class CrossValidation:
     fold_scores: list[float]
     probs: torch.Tensor
     folds: int
+    adapters: list[Adapter] = field(default_factory=list, repr=False)  # each fold's, as its schedule ended
 
 
 def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
@@ -382,7 +385,19 @@ def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
     for fit, held in zip(fits, groups):
         probs[held] = fit.check_probs[best]
     return CrossValidation(steps[best], means[best], [round(f.checks[best][1], 4) for f in fits], probs[rows],
-                           len(groups))
+                           len(groups), [f.adapter for f in fits])
+
+
+def weight_average(adapters: Sequence[Adapter]) -> Adapter:
+    """The first adapter with every floating-point weight replaced by the mean over `adapters`
+    (a "model soup"). Meaningful only for adapters trained from the same initialisation — the
+    k-fold fits and the refit share the recipe's seed. LoReFT's rotation is averaged in its
+    unconstrained parameters, so the average is again orthonormal."""
+    states = [a.state_dict() for a in adapters]
+    mean = {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    adapters[0].load_state_dict(mean)
+    return adapters[0]
 
 
 def evaluation_plan(cfg: TrainConfig, targets: torch.Tensor, eval_mask: Sequence[bool] | None) -> tuple[str, int]:
@@ -457,6 +472,9 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         if cv is not None:
             evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
                           "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
+            if cfg.soup == "folds":
+                adapter = weight_average([adapter, *cv.adapters]).eval()
+                evaluation["soup"] = cv.folds + 1
             probs, truth = cv.probs, targets
         else:
             evaluation = {"evaluation": "none", "n_eval": 0}

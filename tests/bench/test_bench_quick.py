@@ -182,6 +182,31 @@ def test_fewshot_samples_k_per_label_runs_contenders_and_resumes(tmp_path, monke
     assert len(table) == 2 + 3 and "0.9 (made up)" in table[-1]
 
 
+def test_fewshot_measures_a_reftag_variant_into_a_file_of_its_own(tmp_path, monkeypatch, capsys):
+    """A variant of reftag's recipe (--reftag-config) is recorded with its cells, which go to their
+    own --results file: the table's file keeps the defaults' cells."""
+    import torch
+
+    from bench import fewshot
+
+    monkeypatch.setattr(fewshot, "RESULTS", tmp_path / "fewshot.jsonl")
+    with pytest.raises(SystemExit):
+        fewshot.parse_args(["--reftag-config", '{"soup": "everything"}'])
+    assert "--reftag-config: soup: one of none, folds" in capsys.readouterr().err
+    variant = tmp_path / "variant.jsonl"
+    threads = torch.get_num_threads()
+    try:
+        cells = fewshot.main(["--data", SINGLE, "--k", "2", "--seeds", "0", "--contenders", "reftag",
+                              "--test-rows", "12", "--reftag-config", '{"soup": "folds", "min_steps": 10}',
+                              "--results", str(variant)])
+    finally:
+        torch.set_num_threads(threads)
+    assert not (tmp_path / "fewshot.jsonl").exists() and fewshot.read_results(variant) == cells
+    [cell] = cells
+    assert (cell["details"]["recipe"]["soup"], cell["details"]["recipe"]["min_steps"]) == ("folds", 10)
+    assert cell["details"]["evaluation"]["evaluation"] == "k-fold"
+
+
 def test_fewshot_table_marks_reftag_cells_from_before_the_refit_fix():
     """Cells of a contender re-run replace the old ones; small-K reftag cells that are still from
     before the refit's schedule ended at the chosen step say so, so a stale figure is not read as

@@ -196,6 +196,27 @@ def test_the_refit_schedule_ends_at_the_step_the_folds_chose(tokenizer, monkeypa
     assert all(a > b for a, b in zip(refit[2:], refit[3:])) and refit[-1] == pytest.approx(lr / (chosen - 2))
 
 
+def test_a_soup_is_the_mean_of_the_refit_and_the_fold_models_weights(tokenizer, monkeypatch):
+    from reft_core import training
+
+    base = make_base("bert", tokenizer)
+    kept: list[training.CrossValidation] = []
+    real = training.cross_validate
+    monkeypatch.setattr(training, "cross_validate", lambda *a, **kw: kept.append(real(*a, **kw)) or kept[-1])
+    refit = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)
+    soup = train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "soup": "folds"})
+    assert soup.metrics["soup"] == 6 and "soup" not in refit.metrics
+    assert soup.metrics["steps_chosen"] == refit.metrics["steps_chosen"]
+    members = [refit.state_dict()] + [a.state_dict() for a in kept[-1].adapters]
+    assert len(members) == 6
+    for name, weight in soup.state_dict().items():
+        assert torch.allclose(weight, torch.stack([m[name] for m in members]).mean(0), atol=1e-6), name
+    assert any(not torch.equal(weight, members[0][name]) for name, weight in soup.state_dict().items())
+    for intervention in soup.interventions.values():  # the average is again a LoReFT: R's rows orthonormal
+        R = intervention.rotation.weight
+        assert torch.allclose(R @ R.T, torch.eye(R.shape[0]), atol=1e-5)
+
+
 def test_a_large_set_holds_out_the_rows_it_is_given_and_never_trains_on_them(tokenizer):
     base = make_base("bert", tokenizer)
     marks = [i % 5 == 0 for i in range(len(TEXTS))]
