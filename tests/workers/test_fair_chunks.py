@@ -79,7 +79,9 @@ def test_a_token_takes_over_a_chunk_whose_lease_ran_out_and_skips_cancelled_and_
 
 
 def test_a_heartbeat_keeps_a_long_chunks_lease_and_a_dead_workers_lease_runs_out(rows, monkeypatch):
-    monkeypatch.setenv("REFTAG_CHUNK_LEASE_SECONDS", "1")
+    # A lease of 3 s beaten every 0.1 s: only a thread starved for ~3 s (a loaded CI machine)
+    # could miss it, while the wait below still outlasts a lease length.
+    monkeypatch.setenv("REFTAG_CHUNK_LEASE_SECONDS", "3")
     label_set_id = rows.label_set()
     alive = rows.tag_job(label_set_id, n_items=2, chunk_size=2)
     dead = rows.tag_job(label_set_id, n_items=2, chunk_size=2)
@@ -87,8 +89,8 @@ def test_a_heartbeat_keeps_a_long_chunks_lease_and_a_dead_workers_lease_runs_out
     assert {first.job_id, second.job_id} == {alive, dead}
     beating = first if first.job_id == alive else second
 
-    with Heartbeat.chunk(beating.job_id, beating.index, beating.attempt, every=0.2) as heartbeat:
-        time.sleep(2.5)  # 2.5 lease lengths
+    with Heartbeat.chunk(beating.job_id, beating.index, beating.attempt, every=0.1) as heartbeat:
+        time.sleep(4)  # 1.3 lease lengths
         taken = jobs.claim_next_chunk()
         assert (taken.job_id, taken.attempt) == (dead, 2)  # the silent one was taken over
         assert jobs.claim_next_chunk() is None  # the beating one was not
@@ -97,19 +99,21 @@ def test_a_heartbeat_keeps_a_long_chunks_lease_and_a_dead_workers_lease_runs_out
 
     superseded = Heartbeat.chunk(dead, 0, 1, every=0.05)  # the dead worker's first attempt, waking up
     with superseded:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not superseded.lost and time.monotonic() < deadline:  # its first beat finds the lease gone
+            time.sleep(0.05)
     assert superseded.lost
 
 
 def test_the_tag_task_keeps_its_chunks_lease_while_the_model_runs_longer_than_a_lease(rows, clean_redis,
                                                                                         monkeypatch):
-    monkeypatch.setenv("REFTAG_CHUNK_LEASE_SECONDS", "0.8")
+    monkeypatch.setenv("REFTAG_CHUNK_LEASE_SECONDS", "2")  # beaten every 0.5 s
     job_id = rows.tag_job(rows.label_set(), n_items=2, chunk_size=2)
     seen = {}
 
     class SlowModel:
         def predict(self, adapter, texts, review_threshold=None):
-            time.sleep(2)  # 2.5 lease lengths
+            time.sleep(3)  # 1.5 lease lengths
             seen["claimable meanwhile"] = jobs.claim_next_chunk()
             return [SimpleNamespace(labels=["World"], scores={"World": 1.0}, needs_review=False, confidence=1.0,
                                     margin=1.0) for _ in texts]
