@@ -27,6 +27,17 @@ def result_rows(chunk: jobs.ChunkWork) -> list[results.ResultRow]:
     ]
 
 
+def wait_until(condition, seconds: float) -> bool:
+    """Whether `condition` came true within `seconds` (a heartbeat thread on a loaded machine may
+    be late; the test waits for what it asserts rather than sleeping a guess)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def job(job_id: str) -> Job:
     with session_scope() as s:
         return s.get(Job, job_id)
@@ -225,8 +236,8 @@ def test_a_train_job_that_stops_reporting_progress_is_given_up_for_another_attem
             report({"step": step, "total_steps": 100, "epoch": 1, "epochs": 10, "loss": 1.0})
             time.sleep(0.1)
         assert not heartbeat.stalled and job(job_id).status == "running"
-        time.sleep(4)  # then nothing: stuck
-        assert heartbeat.stalled and heartbeat.lost
+        assert wait_until(lambda: heartbeat.stalled, 10)  # then nothing: stuck
+        assert heartbeat.lost
     stuck = job(job_id)
     assert stuck.status == "queued" and "no progress for" in stuck.detail["last_error"]
     assert "REFTAG_TRAIN_STALL_SECONDS" in stuck.detail["last_error"]
@@ -256,8 +267,7 @@ def test_a_paused_stall_watch_waits_for_the_next_progress_report(rows):
         time.sleep(0.8)
         assert not heartbeat.stalled
         heartbeat.alive({"step": 1})
-        time.sleep(0.8)
-        assert heartbeat.stalled
+        assert wait_until(lambda: heartbeat.stalled, 10)
     assert job(job_id).status == "queued"
 
 
