@@ -130,7 +130,8 @@ def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: i
     train_seconds = time.perf_counter() - t0
     probs = probs_from_predictions(Tagger(base).predict(adapter, data.test.texts), data.names)
     params = adapter.param_count
-    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds),
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds,
+                                    adapter.min_labels),
             "params": {"adapter": params["intervention"], "head": params["head"], "total": params["total"]},
             "train_seconds": train_seconds, "epochs_run": adapter.metrics["epochs_run"],
             "details": {"config": config, "layers": adapter.layers, "loss_curve": adapter.metrics["loss_curve"],

@@ -71,10 +71,12 @@ def load_dataset(name: str, train_rows: int, test_rows: int) -> Dataset:
 
 # -- scoring ---------------------------------------------------------------------------------------
 def test_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str], multi_label: bool,
-                 thresholds: list[float] | None = None) -> dict[str, float]:
-    """accuracy + macro-F1 (+ micro-F1, multi-label: accuracy is exact match) with reft_core's own metrics."""
+                 thresholds: list[float] | None = None, min_labels: int = 0) -> dict[str, float]:
+    """accuracy + macro-F1 (+ micro-F1, multi-label: accuracy is exact match) with reft_core's own
+    metrics; multi-label answers are `thresholds` and `min_labels` applied as an adapter applies
+    them (`calibration.decisions`)."""
     if multi_label:
-        m = multi_label_metrics(probs, truth, names, thresholds or [0.5] * len(names))
+        m = multi_label_metrics(probs, truth, names, thresholds or [0.5] * len(names), min_labels)
         return {k: m[k] for k in ("accuracy", "micro_f1", "macro_f1")}
     m = single_label_metrics(probs, truth, names)
     return {k: m[k] for k in ("accuracy", "macro_f1")}

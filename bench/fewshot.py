@@ -125,7 +125,8 @@ def run_reftag(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
     adapter = train(base, data.train.texts, data.train.labels, data.names, multi_label=data.multi_label, config=config)
     seconds = time.perf_counter() - t0
     probs = probs_from_predictions(Tagger(base).predict(adapter, data.test.texts), data.names)
-    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds),
+    return {"metrics": test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds,
+                                    adapter.min_labels),
             "train_seconds": seconds,
             "details": {"recipe": {**TrainConfig().to_dict(), **config}, "params": adapter.param_count,
                         "evaluation": {k: adapter.metrics.get(k) for k in ("evaluation", "folds", "n_eval",

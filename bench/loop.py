@@ -100,8 +100,8 @@ def run_calibration(base: Any, data: Dataset, seed: int) -> dict[str, Any]:
     adapter.with_config(calibration=fitted.to_dict())
     scores = cal.calibrated(fitted, raw, data.multi_label)
     truth = data.targets(data.test)
-    confidence = cal.item_confidence(scores, data.multi_label, adapter.thresholds)
-    correct = cal.item_correct(scores, truth, data.multi_label, adapter.thresholds)
+    confidence = cal.item_confidence(scores, data.multi_label, adapter.thresholds, adapter.min_labels)
+    correct = cal.item_correct(scores, truth, data.multi_label, adapter.thresholds, adapter.min_labels)
     auto: dict[str, Any] = {}
     for precision in PRECISIONS:
         threshold = cal.threshold_for(adapter.metrics["review"], precision)

@@ -33,7 +33,8 @@ def run(base, data, overrides: dict[str, Any]) -> dict[str, Any]:
                     config=overrides)
     seconds = time.perf_counter() - t0
     probs = probs_from_predictions(Tagger(base).predict(adapter, data.test.texts), data.names)
-    metrics = test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds)
+    metrics = test_metrics(probs, data.targets(data.test), data.names, data.multi_label, adapter.thresholds,
+                           adapter.min_labels)
     return {"config": overrides, "test": metrics["micro_f1" if data.multi_label else "accuracy"], "metrics": metrics,
             "held_out": adapter.metrics["micro_f1" if data.multi_label else "accuracy"],
             "params": adapter.param_count["intervention"], "epochs_run": adapter.metrics["epochs_run"],

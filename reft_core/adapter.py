@@ -18,8 +18,8 @@ from torch import nn
 
 from . import __version__
 from .base import Base
-from .calibration import Calibration, item_confidence
-from .config import TrainConfig, parse_positions
+from .calibration import Calibration, decisions, item_confidence
+from .config import BEFORE_OPTION, TrainConfig, parse_positions
 from .heads import Head, TokenHead
 from .interventions import make_intervention
 from .spans import bio_tags
@@ -72,6 +72,9 @@ class AdapterConfig:
     base_model: BaseModelInfo
     train_config: TrainConfig = field(default_factory=TrainConfig)
     thresholds: tuple[float, ...] = ()  # multi-label: one per label (tuned on held-out data)
+    # multi-label: 1 when every training example carried a label — an answer then always has
+    # one (the top-scoring label when none reaches its threshold); 0 allows "no label"
+    min_labels: int = 0
     review_margin: float = 0.1
     calibration: dict[str, Any] = field(default_factory=dict)  # calibration.Calibration, as a dict
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -96,10 +99,12 @@ class AdapterConfig:
         known["label_names"] = tuple(raw["label_names"])
         known["thresholds"] = tuple(raw.get("thresholds") or ())
         known["base_model"] = BaseModelInfo(**raw["base_model"])
-        # Adapters saved before a training option existed load with that option's default.
+        # Adapters saved before a training option existed load with what it was in effect then
+        # (BEFORE_OPTION), else with its default.
         options = TrainConfig.options()
-        known["train_config"] = TrainConfig(**{k: v for k, v in (raw.get("train_config") or {}).items()
-                                                if k in options})
+        saved = raw.get("train_config") or {}
+        known["train_config"] = TrainConfig(**{**{k: v for k, v in BEFORE_OPTION.items() if k not in saved},
+                                               **{k: v for k, v in saved.items() if k in options}})
         return cls(**known)
 
 
@@ -159,6 +164,14 @@ class Adapter(nn.Module):
         return list(self.config.thresholds)
 
     @property
+    def min_labels(self) -> int:
+        return self.config.min_labels
+
+    def decisions(self, probs: torch.Tensor) -> torch.Tensor:
+        """Multi-label: (N, C) bool, the labels these calibrated scores give (`calibration.decisions`)."""
+        return decisions(probs, self.thresholds, self.min_labels)
+
+    @property
     def param_count(self) -> dict[str, int]:
         intervention = sum(p.numel() for p in self.interventions.parameters())
         head = sum(p.numel() for p in self.head.parameters())
@@ -183,12 +196,13 @@ class Adapter(nn.Module):
         probs = self.scores(logits).cpu()
         margin = self.config.review_margin
         names, thresholds = self.label_names, self.thresholds
-        confidence = item_confidence(probs, self.multi_label, thresholds).tolist()
+        confidence = item_confidence(probs, self.multi_label, thresholds, self.min_labels).tolist()
+        given = self.decisions(probs).tolist() if self.multi_label else [None] * len(probs)
         out = []
-        for row, sure in zip(probs.tolist(), confidence):
+        for row, sure, on in zip(probs.tolist(), confidence, given):
             scores = dict(zip(names, row))
             if self.multi_label:
-                picked = [n for n, p, t in zip(names, row, thresholds) if p >= t]
+                picked = [n for n, yes in zip(names, on) if yes]
                 closest = min(abs(p - t) for p, t in zip(row, thresholds))
                 unsure = closest < margin
             else:

@@ -16,6 +16,7 @@ score (single-label), or the product over labels of the probability that the lab
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ import torch
 
 EPS = 1e-6
 BINS = 15
+# A multi-label set's label gets a threshold of its own when the evaluated items hold it at least
+# this many times (and lack it as many); rarer labels share one (`own_threshold`).
+MIN_OWN_THRESHOLD = 20
 # Review thresholds are kept for these precisions; a label set asking for another gets the
 # threshold of the next stricter one (never a looser one than it asked for).
 PRECISION_GRID = (0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99)
@@ -105,6 +109,16 @@ def fit(probs: torch.Tensor, truth: torch.Tensor, multi_label: bool) -> Calibrat
                        b=tuple(round(x, 5) for x in b.detach().tolist()))
 
 
+def own_threshold(truth: torch.Tensor) -> torch.Tensor:
+    """(C,) bool: the labels of a multi-label set seen often enough among these evaluated items —
+    `MIN_OWN_THRESHOLD` times on and as many off — to get a threshold of their own; the others
+    share one (`metrics.tune_thresholds`). Tuned per label on a few positives, a threshold
+    follows their noise: GoEmotions with 8 examples of each of 28 labels (a label on 1–5 of the
+    30 held-out rows) got thresholds down to 0.05 and 10 labels a text (bench/RESULTS.md)."""
+    positives = truth.sum(0)
+    return (positives >= MIN_OWN_THRESHOLD) & (len(truth) - positives >= MIN_OWN_THRESHOLD)
+
+
 def calibrated(calibration: Calibration, probs: torch.Tensor, multi_label: bool) -> torch.Tensor:
     return calibration.scores(logits_of(probs, multi_label), multi_label).float()
 
@@ -129,22 +143,34 @@ def ece(probs: torch.Tensor, truth: torch.Tensor, multi_label: bool, bins: int =
     return round(total / len(confidence), 5)
 
 
-def item_confidence(probs: torch.Tensor, multi_label: bool, thresholds: list[float] | None = None) -> torch.Tensor:
+def decisions(probs: torch.Tensor, thresholds: Sequence[float] | None = None, min_labels: int = 0) -> torch.Tensor:
+    """(N, C) bool: the labels a multi-label adapter gives each item — every label whose score
+    reaches its threshold (0.5 without thresholds) and, with `min_labels` 1, the top-scoring
+    label of an item where none does (an adapter trained on examples that all carry a label
+    never answers "no label")."""
+    t = torch.tensor(list(thresholds) if thresholds else [0.5] * probs.shape[-1], dtype=probs.dtype)
+    on = probs >= t
+    if min_labels > 0 and on.numel():
+        empty = ~on.any(-1)
+        on[empty, probs[empty].argmax(-1)] = True
+    return on
+
+
+def item_confidence(probs: torch.Tensor, multi_label: bool, thresholds: Sequence[float] | None = None,
+                    min_labels: int = 0) -> torch.Tensor:
     """(N,) the probability that each item's labels are all right (see the module docstring)."""
     if not multi_label:
         return probs.max(-1).values
-    t = torch.tensor(thresholds if thresholds else [0.5] * probs.shape[1], dtype=probs.dtype)
-    right = torch.where(probs >= t, probs, 1 - probs)
+    right = torch.where(decisions(probs, thresholds, min_labels), probs, 1 - probs)
     return right.prod(-1)
 
 
 def item_correct(probs: torch.Tensor, truth: torch.Tensor, multi_label: bool,
-                 thresholds: list[float] | None = None) -> torch.Tensor:
+                 thresholds: Sequence[float] | None = None, min_labels: int = 0) -> torch.Tensor:
     """(N,) whether each item's predicted labels are exactly its true ones."""
     if not multi_label:
         return probs.argmax(-1) == truth
-    t = torch.tensor(thresholds if thresholds else [0.5] * probs.shape[1], dtype=probs.dtype)
-    return ((probs >= t) == truth.bool()).all(-1)
+    return (decisions(probs, thresholds, min_labels) == truth.bool()).all(-1)
 
 
 def wilson_lower(correct: float, n: float, z: float = WILSON_Z) -> float:

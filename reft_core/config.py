@@ -16,6 +16,10 @@ INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
 EVALUATIONS = ("auto", "held_out", "k-fold")
 SOUPS = ("none", "folds")
+LABEL_WEIGHTS = ("balanced", "none")
+# What an option was, in effect, for adapters saved before it existed (others load with their
+# default): their recipes are retrained as they were trained.
+BEFORE_OPTION = {"label_weights": "none"}
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -148,6 +152,10 @@ class TrainConfig:
     folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
     soup: str = option("none", "str", "k-fold evaluation: the adapter is the refit (none), or the weight average "
                        "of the refit and the fold models (folds; no cost at tagging)", choices=SOUPS)
+    label_weights: str = option("balanced", "str", "multi-label: each label's positive examples weigh its "
+                                "negatives / positives in the loss (balanced), so a label with a few examples among "
+                                "many is learnt rather than drowned by its negatives; or all weigh 1 (none)",
+                                choices=LABEL_WEIGHTS)
 
     @classmethod
     def options(cls) -> dict[str, tuple[Option, Any]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .calibration import decisions, own_threshold
 from .config import main_metric
 from .spans import Span
 
@@ -44,9 +45,9 @@ def single_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[s
 
 
 def multi_label_metrics(probs: torch.Tensor, truth: torch.Tensor, names: list[str],
-                        thresholds: list[float]) -> dict[str, Any]:
-    """probs (N, C), truth (N, C) in {0, 1}."""
-    pred = probs >= torch.tensor(thresholds, dtype=probs.dtype)
+                        thresholds: Sequence[float], min_labels: int = 0) -> dict[str, Any]:
+    """probs (N, C), truth (N, C) in {0, 1}; the labels given as `calibration.decisions` gives them."""
+    pred = decisions(probs, thresholds, min_labels)
     gold = truth.bool()
     tp = (pred & gold).sum(0).double()
     fp = (pred & ~gold).sum(0).double()
@@ -95,8 +96,10 @@ def main_score(metrics: dict[str, Any], multi_label: bool) -> float:
 
 
 def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:
-    """Per label, the threshold in 0.05…0.95 that maximises F1 on held-out data (0.5 when the
-    label never occurs there, so an unseen label is not always predicted)."""
+    """Per label, the threshold in 0.05…0.95 that maximises F1 on held-out data, for the labels
+    seen there often enough (`calibration.own_threshold`); the others share the one that maximises
+    their pooled (micro) F1 — 0.5 when none of them occurs there, so an unseen label is not
+    always predicted."""
     grid = torch.linspace(0.05, 0.95, 19, dtype=probs.dtype)
     gold = truth.bool()
     pred = probs.unsqueeze(0) >= grid.view(-1, 1, 1)  # (G, N, C)
@@ -105,5 +108,8 @@ def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:
     fn = (~pred & gold).sum(1).double()
     _, _, f1 = _prf(tp, fp, fn)  # (G, C)
     best = grid[f1.argmax(0)]
-    best[gold.sum(0) == 0] = 0.5
+    few = ~own_threshold(truth)
+    if few.any():
+        _, _, pooled = _prf(tp[:, few].sum(1), fp[:, few].sum(1), fn[:, few].sum(1))  # (G,)
+        best[few] = grid[pooled.argmax()] if gold[:, few].any() else 0.5
     return [round(t, 4) for t in best.tolist()]

@@ -176,7 +176,7 @@ def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: 
 
 def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
     if adapter.multi_label:
-        return multi_label_metrics(probs, truth, adapter.label_names, adapter.thresholds)
+        return multi_label_metrics(probs, truth, adapter.label_names, adapter.thresholds, adapter.min_labels)
     return single_label_metrics(probs, truth, adapter.label_names)
 
 
@@ -229,6 +229,18 @@ class Fit:
     steps: int = 0
 
 
+def label_weights(targets: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | None:
+    """Multi-label, `label_weights` balanced: each label's positives weigh negatives / positives
+    of these training rows (1 for a label without any). With a few examples of each of many
+    labels, unweighted, every label's negatives outweigh its positives 10–50 to 1 and the model
+    learns each label's base rate, giving every text the same top label (GoEmotions, 8 examples of
+    each of 28 labels: the same label for all 2,000 test texts; bench/RESULTS.md)."""
+    if cfg.label_weights == "none":
+        return None
+    positives = targets.sum(0)
+    return torch.where(positives > 0, (len(targets) - positives) / positives.clamp(min=1), torch.ones_like(positives))
+
+
 class Run:
     """What every fit of one `train` call shares: the examples' cached prefix, their targets,
     the config and the progress report. Fits differ only in their rows and step budget."""
@@ -238,6 +250,9 @@ class Run:
                  length_buckets: bool, progress: Progress | None, planned_steps: int):
         self.base, self.cfg, self.cache, self.lengths, self.targets = base, cfg, cache, lengths, targets
         self.label_names, self.multi_label, self.layers = label_names, multi_label, layers
+        # multi-label examples that all carry a label: so will every answer (`calibration.decisions`)
+        self.min_labels = int(multi_label and bool((targets.sum(-1) > 0).all()))
+        self.pos_weight: torch.Tensor | None = None  # of the fit under way (`label_weights`)
         self.start = layers[0]
         self.length_buckets, self.progress = length_buckets, progress
         self.pooling = default_pooling(base.family) if cfg.pooling == "auto" else cfg.pooling
@@ -256,7 +271,7 @@ class Run:
         return Adapter.new(self.base, intervention=self.cfg.intervention, layers=self.layers,
                            positions=self.cfg.positions, rank=self.cfg.rank, dropout=self.cfg.dropout,
                            label_names=list(self.label_names), multi_label=self.multi_label, pooling=self.pooling,
-                           train_config=self.cfg)
+                           train_config=self.cfg).with_config(min_labels=self.min_labels)
 
     def batches(self, rows: Sequence[int], rng: random.Random) -> list[list[int]]:
         if self.length_buckets:
@@ -283,6 +298,8 @@ class Run:
         schedule ends at the step they chose."""
         cfg = self.cfg
         seed = cfg.seed if seed is None else seed
+        weights = label_weights(self.targets[train_rows], cfg) if self.multi_label else None
+        self.pos_weight = None if weights is None else weights.to(self.base.device)
         torch.manual_seed(seed)
         rng = random.Random(seed)
         adapter = self.new_adapter()
@@ -336,7 +353,8 @@ class Run:
         last, mask = _last_hidden(adapter, self.cache, self.start, rows)
         logits = adapter.head(last, mask)
         y = self.targets[rows].to(self.base.device)
-        loss = F.binary_cross_entropy_with_logits(logits, y) if self.multi_label else F.cross_entropy(logits, y)
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.pos_weight) if self.multi_label \
+            else F.cross_entropy(logits, y)
         if self.cfg.contrastive:
             loss = loss + self.cfg.contrastive * supervised_contrastive(pool(last, mask, self.pooling), y)
         return loss
@@ -502,8 +520,8 @@ def calibrate(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dic
     if multi:
         adapter.with_config(thresholds=tuple(tune_thresholds(scores, truth)))
     metrics = _metrics(adapter, scores, truth)
-    confidence = calibration.item_confidence(scores, multi, adapter.thresholds)
-    correct = calibration.item_correct(scores, truth, multi, adapter.thresholds)
+    confidence = calibration.item_confidence(scores, multi, adapter.thresholds, adapter.min_labels)
+    correct = calibration.item_correct(scores, truth, multi, adapter.thresholds, adapter.min_labels)
     review = calibration.Review.measure(confidence, correct)
     metrics["calibration"] = {
         "method": fitted.method, "bins": calibration.BINS, "n": len(probs),

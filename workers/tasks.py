@@ -258,9 +258,9 @@ def suggest(self: Task, job_id: str) -> int | None:
     names = loaded.label_names
     rows = []
     for p in picks:
-        row = scores[p.index].tolist()
-        guess = [n for n, v, t in zip(names, row, loaded.thresholds) if v >= t] if loaded.multi_label \
-            else [names[max(range(len(row)), key=row.__getitem__)]]
+        row = scores[p.index]
+        guess = [n for n, yes in zip(names, loaded.decisions(row[None])[0].tolist()) if yes] if loaded.multi_label \
+            else [names[int(row.argmax())]]
         rows.append({"item_id": work.item_ids[p.index], "text": work.texts[p.index], "score": round(p.score, 6),
                      "reason": p.reason, "labels": guess})
     metrics = {"candidates": len(work.texts), "picked": len(rows), "strategy": DEFAULT_STRATEGY,

@@ -52,3 +52,15 @@ def test_size_and_parameter_count_are_reported(tokenizer):
     assert adapter.param_count == {"intervention": 2 * (2 * 4 * 32 + 4), "head": 3 * 32 + 3,
                                    "total": 2 * (2 * 4 * 32 + 4) + 3 * 32 + 3}
     assert 0 < adapter.size_bytes() < 20_000
+
+
+def test_an_adapter_saved_before_an_option_existed_loads_as_it_was_trained(tokenizer):
+    # label_weights came with the few-shot multi-label fix: an older adapter was trained without
+    # them (its recipe, retrained for a promotion, must be the same), and it never forced a label.
+    base = make_base("bert", tokenizer)
+    weights, config_json = _adapter(base).to_bytes()
+    raw = json.loads(config_json)
+    assert raw["train_config"]["label_weights"] == "balanced" and raw["min_labels"] == 0
+    del raw["train_config"]["label_weights"], raw["min_labels"]
+    old = Adapter.from_bytes(weights, json.dumps(raw), base)
+    assert old.config.train_config.label_weights == "none" and old.min_labels == 0

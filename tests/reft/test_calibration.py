@@ -123,3 +123,42 @@ def test_training_stores_the_calibration_and_reports_ece_and_the_review_table(to
     for p in preds:
         assert p.needs_review == (p.confidence < 0.75)
         assert p.confidence == pytest.approx(max(p.scores.values()))
+
+
+def test_a_multi_label_answer_always_has_its_top_label_when_the_examples_always_had_one():
+    probs = torch.tensor([[0.2, 0.7, 0.1], [0.3, 0.4, 0.35], [0.9, 0.8, 0.0]])
+    thresholds = [0.5, 0.5, 0.5]
+    assert cal.decisions(probs, thresholds).tolist() == [[False, True, False], [False, False, False],
+                                                         [True, True, False]]
+    # min_labels 1: the second item, where no label reaches its threshold, gets its top one
+    assert cal.decisions(probs, thresholds, min_labels=1).tolist() == [[False, True, False], [False, True, False],
+                                                                       [True, True, False]]
+    truth = torch.tensor([[0, 1, 0], [0, 1, 0], [1, 1, 0]])
+    assert cal.item_correct(probs, truth, True, thresholds).tolist() == [True, False, True]
+    assert cal.item_correct(probs, truth, True, thresholds, min_labels=1).tolist() == [True, True, True]
+    # its confidence is the chance that its top label is right and the others wrong
+    assert cal.item_confidence(probs, True, thresholds, min_labels=1)[1].item() == pytest.approx(0.7 * 0.4 * 0.65)
+
+
+def test_labels_seen_a_few_times_share_one_threshold():
+    # Two labels seen often, three seen 3 times each in 400 evaluated items (GoEmotions with a
+    # few examples per label): tuned alone, each of the three would follow its 3 positives.
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(400, 5, generator=g, dtype=torch.float64) * 2
+    truth = torch.bernoulli(torch.sigmoid(z), generator=g)
+    rare = [2, 3, 4]
+    truth[:, rare] = 0
+    for c in rare:
+        truth[torch.randperm(400, generator=g)[:3], c] = 1
+    assert cal.own_threshold(truth).tolist() == [True, True, False, False, False]
+
+    from reft_core.metrics import tune_thresholds
+    probs = torch.sigmoid(z).float()
+    thresholds = tune_thresholds(probs, truth)
+    assert thresholds[2] == thresholds[3] == thresholds[4]
+    # the frequent labels keep their own: each is the best cut for that label alone
+    for c in (0, 1):
+        assert tune_thresholds(probs[:, [c, c]], truth[:, [c, c]])[0] == thresholds[c]
+    # no rare label seen at all: they keep 0.5, so an unseen label is not always predicted
+    truth[:, rare] = 0
+    assert tune_thresholds(probs, truth)[2:] == [0.5, 0.5, 0.5]
