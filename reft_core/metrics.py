@@ -98,8 +98,8 @@ def main_score(metrics: dict[str, Any], multi_label: bool) -> float:
 def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:
     """Per label, the threshold in 0.05…0.95 that maximises F1 on held-out data, for the labels
     seen there often enough (`calibration.own_threshold`); the others share the one that maximises
-    their pooled (micro) F1 — 0.5 when none of them occurs there, so an unseen label is not
-    always predicted."""
+    their pooled (micro) F1. A label that never occurs there gets 0.5, so that it is not always
+    predicted on no evidence."""
     grid = torch.linspace(0.05, 0.95, 19, dtype=probs.dtype)
     gold = truth.bool()
     pred = probs.unsqueeze(0) >= grid.view(-1, 1, 1)  # (G, N, C)
@@ -111,5 +111,6 @@ def tune_thresholds(probs: torch.Tensor, truth: torch.Tensor) -> list[float]:
     few = ~own_threshold(truth)
     if few.any():
         _, _, pooled = _prf(tp[:, few].sum(1), fp[:, few].sum(1), fn[:, few].sum(1))  # (G,)
-        best[few] = grid[pooled.argmax()] if gold[:, few].any() else 0.5
+        best[few] = grid[pooled.argmax()]
+    best[gold.sum(0) == 0] = 0.5
     return [round(t, 4) for t in best.tolist()]
