@@ -260,4 +260,7 @@ def machine() -> dict[str, Any]:
     import platform
 
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "python": platform.python_version(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # where the models ran: a GPU's seconds do not compare with this 2-core machine's, and on
+            # a GPU reftag's base runs under bf16 autocast (reft_core.base.Base.autocast)
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -304,8 +304,21 @@ def score_cell(runs: list[dict[str, Any]]) -> str:
     return f"{statistics.mean(scores):.3f}{sd}{capped}{old}"
 
 
+def on_gpu(cell: dict[str, Any]) -> bool:
+    return bool(cell.get("machine", {}).get("gpu"))
+
+
 def seconds_cell(runs: list[dict[str, Any]]) -> str:
-    return f"{statistics.mean(r['train_seconds'] for r in runs):.1f}" if runs else "–"
+    """Mean train seconds; a GPU's runs apart from the CPU's (they do not compare)."""
+    if not runs:
+        return "–"
+    parts = []
+    for where, those in (("", [r for r in runs if not on_gpu(r)]), (" on a GPU", [r for r in runs if on_gpu(r)])):
+        if those:
+            seeds = f", {len(those)} of {len(runs)} seeds" if len(those) < len(runs) else ""
+            parts.append(f"{statistics.mean(r['train_seconds'] for r in those):.1f}"
+                         + (f" ({where.strip()}{seeds})" if where else ""))
+    return "; ".join(parts)
 
 
 # -- main ---------------------------------------------------------------------------------------------------

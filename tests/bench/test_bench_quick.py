@@ -253,3 +253,16 @@ def test_fewshot_table_shows_accuracy_or_micro_f1_not_the_comparison_score():
                           cell("many", 0, {"accuracy": 0.2, "micro_f1": 0.5, "macro_f1": 0.1})]).splitlines()
     assert "| one | 4 | – | – | – | – | 0.700 ± 0.141 | 1.0 |" in rows[2]
     assert "| many | 4 | – | – | – | – | 0.500 | 1.0 |" in rows[3]
+
+
+def test_fewshot_table_keeps_a_gpus_seconds_apart_from_the_cpus():
+    from bench import fewshot
+
+    def cell(seed, seconds, gpu):
+        return {"base": fewshot.MINILM, "data": "one", "contender": "probe", "k": 4, "seed": seed, "score": 0.1,
+                "metrics": {"accuracy": 0.5}, "train_seconds": seconds, "machine": {"gpu": gpu}}
+
+    [row] = fewshot.table([cell(0, 100.0, None), cell(1, 300.0, None), cell(2, 4.0, "NVIDIA H200")]).splitlines()[2:]
+    assert "| 200.0; 4.0 (on a GPU, 1 of 3 seeds) |" in row
+    [row] = fewshot.table([cell(0, 4.0, "NVIDIA H200"), cell(1, 6.0, "NVIDIA H200")]).splitlines()[2:]
+    assert "| 5.0 (on a GPU) |" in row
