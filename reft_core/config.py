@@ -19,7 +19,7 @@ SOUPS = ("none", "folds")
 LABEL_WEIGHTS = ("balanced", "none")
 # What an option was, in effect, for adapters saved before it existed (others load with their
 # default): their recipes are retrained as they were trained.
-BEFORE_OPTION = {"label_weights": "none"}
+BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1}
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -142,6 +142,10 @@ class TrainConfig:
     seed: int = option(0, "int", "determinism", ge=0, le=MAX_SEED)
     pooling: str = option("auto", "str", "head input", choices=POOLINGS)
     patience: int = option(3, "int", "checks without a better held-out score before stopping", ge=1, le=100)
+    early_stop_min_eval: int = option(
+        200, "int", "held_out: stop early (keeping the best check's weights) only with at least this many "
+        "evaluation rows; with fewer, a check's score is mostly chance, so the whole schedule is trained and its "
+        "last weights are kept", ge=1, le=1_000_000)
     min_steps: int = option(100, "int", "optimizer steps at least, however few the examples", ge=0, le=100_000)
     contrastive: float = option(0.0, "float", "weight of a supervised contrastive loss on the pooled representation",
                                 ge=0, le=10)

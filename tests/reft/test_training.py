@@ -239,6 +239,20 @@ def test_a_large_set_holds_out_the_rows_it_is_given_and_never_trains_on_them(tok
     assert other.metrics["loss_curve"] == again.metrics["loss_curve"] and other.metrics["steps_run"] > 0
 
 
+def test_a_few_evaluation_rows_do_not_stop_training_early_enough_rows_do(tokenizer):
+    # 4 evaluation rows: a check's score is mostly chance, so even `patience` 1 (stop at the first
+    # check without gain) trains the whole 40-step budget and keeps the last weights
+    base = make_base("bert", tokenizer)
+    marks = [i % 5 == 0 for i in range(len(TEXTS))]
+    config = {**FAST, "kfold_below": 10, "min_steps": 40, "patience": 1}
+    whole = train(base, TEXTS, LABELS, ["neg", "pos"], config=config, eval_mask=marks)
+    assert whole.metrics["n_eval"] == 4 < TrainConfig().early_stop_min_eval
+    assert whole.metrics["steps_run"] == 40
+    # where that many rows are enough, the same run stops at its first check without gain
+    stopped = train(base, TEXTS, LABELS, ["neg", "pos"], config={**config, "early_stop_min_eval": 4}, eval_mask=marks)
+    assert stopped.metrics["steps_run"] < 40
+
+
 def test_a_few_examples_still_get_min_steps_of_training(tokenizer):
     base = make_base("bert", tokenizer)
     adapter = train(base, TEXTS[:4], LABELS[:4], ["neg", "pos"],
@@ -295,8 +309,9 @@ def test_many_labels_with_a_few_examples_each_are_learnt_not_drowned_by_their_ne
     # GoEmotions' first 200 training comments (tests/fixtures/goemotions_sample): 28 labels, 26
     # of them seen 1-21 times, "neutral" 76 times. Unweighted, each label's negatives outweigh
     # its positives and the model learns the base rates: its raw scores put "neutral" on top of
-    # 97 of the 100 test comments. Balanced, they put 12 different labels on top (measured,
-    # MiniLM, seed 0); calibration then weighs each label by how often it is right.
+    # 85 of the 100 test comments (97 when early stopping on the 30 evaluation rows still cut the
+    # run at step 30). Balanced, they put 17 different labels on top, none on more than 36
+    # (measured, MiniLM, seed 0); calibration then weighs each label by how often it is right.
     import json
     from collections import Counter
     from pathlib import Path
@@ -315,5 +330,5 @@ def test_many_labels_with_a_few_examples_each_are_learnt_not_drowned_by_their_ne
         return Counter(max(p.scores, key=p.scores.get) for p in Tagger(minilm).predict(adapter, texts))
 
     unweighted, balanced = raw_top_labels("none"), raw_top_labels("balanced")
-    assert max(unweighted.values()) >= 90  # the base rates: one label on top of (nearly) everything
+    assert max(unweighted.values()) >= 80  # the base rates: one label on top of most comments
     assert len(balanced) >= 8 and max(balanced.values()) <= 60
