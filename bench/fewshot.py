@@ -79,6 +79,9 @@ SETFIT_MAX_STEPS = 450
 # When the k-fold refit's schedule began to end at the chosen step: reftag's small-K cells
 # measured before are marked in the table (a re-run of the contender replaces them).
 REFIT_ANNEALED = "2026-12-03T16:05:00Z"
+# When a held-out run began to stop early only with `early_stop_min_eval` evaluation rows: reftag's
+# cells measured before with fewer such rows (they stopped on a few rows' checks) are marked too.
+EARLY_STOP_MIN_EVAL = "2026-12-04T14:45:00Z"
 SETFIT_CAP_LAYERS = 6
 
 
@@ -294,6 +297,15 @@ def old_refit(cell: dict[str, Any]) -> bool:
             and cell["machine"]["time_utc"] < REFIT_ANNEALED)
 
 
+def stopped_on_few_rows(cell: dict[str, Any]) -> bool:
+    """A reftag cell trained held-out on fewer evaluation rows than early stopping now needs,
+    before the rule (reft_core.training; bench/RESULTS.md, "early stopping on a few rows")."""
+    evaluation = cell.get("details", {}).get("evaluation", {})
+    return (cell["contender"] == "reftag" and evaluation.get("evaluation") == "held_out"
+            and (evaluation.get("n_eval") or 0) < TrainConfig().early_stop_min_eval
+            and cell["machine"]["time_utc"] < EARLY_STOP_MIN_EVAL)
+
+
 def score_cell(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "–"
@@ -301,6 +313,7 @@ def score_cell(runs: list[dict[str, Any]]) -> str:
     sd = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
     capped = " (capped)" if any(r.get("details", {}).get("capped") for r in runs) else ""
     old = " (old refit)" if any(old_refit(r) for r in runs) else ""
+    old += " (early-stopped on few rows)" if any(stopped_on_few_rows(r) for r in runs) else ""
     return f"{statistics.mean(scores):.3f}{sd}{capped}{old}"
 
 

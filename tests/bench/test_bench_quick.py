@@ -266,3 +266,17 @@ def test_fewshot_table_keeps_a_gpus_seconds_apart_from_the_cpus():
     assert "| 200.0; 4.0 (on a GPU, 1 of 3 seeds) |" in row
     [row] = fewshot.table([cell(0, 4.0, "NVIDIA H200"), cell(1, 6.0, "NVIDIA H200")]).splitlines()[2:]
     assert "| 5.0 (on a GPU) |" in row
+
+
+def test_fewshot_table_marks_reftag_cells_that_stopped_early_on_a_few_evaluation_rows():
+    from bench import fewshot
+
+    def cell(seed, n_eval, time_utc):
+        return {"base": fewshot.MINILM, "data": "one", "contender": "reftag", "k": 64, "seed": seed, "score": 0.1,
+                "n_train": 256, "metrics": {"accuracy": 0.5}, "train_seconds": 1.0, "machine": {"time_utc": time_utc},
+                "details": {"evaluation": {"evaluation": "held_out", "n_eval": n_eval}}}
+
+    before, after = "2026-12-01T00:00:00Z", "2026-12-05T00:00:00Z"
+    assert "(early-stopped on few rows)" in fewshot.table([cell(0, 40, before)])
+    assert "(early-stopped on few rows)" not in fewshot.table([cell(0, 40, after)])
+    assert "(early-stopped on few rows)" not in fewshot.table([cell(0, 600, before)])
