@@ -143,7 +143,7 @@ class TrainConfig:
     pooling: str = option("auto", "str", "head input", choices=POOLINGS)
     patience: int = option(3, "int", "checks without a better held-out score before stopping", ge=1, le=100)
     early_stop_min_eval: int = option(
-        200, "int", "held_out: stop early (keeping the best check's weights) only with at least this many "
+        100, "int", "held_out: stop early (keeping the best check's weights) only with at least this many "
         "evaluation rows; with fewer, a check's score is mostly chance, so the whole schedule is trained and its "
         "last weights are kept", ge=1, le=1_000_000)
     min_steps: int = option(100, "int", "optimizer steps at least, however few the examples", ge=0, le=100_000)

@@ -11,10 +11,11 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
   the service assigns each example once) or a stratified share (`eval_fraction`) — are never
   trained on; they choose the epoch (early stopping), fit the calibration (then the multi-label
   thresholds, on calibrated scores), and give the metrics. Early stopping needs `early_stop_min_eval`
-  evaluation rows (200): on fewer, one check's score differs from the next by chance, and the
+  evaluation rows (100): on fewer, one check's score differs from the next by chance, and the
   best check is a snapshot of a run still at a high learning rate (AG News, 64 a label: 40 rows
   stopped runs at step 21–28 of 100, 0.848 on the test rows; the whole schedule, decayed to zero,
-  0.864 — bench/RESULTS.md, "early stopping on a few rows"). Such runs train every step of their
+  0.864). With 150 rows (TNEWS, 64 a label) early stopping was still the better of the two
+  (bench/RESULTS.md, "early stopping on a few rows"). Runs with fewer train every step of their
   budget and keep the last weights; the evaluation rows still fit the calibration and give the
   metrics.
 - k-fold (fewer): a single held-out split of a few rows would decide too much by chance.
