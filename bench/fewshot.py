@@ -325,12 +325,11 @@ def seconds_cell(runs: list[dict[str, Any]]) -> str:
     """Mean train seconds; a GPU's runs apart from the CPU's (they do not compare)."""
     if not runs:
         return "–"
-    parts = []
-    for where, those in (("", [r for r in runs if not on_gpu(r)]), (" on a GPU", [r for r in runs if on_gpu(r)])):
-        if those:
-            seeds = f", {len(those)} of {len(runs)} seeds" if len(those) < len(runs) else ""
-            parts.append(f"{statistics.mean(r['train_seconds'] for r in those):.1f}"
-                         + (f" ({where.strip()}{seeds})" if where else ""))
+    cpu, gpu = [r for r in runs if not on_gpu(r)], [r for r in runs if on_gpu(r)]
+    parts = [f"{statistics.mean(r['train_seconds'] for r in cpu):.1f}"] if cpu else []
+    if gpu:
+        seeds = f", {len(gpu)} of {len(runs)} seeds" if cpu else ""
+        parts.append(f"{statistics.mean(r['train_seconds'] for r in gpu):.1f} (on a GPU{seeds})")
     return "; ".join(parts)
 
 
