@@ -135,7 +135,11 @@ def run_reft(method: str, base: Base, data: Dataset, epochs: int | None, seed: i
             "params": {"adapter": params["intervention"], "head": params["head"], "total": params["total"]},
             "train_seconds": train_seconds, "epochs_run": adapter.metrics["epochs_run"],
             "details": {"config": config, "layers": adapter.layers, "loss_curve": adapter.metrics["loss_curve"],
-                        "adapter_bytes": adapter.size_bytes()}}
+                        "adapter_bytes": adapter.size_bytes(),
+                        # the adapter's own evaluation (its held-out rows): what a choice between recipes may see
+                        "evaluation": {k: adapter.metrics[k] for k in
+                                       ("evaluation", "n_eval", "steps_run", "accuracy", "macro_f1", "micro_f1")
+                                       if k in adapter.metrics}}}
 
 
 def run_method(method: str, base: Base, data: Dataset, epochs: int | None,

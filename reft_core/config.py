@@ -147,6 +147,9 @@ class TrainConfig:
         "evaluation rows; with fewer, a check's score is mostly chance, so the whole schedule is trained and its "
         "last weights are kept", ge=1, le=1_000_000)
     min_steps: int = option(100, "int", "optimizer steps at least, however few the examples", ge=0, le=100_000)
+    ema: float = option(0.0, "float", "decay of an exponential moving average of the trained weights, which the "
+                        "checks score and the adapter keeps (0: the weights of the last step); its first steps "
+                        "average over fewer (decay (1 + t) / (10 + t) until that is larger)", ge=0, le=0.999)
     contrastive: float = option(0.0, "float", "weight of a supervised contrastive loss on the pooled representation",
                                 ge=0, le=10)
     evaluation: str = option("auto", "str", "held_out (evaluation rows never trained on), k-fold (out-of-fold "

@@ -35,12 +35,13 @@ and after, and the review table (the confidence threshold for each target precis
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +249,37 @@ def label_weights(targets: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | Non
     return torch.where(positives > 0, (len(targets) - positives) / positives.clamp(min=1), torch.ones_like(positives))
 
 
+class WeightAverage:
+    """An exponential moving average of an adapter's floating-point weights (`TrainConfig.ema`):
+    after step t it moves towards the new weights by 1 − d, with d = min(decay, (1 + t) / (10 + t)),
+    so that the first steps' weights, near the random start, do not linger in a short run."""
+
+    def __init__(self, adapter: Adapter, decay: float):
+        self.decay, self.updates = decay, 0
+        self.state = {k: v.detach().clone() for k, v in adapter.state_dict().items() if v.is_floating_point()}
+
+    def update(self, adapter: Adapter) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = adapter.state_dict()
+        with torch.no_grad():
+            for k, v in self.state.items():
+                v.lerp_(current[k].detach(), 1.0 - d)
+
+    def copy_to(self, adapter: Adapter) -> None:
+        adapter.load_state_dict(self.state, strict=False)
+
+    @contextlib.contextmanager
+    def swapped_in(self, adapter: Adapter) -> Iterator[None]:
+        """The averaged weights in `adapter` for the block, its own weights back after."""
+        own = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        self.copy_to(adapter)
+        try:
+            yield
+        finally:
+            adapter.load_state_dict(own)
+
+
 class Run:
     """What every fit of one `train` call shares: the examples' cached prefix, their targets,
     the config and the progress report. Fits differ only in their rows and step budget."""
@@ -320,6 +352,7 @@ class Run:
         self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
         best_score, stale = -math.inf, 0
         best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        average = WeightAverage(adapter, cfg.ema) if cfg.ema else None
         adapter.train()
         step, epoch_loss, epoch_rows = 0, 0.0, 0
         while step < total:
@@ -330,16 +363,20 @@ class Run:
                 optimizer.step()
                 schedule.step()
                 step += 1
+                if average:
+                    average.update(adapter)
                 epoch_loss += loss.item() * len(rows)
                 epoch_rows += len(rows)
                 self.report(loss.item())
                 if eval_rows and (step % check_every == 0 or step == total):
-                    score, probs = self.score(adapter, eval_rows)
+                    with average.swapped_in(adapter) if average else contextlib.nullcontext():
+                        score, probs = self.score(adapter, eval_rows)
+                        if score > best_score:
+                            best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
                     result.checks.append((step, score))
                     result.check_probs.append(probs)
                     if score > best_score:
                         best_score, stale = score, 0
-                        best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
                     else:
                         stale += 1
                 if step >= total or (early_stopping and stale >= cfg.patience):
@@ -351,6 +388,8 @@ class Run:
                 break
         if early_stopping and eval_rows:
             adapter.load_state_dict(best_state)
+        elif average:
+            average.copy_to(adapter)
         adapter.eval()
         result.steps = step
         self.fits_done += 1

@@ -224,6 +224,41 @@ def test_a_soup_is_the_mean_of_the_refit_and_the_fold_models_weights(tokenizer, 
         assert torch.allclose(R @ R.T, torch.eye(R.shape[0]), atol=1e-5)
 
 
+def test_ema_keeps_the_moving_average_of_every_steps_weights(tokenizer, monkeypatch):
+    # `ema`: the adapter is the exponential moving average of the weights after each step, its first
+    # steps averaged over fewer (d = min(decay, (1 + t) / (10 + t))) — computed here from the weights
+    # the optimizer left after each step
+    from reft_core import training
+
+    seen: list[list[torch.Tensor]] = []
+
+    class Recorded(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            params = list(params)
+            super().__init__(params, **kw)
+            seen.append([p.detach().clone() for p in params])
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            seen.append([p.detach().clone() for group in self.param_groups for p in group["params"]])
+            return out
+
+    monkeypatch.setattr(training.torch.optim, "AdamW", Recorded)
+    base = make_base("bert", tokenizer)
+    marks = [i % 5 == 0 for i in range(len(TEXTS))]
+    config = {**FAST, "kfold_below": 10, "min_steps": 30, "ema": 0.9}  # 4 evaluation rows: the whole schedule
+    adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=config, eval_mask=marks)
+    assert adapter.metrics["steps_run"] == len(seen) - 1 == 30
+    average = seen[0]
+    for t, weights in enumerate(seen[1:], start=1):
+        d = min(0.9, (1 + t) / (10 + t))
+        average = [a + (1 - d) * (w - a) for a, w in zip(average, weights)]
+    for kept, expected, last in zip(adapter.parameters(), average, seen[-1]):
+        assert torch.allclose(kept, expected, atol=1e-6)
+    assert any(not torch.allclose(kept, last) for kept, last in zip(adapter.parameters(), seen[-1]))
+    assert adapter.config.train_config.ema == 0.9
+
+
 def test_a_large_set_holds_out_the_rows_it_is_given_and_never_trains_on_them(tokenizer):
     base = make_base("bert", tokenizer)
     marks = [i % 5 == 0 for i in range(len(TEXTS))]
