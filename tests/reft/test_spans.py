@@ -397,3 +397,13 @@ def test_with_few_held_out_sentences_training_runs_its_whole_budget_and_keeps_th
     many = [f"{t} ({i})" for i, t in enumerate(texts)]
     stopped = train_spans(minilm, many, gold, LABELS, config={"min_steps": 200, "patience": 1, "eval_fraction": 0.5})
     assert stopped.metrics["n_eval"] >= EARLY_STOPPING_MIN_EVAL and stopped.metrics["steps_run"] < 200
+
+
+def test_span_training_keeps_the_weight_average_when_asked(tokenizer):
+    # `ema` is a training option for every kind: spans train through the same fit loop
+    base = make_base("bert", tokenizer)
+    config = {**TINY, "epochs": 2}
+    plain, averaged = fit(base, config), fit(base, {**config, "ema": 0.9})
+    assert averaged.config.train_config.ema == 0.9 and plain.metrics["steps_run"] == averaged.metrics["steps_run"]
+    assert plain.metrics["loss_curve"] == averaged.metrics["loss_curve"]  # the same steps were taken …
+    assert any(not torch.allclose(a, b) for a, b in zip(plain.parameters(), averaged.parameters()))  # … kept apart
