@@ -331,7 +331,8 @@ class Run:
             plan: tuple[int, int] | None = None) -> Fit:
         """Train a new adapter on `train_rows` for the budget's steps, checking `eval_rows` about
         20 times (at least once an epoch). With `early_stopping` the best check's weights are kept
-        and `patience` checks without gain stop the run.
+        and `patience` checks without gain stop the run. With `ema` the checks score, and the fit
+        keeps, the moving average of the weights (`WeightAverage`) instead of the last step's.
         `plan` (total steps, steps between checks) overrides the one for this many rows:
         k-fold fits share one, so that their checks fall on the same steps, and the refit's
         schedule ends at the step they chose."""
