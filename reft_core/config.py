@@ -19,7 +19,7 @@ SOUPS = ("none", "folds")
 LABEL_WEIGHTS = ("balanced", "none")
 # What an option was, in effect, for adapters saved before it existed (others load with their
 # default): their recipes are retrained as they were trained.
-BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1}
+BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1, "kfold_below_multi_label": 0}
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -156,6 +156,10 @@ class TrainConfig:
                              "scores, then a refit on every example), or auto: k-fold below kfold_below examples",
                              choices=EVALUATIONS)
     kfold_below: int = option(200, "int", "auto evaluation: k-fold below this many examples", ge=0, le=1_000_000)
+    kfold_below_multi_label: int = option(
+        500, "int", "auto evaluation of a multi-label set: k-fold below this many examples (or kfold_below, if "
+        "larger) — its per-label calibration and thresholds need every example's out-of-fold scores, not a "
+        "held-out share's few positives of each label", ge=0, le=1_000_000)
     folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
     soup: str = option("none", "str", "k-fold evaluation: the adapter is the refit (none), or the weight average "
                        "of the refit and the fold models (folds; no cost at tagging)", choices=SOUPS)
