@@ -378,14 +378,12 @@ class Run:
                 if eval_rows and (step % check_every == 0 or step == total):
                     with average.swapped_in(adapter) if average else contextlib.nullcontext():
                         score, probs = self.score(adapter, eval_rows)
-                        if score > best_score:
+                        better = score > best_score
+                        if better:  # the weights scored: the average's, with `ema`
                             best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
                     result.checks.append((step, score))
                     result.check_probs.append(probs)
-                    if score > best_score:
-                        best_score, stale = score, 0
-                    else:
-                        stale += 1
+                    best_score, stale = (score, 0) if better else (best_score, stale + 1)
                 if step >= total or (early_stopping and stale >= cfg.patience):
                     break
             result.loss_curve.append(round(epoch_loss / max(1, epoch_rows), 5))
