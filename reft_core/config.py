@@ -153,7 +153,8 @@ class TrainConfig:
     contrastive: float = option(0.0, "float", "weight of a supervised contrastive loss on the pooled representation",
                                 ge=0, le=10)
     evaluation: str = option("auto", "str", "held_out (evaluation rows never trained on), k-fold (out-of-fold "
-                             "scores, then a refit on every example), or auto: k-fold below kfold_below examples",
+                             "scores, then a refit on every example), or auto: k-fold below kfold_below examples "
+                             "(a multi-label set: below kfold_below_multi_label, if larger)",
                              choices=EVALUATIONS)
     kfold_below: int = option(200, "int", "auto evaluation: k-fold below this many examples", ge=0, le=1_000_000)
     kfold_below_multi_label: int = option(

@@ -255,6 +255,11 @@ def label_weights(targets: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | Non
     return torch.where(positives > 0, (len(targets) - positives) / positives.clamp(min=1), torch.ones_like(positives))
 
 
+def weights_of(adapter: Adapter) -> dict[str, torch.Tensor]:
+    """A copy of the adapter's weights as they are now (its state dict, detached)."""
+    return {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+
+
 class WeightAverage:
     """An exponential moving average of an adapter's floating-point weights (`TrainConfig.ema`):
     after step t it moves towards the new weights by 1 − d, with d = min(decay, (1 + t) / (10 + t)),
@@ -262,7 +267,7 @@ class WeightAverage:
 
     def __init__(self, adapter: Adapter, decay: float):
         self.decay, self.updates = decay, 0
-        self.state = {k: v.detach().clone() for k, v in adapter.state_dict().items() if v.is_floating_point()}
+        self.state = {k: v for k, v in weights_of(adapter).items() if v.is_floating_point()}
 
     def update(self, adapter: Adapter) -> None:
         self.updates += 1
@@ -278,7 +283,7 @@ class WeightAverage:
     @contextlib.contextmanager
     def swapped_in(self, adapter: Adapter) -> Iterator[None]:
         """The averaged weights in `adapter` for the block, its own weights back after."""
-        own = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        own = weights_of(adapter)
         self.copy_to(adapter)
         try:
             yield
@@ -358,7 +363,7 @@ class Run:
         result = Fit(adapter, [])
         self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
         best_score, stale = -math.inf, 0
-        best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+        best_state = weights_of(adapter)
         average = WeightAverage(adapter, cfg.ema) if cfg.ema else None
         adapter.train()
         step, epoch_loss, epoch_rows = 0, 0.0, 0
@@ -380,7 +385,7 @@ class Run:
                         score, probs = self.score(adapter, eval_rows)
                         better = score > best_score
                         if better:  # the weights scored: the average's, with `ema`
-                            best_state = {k: v.detach().clone() for k, v in adapter.state_dict().items()}
+                            best_state = weights_of(adapter)
                     result.checks.append((step, score))
                     result.check_probs.append(probs)
                     best_score, stale = (score, 0) if better else (best_score, stale + 1)
