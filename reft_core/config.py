@@ -158,7 +158,7 @@ class TrainConfig:
                              choices=EVALUATIONS)
     kfold_below: int = option(200, "int", "auto evaluation: k-fold below this many examples", ge=0, le=1_000_000)
     kfold_below_multi_label: int = option(
-        500, "int", "auto evaluation of a multi-label set: k-fold below this many examples (or kfold_below, if "
+        1000, "int", "auto evaluation of a multi-label set: k-fold below this many examples (or kfold_below, if "
         "larger) — its per-label calibration and thresholds need every example's out-of-fold scores, not a "
         "held-out share's few positives of each label", ge=0, le=1_000_000)
     folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
