@@ -15,11 +15,11 @@ from typing import Any
 INTERVENTIONS = ("loreft", "direft", "red")
 POOLINGS = ("auto", "mean", "cls", "last")
 EVALUATIONS = ("auto", "held_out", "k-fold")
-SOUPS = ("none", "folds")
+SOUPS = ("auto", "none", "folds")
 LABEL_WEIGHTS = ("balanced", "none")
 # What an option was, in effect, for adapters saved before it existed (others load with their
 # default): their recipes are retrained as they were trained.
-BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1, "kfold_below_multi_label": 0}
+BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1, "kfold_below_multi_label": 0, "soup": "none"}
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -162,8 +162,9 @@ class TrainConfig:
         "larger) — its per-label calibration and thresholds need every example's out-of-fold scores, not a "
         "held-out share's few positives of each label", ge=0, le=1_000_000)
     folds: int = option(5, "int", "k-fold evaluation: folds", ge=2, le=20)
-    soup: str = option("none", "str", "k-fold evaluation: the adapter is the refit (none), or the weight average "
-                       "of the refit and the fold models (folds; no cost at tagging)", choices=SOUPS)
+    soup: str = option("auto", "str", "k-fold evaluation: the adapter is the refit (none), or the weight average "
+                       "of the refit and the fold models (folds; no cost at tagging), or auto: folds for a "
+                       "multi-label set, none for a single-label one", choices=SOUPS)
     label_weights: str = option("balanced", "str", "multi-label: each label's positive examples weigh its "
                                 "negatives / positives in the loss (balanced), so a label with a few examples among "
                                 "many is learnt rather than drowned by its negatives; or all weigh 1 (none)",

@@ -32,8 +32,11 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
   near-peak learning rate, whose score swings by tens of points from one check to the next at
   these sizes (bench/RESULTS.md, "the refit"). Metrics are the out-of-fold predictions' (every
   example scored once, by a model that did not see it), and the calibration is fitted on them.
-  With `soup="folds"` the adapter is the average of the refit's and the fold models' weights
-  (measured, not the default: bench/RESULTS.md, "the soup"); the metrics stay the folds'.
+  With `soup="folds"` the adapter is the average of the refit's and the fold models' weights; the
+  default ("auto") does so for a multi-label set (GoEmotions, 200–800 examples: +2.0 points
+  micro-F1 on the mean of nine seeds, two of them down by 0.7 and 0.02) and keeps the refit of a
+  single-label one (SST-2, AG News, TNEWS: +0.4 on the mean of 29 pairs, ±8 on single cells;
+  bench/RESULTS.md, "the soup"). The metrics stay the folds'.
 
 Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
 stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
@@ -548,7 +551,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         if cv is not None:
             evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
                           "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
-            if cfg.soup == "folds":
+            if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
                 adapter = weight_average([adapter, *cv.adapters]).eval()
                 evaluation["soup"] = cv.folds + 1
             probs, truth = cv.probs, targets

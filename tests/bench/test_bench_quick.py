@@ -192,7 +192,7 @@ def test_fewshot_measures_a_reftag_variant_into_a_file_of_its_own(tmp_path, monk
     monkeypatch.setattr(fewshot, "RESULTS", tmp_path / "fewshot.jsonl")
     with pytest.raises(SystemExit):
         fewshot.parse_args(["--reftag-config", '{"soup": "everything"}'])
-    assert "--reftag-config: soup: one of none, folds" in capsys.readouterr().err
+    assert "--reftag-config: soup: one of auto, none, folds" in capsys.readouterr().err
     variant = tmp_path / "variant.jsonl"
     threads = torch.get_num_threads()
     try:

@@ -225,6 +225,23 @@ def test_a_soup_is_the_mean_of_the_refit_and_the_fold_models_weights(tokenizer, 
         assert torch.allclose(R @ R.T, torch.eye(R.shape[0]), atol=1e-5)
 
 
+def test_by_default_a_multi_label_set_keeps_the_soup_of_its_folds_and_a_single_label_set_its_refit(tokenizer):
+    # soup "auto": under k-fold a multi-label adapter is the average of the refit's and the fold
+    # models' weights (GoEmotions: every fresh seed but one up, bench/RESULTS.md), a single-label
+    # one is the refit; adapters saved before the option keep the refit.
+    base = make_base("bert", tokenizer)
+    as_lists = [[label] for label in LABELS]
+    auto = train(base, TEXTS, as_lists, ["neg", "pos"], multi_label=True, config=FAST)
+    folds = train(base, TEXTS, as_lists, ["neg", "pos"], multi_label=True, config={**FAST, "soup": "folds"})
+    refit = train(base, TEXTS, as_lists, ["neg", "pos"], multi_label=True, config={**FAST, "soup": "none"})
+    assert (auto.metrics["evaluation"], auto.metrics["soup"]) == ("k-fold", 6) and "soup" not in refit.metrics
+    assert all(torch.equal(weight, folds.state_dict()[name]) for name, weight in auto.state_dict().items())
+    assert any(not torch.equal(weight, refit.state_dict()[name]) for name, weight in auto.state_dict().items())
+    single = train(base, TEXTS, LABELS, ["neg", "pos"], config=FAST)
+    assert single.metrics["evaluation"] == "k-fold" and "soup" not in single.metrics
+    assert TrainConfig.from_dict(BEFORE_OPTION).soup == "none"
+
+
 def test_ema_keeps_the_moving_average_of_every_steps_weights(tokenizer, monkeypatch):
     # `ema`: the adapter is the exponential moving average of the weights after each step, its first
     # steps averaged over fewer (d = min(decay, (1 + t) / (10 + t))) — computed here from the weights
