@@ -141,7 +141,11 @@ def run_reftag(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
                         "own_metrics": {k: adapter.metrics.get(k) for k in ("accuracy", "macro_f1", "micro_f1")}}}
 
 
-def run_probe(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def fit_probe(x: np.ndarray[Any, Any], targets: np.ndarray[Any, Any], multi_label: bool,
+              seed: int) -> tuple[Any, float]:
+    """The probe contender's classifier on features `x`: a standardised logistic regression
+    (one-vs-rest for multi-label sets), C by stratified k-fold on the sample itself where every
+    label has two rows. Returns (fitted classifier, C)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.multiclass import OneVsRestClassifier
@@ -150,19 +154,22 @@ def run_probe(base: Base, data: Dataset, seed: int, args: argparse.Namespace) ->
 
     def classifier(c: float) -> Any:
         lr = LogisticRegression(C=c, max_iter=2000)
-        return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if data.multi_label else lr)
+        return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if multi_label else lr)
 
-    t0 = time.perf_counter()
-    targets = data.targets(data.train).numpy()
-    x = encode(base, mean_pooled(base.model), data.train.texts).numpy()
     c = 1.0
-    smallest = min(np.bincount(targets)) if not data.multi_label else 0
-    if smallest >= 2:  # C by stratified k-fold on the sample itself
+    smallest = min(np.bincount(targets)) if not multi_label else 0
+    if smallest >= 2:
         folds = StratifiedKFold(n_splits=min(5, smallest), shuffle=True, random_state=seed)
         c = max(PROBE_C, key=lambda value: cross_val_score(classifier(value), x, targets, cv=folds).mean())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-        clf = classifier(c).fit(x, targets)
+        return classifier(c).fit(x, targets), c
+
+
+def run_probe(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    x = encode(base, mean_pooled(base.model), data.train.texts).numpy()
+    clf, c = fit_probe(x, data.targets(data.train).numpy(), data.multi_label, seed)
     seconds = time.perf_counter() - t0
     raw = clf.predict_proba(encode(base, mean_pooled(base.model), data.test.texts).numpy())
     probs = torch.tensor(raw, dtype=torch.float32)

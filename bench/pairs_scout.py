@@ -1,7 +1,7 @@
 """Scouting, not a contender: SetFit's recipe through the adapter (bench/RESULTS.md, "SetFit's
 recipe through the adapter"). Pairs of examples as SetFit 1.2 makes them, a cosine-similarity
-loss on the mean-pooled edited last hidden state, reftag's schedule; then a standardised logistic
-head on that representation (C by stratified k-fold, as the probe contender). Test accuracy at the
+loss on the mean-pooled edited last hidden state, reftag's schedule; then the probe contender's
+classifier (`fewshot.fit_probe`) on that representation. Test accuracy at the
 chosen steps, one JSON line per cell in bench/measured/pairs_scout.jsonl.
 
     python -m bench.pairs_scout sst2 8 0 '{"checks": [0, 100], "lr": 0.001, "rank": 8,
@@ -29,7 +29,7 @@ from reft_core import TrainConfig, load_base
 from reft_core.heads import pool
 from reft_core.training import HiddenCache, Run, _encode_labels, _last_hidden
 
-from .fewshot import PROBE_C, sample
+from .fewshot import fit_probe, sample
 
 RESULTS = Path(__file__).parent / "measured" / "pairs_scout.jsonl"
 
@@ -48,11 +48,6 @@ def setfit_pairs(labels: list[int], seed: int) -> list[tuple[int, int, float]]:
 
 
 def main(argv: list[str]) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     torch.set_num_threads(1)
     name, k, seed = argv[0], int(argv[1]), int(argv[2])
     options = json.loads(argv[3]) if len(argv) > 3 else {}
@@ -81,13 +76,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         return torch.cat(out).numpy()
 
     def head_accuracy() -> tuple[float, float]:
-        x, t = embed(cache), targets.numpy()
-        def classifier(c: float) -> Any:
-            return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-        folds = StratifiedKFold(n_splits=min(5, int(min(np.bincount(t)))), shuffle=True, random_state=seed)
-        c = max(PROBE_C, key=lambda value: cross_val_score(classifier(value), x, t, cv=folds).mean())
-        predicted = classifier(c).fit(x, t).predict(embed(test_cache))
-        return float((predicted == truth).mean()), c
+        classifier, c = fit_probe(embed(cache), targets.numpy(), False, seed)
+        return float((classifier.predict(embed(test_cache)) == truth).mean()), c
 
     pairs = setfit_pairs(targets.tolist(), seed)
     total = max(checks)
