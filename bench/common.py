@@ -28,7 +28,7 @@ from torch import nn
 from reft_core import Base, Prediction, TrainConfig
 from reft_core.heads import pool, scores_from_logits
 from reft_core.metrics import main_score, multi_label_metrics, single_label_metrics, tune_thresholds
-from reft_core.training import _encode_labels, length_batches, split_held_out
+from reft_core.training import _encode_labels, length_batches, split_held_out, warmup_then_decay
 
 from .data import label_names, read_jsonl, row_labels
 
@@ -197,9 +197,7 @@ def finetune(base: Base, method: str, texts: Sequence[str], targets: torch.Tenso
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": lr}, {"params": head, "lr": head_lr or lr}],
                                   weight_decay=0.0)
     total = math.ceil(len(train_rows) / DEFAULTS.batch_size) * epochs
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    schedule = warmup_then_decay(optimizer, total)
 
     best, best_state, stale, curve = -1.0, None, 0, []
     for _ in range(epochs):

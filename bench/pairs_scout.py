@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from reft_core import TrainConfig, load_base
 from reft_core.heads import pool
-from reft_core.training import HiddenCache, Run, _encode_labels, _last_hidden
+from reft_core.training import HiddenCache, Run, _encode_labels, _last_hidden, warmup_then_decay
 
 from .fewshot import fit_probe, sample
 
@@ -82,9 +82,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     pairs = setfit_pairs(targets.tolist(), seed)
     total = max(checks)
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    schedule = warmup_then_decay(optimizer, total)
     cell: dict[str, Any] = {"data": name, "k": k, "seed": seed, "extra": options, "checks": {}}
     t0 = time.perf_counter()
     if 0 in checks:

@@ -62,7 +62,7 @@ from reft_core.metrics import span_metrics
 from reft_core.span_decoding import decode
 from reft_core.span_training import EARLY_STOPPING_MIN_EVAL, IGNORE, held_out_rows, stopping_score, tag_targets
 from reft_core.spans import Alignment, Span, SpanPrediction, align, bio_tags, from_conll
-from reft_core.training import length_batches
+from reft_core.training import length_batches, warmup_then_decay
 
 from .common import BASELINE_ENCODERS, BASELINE_LR, DEFAULTS, command_line, machine, markdown_table
 from .data import label_names, read_jsonl
@@ -184,9 +184,7 @@ def finetune_tokens(base: Base, method: str, train: Sentences, labels: list[str]
     per_epoch = math.ceil(len(train_rows) / DEFAULTS.batch_size)
     total = max(per_epoch * DEFAULTS.epochs, DEFAULTS.min_steps)
     check_every = max(per_epoch, math.ceil(total / 20))
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    schedule = warmup_then_decay(optimizer, total)
 
     def held_out_score() -> float:
         """`span_training.stopping_score` of the held-out sentences, as reftag's own runs stop."""

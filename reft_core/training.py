@@ -246,6 +246,14 @@ class Fit:
     steps: int = 0
 
 
+def warmup_then_decay(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of every fit: a linear warm-up over a tenth of `total` steps,
+    then a linear decay to zero at step `total`."""
+    warmup = max(1, total // 10)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+
+
 def label_weights(targets: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | None:
     """Multi-label, `label_weights` balanced: each label's positives weigh negatives / positives
     of these training rows (1 for a label without any). With a few examples of each of many
@@ -360,9 +368,7 @@ class Run:
         per_epoch = self.budget(len(train_rows))[0]
         total, check_every = plan or self.schedule(len(train_rows))
         optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-        warmup = max(1, total // 10)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        schedule = warmup_then_decay(optimizer, total)
         result = Fit(adapter, [])
         self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
         best_score, stale = -math.inf, 0
