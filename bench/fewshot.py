@@ -36,7 +36,6 @@ import random
 import statistics
 import tempfile
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import torch
 from reft_core import Base, Tagger, TrainConfig, load_base, train
 from reft_core.bases import BUNDLED, MINILM, MULTILINGUAL
 from reft_core.metrics import main_score
+from reft_core.probe import logistic_probe
 from reft_core.training import split_held_out
 
 from .common import (
@@ -70,7 +70,6 @@ CONTENDERS = ["reftag", "setfit", "probe", "lora"]
 # The measured cells are kept in the repository (not in the ignored bench/out/): a run of several
 # hours is made across sessions with --resume, and RESULTS.md's table is printed from this file.
 RESULTS = Path(__file__).resolve().parent / "measured" / "fewshot.jsonl"
-PROBE_C = (0.01, 0.1, 1.0, 10.0)
 # SetFit takes about 2 s per contrastive step (16 pairs of MiniLM) on this 2-core machine when it is
 # quiet (bench/RESULTS.md): 450 steps is about 15 minutes. A step cap, not a time cap, so that
 # what SetFit learns does not depend on what else the machine is doing. A step costs about the
@@ -141,35 +140,10 @@ def run_reftag(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -
                         "own_metrics": {k: adapter.metrics.get(k) for k in ("accuracy", "macro_f1", "micro_f1")}}}
 
 
-def fit_probe(x: np.ndarray[Any, Any], targets: np.ndarray[Any, Any], multi_label: bool,
-              seed: int) -> tuple[Any, float]:
-    """The probe contender's classifier on features `x`: a standardised logistic regression
-    (one-vs-rest for multi-label sets), C by stratified k-fold on the sample itself where every
-    label has two rows. Returns (fitted classifier, C)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def classifier(c: float) -> Any:
-        lr = LogisticRegression(C=c, max_iter=2000)
-        return make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if multi_label else lr)
-
-    c = 1.0
-    smallest = min(np.bincount(targets)) if not multi_label else 0
-    if smallest >= 2:
-        folds = StratifiedKFold(n_splits=min(5, smallest), shuffle=True, random_state=seed)
-        c = max(PROBE_C, key=lambda value: cross_val_score(classifier(value), x, targets, cv=folds).mean())
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-        return classifier(c).fit(x, targets), c
-
-
 def run_probe(base: Base, data: Dataset, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     x = encode(base, mean_pooled(base.model), data.train.texts).numpy()
-    clf, c = fit_probe(x, data.targets(data.train).numpy(), data.multi_label, seed)
+    clf, c = logistic_probe(x, data.targets(data.train).numpy(), data.multi_label, seed)
     seconds = time.perf_counter() - t0
     raw = clf.predict_proba(encode(base, mean_pooled(base.model), data.test.texts).numpy())
     probs = torch.tensor(raw, dtype=torch.float32)

@@ -1,7 +1,9 @@
 """Scouting, not a contender: SetFit's recipe through the adapter (bench/RESULTS.md, "SetFit's
 recipe through the adapter"). Pairs of examples as SetFit 1.2 makes them, a cosine-similarity
 loss on the mean-pooled edited last hidden state, reftag's schedule; then the probe contender's
-classifier (`fewshot.fit_probe`) on that representation. Test accuracy at the
+classifier (`reft_core.probe.logistic_probe`) on that representation. Since built into
+training as the pairs objective (`TrainConfig.objective`), whose functions it calls; kept to
+score the representation at several steps of one schedule. Test accuracy at the
 chosen steps, one JSON line per cell in bench/measured/pairs_scout.jsonl.
 
     python -m bench.pairs_scout sst2 8 0 '{"checks": [0, 100], "lr": 0.001, "rank": 8,
@@ -13,9 +15,7 @@ adapter's output. Single-label sets only.
 """
 from __future__ import annotations
 
-import itertools
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -23,28 +23,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from reft_core import TrainConfig, load_base
 from reft_core.heads import pool
-from reft_core.training import HiddenCache, Run, _encode_labels, _last_hidden, warmup_then_decay
+from reft_core.probe import logistic_probe
+from reft_core.training import (
+    HiddenCache,
+    Run,
+    _encode_labels,
+    _last_hidden,
+    pairs_loss,
+    pooled,
+    setfit_pairs,
+    warmup_then_decay,
+)
 
-from .fewshot import fit_probe, sample
+from .fewshot import sample
 
 RESULTS = Path(__file__).parent / "measured" / "pairs_scout.jsonl"
-
-
-def setfit_pairs(labels: list[int], seed: int) -> list[tuple[int, int, float]]:
-    """Every same-label pair (with itself) and every other-label pair, the smaller side repeated
-    until both are as many (SetFit's default "oversampling"), shuffled."""
-    n = len(labels)
-    same = [(i, j) for i, j in itertools.combinations_with_replacement(range(n), 2) if labels[i] == labels[j]]
-    other = [(i, j) for i, j in itertools.combinations(range(n), 2) if labels[i] != labels[j]]
-    m = max(len(same), len(other))
-    pairs = [(a, b, 1.0) for a, b in (same * (m // len(same) + 1))[:m]]
-    pairs += [(a, b, 0.0) for a, b in (other * (m // max(1, len(other)) + 1))[:m]]
-    random.Random(seed).shuffle(pairs)
-    return pairs
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -66,17 +62,10 @@ def main(argv: list[str]) -> dict[str, Any]:
     adapter = run.new_adapter()
 
     def embed(c: HiddenCache) -> np.ndarray[Any, Any]:
-        adapter.eval()
-        out = []
-        with torch.no_grad(), torch.nn.utils.parametrize.cached():
-            for lo in range(0, len(c.ids), 128):
-                last, mask = _last_hidden(adapter, c, layers[0], list(range(lo, min(len(c.ids), lo + 128))))
-                out.append(pool(last, mask, "mean"))
-        adapter.train()
-        return torch.cat(out).numpy()
+        return pooled(adapter, c, layers[0], list(range(len(c.ids))), "mean").numpy()
 
     def head_accuracy() -> tuple[float, float]:
-        classifier, c = fit_probe(embed(cache), targets.numpy(), False, seed)
+        classifier, c = logistic_probe(embed(cache), targets.numpy(), False, seed)
         return float((classifier.predict(embed(test_cache)) == truth).mean()), c
 
     pairs = setfit_pairs(targets.tolist(), seed)
@@ -95,10 +84,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         rows = sorted({a for a, _, _ in batch} | {b for _, b, _ in batch})
         index = {r: i for i, r in enumerate(rows)}
         last, mask = _last_hidden(adapter, cache, layers[0], rows)
-        pooled = pool(last, mask, "mean")
-        left, right = [index[a] for a, _, _ in batch], [index[b] for _, b, _ in batch]
-        similarity = F.cosine_similarity(pooled[left], pooled[right])
-        loss = F.mse_loss(similarity, torch.tensor([same for _, _, same in batch]))
+        loss = pairs_loss(pool(last, mask, "mean"), [index[a] for a, _, _ in batch],
+                          [index[b] for _, b, _ in batch], [same for _, _, same in batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

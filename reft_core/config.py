@@ -17,9 +17,11 @@ POOLINGS = ("auto", "mean", "cls", "last")
 EVALUATIONS = ("auto", "held_out", "k-fold")
 SOUPS = ("auto", "none", "folds")
 LABEL_WEIGHTS = ("balanced", "none")
+OBJECTIVES = ("auto", "labels", "pairs")
 # What an option was, in effect, for adapters saved before it existed (others load with their
 # default): their recipes are retrained as they were trained.
-BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1, "kfold_below_multi_label": 0, "soup": "none"}
+BEFORE_OPTION = {"label_weights": "none", "early_stop_min_eval": 1, "kfold_below_multi_label": 0, "soup": "none",
+                 "objective": "labels"}
 # What a label set's adapters learn: one or more labels per text, or labelled character spans
 # (a tag per token, `spans`).
 KINDS = ("classification", "spans")
@@ -170,6 +172,15 @@ class TrainConfig:
                                 "many is learnt rather than drowned by its negatives; or all weigh 1 (none)",
                                 choices=LABEL_WEIGHTS)
 
+    objective: str = option(
+        "auto", "str", "what the steps train: the head's loss on the labels (labels); or SetFit's pairs (pairs): a "
+        "cosine-similarity loss on pairs of examples (same label or not) shapes the pooled representation, then "
+        "a logistic regression fitted on it becomes the head — single-label sets only, trained at pairs_rank and "
+        "pairs_lr, layers auto meaning every block; or auto: in k-fold evaluation of a single-label set, both, "
+        "keeping the one with the better out-of-fold score, else labels", choices=OBJECTIVES)
+    pairs_rank: int = option(8, "int", "the pairs objective: low rank r of the edit (instead of rank)", ge=1, le=256)
+    pairs_lr: float = option(1e-3, "float", "the pairs objective: learning rate (instead of lr)", gt=0, le=1)
+
     @classmethod
     def options(cls) -> dict[str, tuple[Option, Any]]:
         """Every option: name → (what it accepts, its default)."""
@@ -207,6 +218,10 @@ class TrainConfig:
                 raise ReftConfigError(name, problem)
 
     def resolve_layers(self, num_layers: int, kind: str = "classification") -> list[int]:
+        if isinstance(self.layers, str) and self.objective == "pairs":
+            # Every block: the pairs shape the representation itself (bench/RESULTS.md, "the pairs
+            # objective"), and a rank-8 edit of every block is what beat SetFit at 8 per label.
+            return list(range(num_layers))
         if isinstance(self.layers, str) and kind == "spans":
             # Every block but the top: a token's tag leans on the lexical detail of the lower
             # blocks (CoNLL-2003 dev, 200 training sentences, MiniLM, two seeds: blocks 0–4 0.53
@@ -223,6 +238,16 @@ class TrainConfig:
         if bad:
             raise ReftConfigError("layers", f"{bad} out of range: the model has layers 0–{num_layers - 1}")
         return sorted(self.layers)
+
+    @property
+    def train_rank(self) -> int:
+        """The rank the recipe trains at: `pairs_rank` with the pairs objective, else `rank`."""
+        return self.pairs_rank if self.objective == "pairs" else self.rank
+
+    @property
+    def train_lr(self) -> float:
+        """The learning rate the recipe trains at: `pairs_lr` with the pairs objective, else `lr`."""
+        return self.pairs_lr if self.objective == "pairs" else self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

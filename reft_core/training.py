@@ -45,20 +45,21 @@ and after, and the review table (the confidence threshold for each target precis
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import calibration
+from . import calibration, probe
 from .adapter import Adapter
 from .attach import Edits, encode_prefix, run_from, run_full
 from .base import Base
@@ -177,18 +178,29 @@ def _last_hidden(adapter: Adapter, cache: HiddenCache | NoCache, start: int,
     return run_from(cache.base, hidden, start, input_ids, mask, edits), mask
 
 
-def _forward(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: Sequence[int]) -> torch.Tensor:
-    return adapter.head(*_last_hidden(adapter, cache, start, rows))
+def _in_eval_batches(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int], batch_size: int,
+                     read: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`read(last hidden state, mask)` of these examples, in batches, in eval mode without
+    gradients; the adapter's mode is set back after."""
+    was_training = adapter.training
+    adapter.eval()
+    with torch.no_grad(), torch.nn.utils.parametrize.cached():
+        out = [read(*_last_hidden(adapter, cache, start, rows[i:i + batch_size]))
+               for i in range(0, len(rows), batch_size)]
+    adapter.train(was_training)  # (it set train mode back always: `train` handed back an adapter with dropout on)
+    return torch.cat(out).cpu()
 
 
 def _evaluate(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int],
               batch_size: int) -> torch.Tensor:
-    was_training = adapter.training
-    adapter.eval()
-    with torch.no_grad(), torch.nn.utils.parametrize.cached():
-        logits = [_forward(adapter, cache, start, rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
-    adapter.train(was_training)  # (it set train mode back always: `train` handed back an adapter with dropout on)
-    return adapter.scores(torch.cat(logits)).cpu()
+    return adapter.scores(_in_eval_batches(adapter, cache, start, rows, batch_size, adapter.head))
+
+
+def pooled(adapter: Adapter, cache: HiddenCache | NoCache, start: int, rows: list[int], how: str,
+           batch_size: int = 128) -> torch.Tensor:
+    """The pooled edited representation of these examples (what the head reads)."""
+    return _in_eval_batches(adapter, cache, start, rows, batch_size,
+                            lambda last, mask: pool(last, mask, how).float())
 
 
 def _metrics(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
@@ -211,6 +223,48 @@ def supervised_contrastive(pooled: torch.Tensor, targets: torch.Tensor, temperat
     if not has.any():
         return similarity.new_zeros(())
     return (-(positive * log_prob).sum(1)[has] / positive.sum(1)[has]).mean()
+
+
+PAIR_BATCH = 16  # pairs a step, SetFit's default batch
+PAIRS_ENUMERATED = 200_000  # above this many possible pairs, they are drawn rather than listed
+
+
+def setfit_pairs(labels: list[int], seed: int, needed: int = 0) -> list[tuple[int, int, float]]:
+    """Pairs of rows (i, j, 1.0 if their labels match else 0.0) as SetFit 1.2 makes them: every
+    same-label pair (a row with itself included) and every other-label pair, the smaller side
+    repeated until both are as many ("oversampling"), shuffled. Where there would be more than
+    `PAIRS_ENUMERATED` pairs, `needed` of them are drawn instead, half of each kind: a row at
+    random, then a partner at random among the rows that share its label, or among the rest."""
+    n = len(labels)
+    rng = random.Random(seed)
+    if n * (n + 1) // 2 > PAIRS_ENUMERATED and needed:
+        by_label: dict[int, list[int]] = {}
+        for i, label in enumerate(labels):
+            by_label.setdefault(label, []).append(i)
+        drawn: list[tuple[int, int, float]] = []
+        while len(drawn) < needed:
+            a = rng.randrange(n)
+            if len(drawn) % 2 == 0:
+                drawn.append((a, rng.choice(by_label[labels[a]]), 1.0))
+            elif len(by_label[labels[a]]) < n:
+                b = rng.randrange(n)
+                if labels[b] != labels[a]:
+                    drawn.append((a, b, 0.0))
+        return drawn
+    same = [(i, j) for i, j in itertools.combinations_with_replacement(range(n), 2) if labels[i] == labels[j]]
+    other = [(i, j) for i, j in itertools.combinations(range(n), 2) if labels[i] != labels[j]]
+    m = max(len(same), len(other))
+    pairs = [(a, b, 1.0) for a, b in (same * (m // len(same) + 1))[:m]]
+    pairs += [(a, b, 0.0) for a, b in (other * (m // max(1, len(other)) + 1))[:m]]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def pairs_loss(pooled_rows: torch.Tensor, left: list[int], right: list[int], same: list[float]) -> torch.Tensor:
+    """SetFit's contrastive loss: the squared error between the cosine similarity of each pair's
+    two pooled representations and 1 (same label) or 0 (not)."""
+    similarity = F.cosine_similarity(pooled_rows[left], pooled_rows[right])
+    return F.mse_loss(similarity, torch.tensor(same, dtype=similarity.dtype, device=similarity.device))
 
 
 def stratified_folds(targets: torch.Tensor, folds: int, seed: int) -> list[list[int]]:
@@ -330,7 +384,7 @@ class Run:
 
     def new_adapter(self) -> Adapter:
         return Adapter.new(self.base, intervention=self.cfg.intervention, layers=self.layers,
-                           positions=self.cfg.positions, rank=self.cfg.rank, dropout=self.cfg.dropout,
+                           positions=self.cfg.positions, rank=self.cfg.train_rank, dropout=self.cfg.dropout,
                            label_names=list(self.label_names), multi_label=self.multi_label, pooling=self.pooling,
                            train_config=self.cfg).with_config(min_labels=self.min_labels)
 
@@ -360,6 +414,8 @@ class Run:
         schedule ends at the step they chose."""
         cfg = self.cfg
         seed = cfg.seed if seed is None else seed
+        if cfg.objective == "pairs":
+            return self.fit_pairs(train_rows, eval_rows, seed, plan)
         weights = label_weights(self.targets[train_rows], cfg) if self.multi_label else None
         self.pos_weight = None if weights is None else weights.to(self.base.device)
         torch.manual_seed(seed)
@@ -367,7 +423,7 @@ class Run:
         adapter = self.new_adapter()
         per_epoch = self.budget(len(train_rows))[0]
         total, check_every = plan or self.schedule(len(train_rows))
-        optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.train_lr, weight_decay=0.0)
         schedule = warmup_then_decay(optimizer, total)
         result = Fit(adapter, [])
         self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
@@ -411,6 +467,55 @@ class Run:
             average.copy_to(adapter)
         adapter.eval()
         result.steps = step
+        self.fits_done += 1
+        return result
+
+    def fit_pairs(self, train_rows: list[int], eval_rows: list[int], seed: int,
+                  plan: tuple[int, int] | None = None) -> Fit:
+        """The pairs objective: the budget's steps of `PAIR_BATCH` SetFit pairs of `train_rows`
+        (`setfit_pairs`, `pairs_loss` on the pooled edited representation), on the same
+        learning-rate schedule; then the head is a logistic regression fitted on the trained
+        representation of `train_rows` (`probe.fold_into`). One check, at the end: a head fitted
+        at every check would cost more than the steps."""
+        cfg = self.cfg
+        torch.manual_seed(seed)
+        adapter = self.new_adapter()
+        per_epoch = self.budget(len(train_rows))[0]
+        total = (plan or self.schedule(len(train_rows)))[0]
+        local = setfit_pairs(self.targets[train_rows].tolist(), seed, total * PAIR_BATCH)
+        pairs = [(train_rows[a], train_rows[b], same) for a, b, same in local]
+        optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.train_lr, weight_decay=0.0)
+        schedule = warmup_then_decay(optimizer, total)
+        result = Fit(adapter, [])
+        self.epoch, self.epochs = 1, math.ceil(total / per_epoch)
+        adapter.train()
+        at, epoch_loss, epoch_steps = 0, 0.0, 0
+        for step in range(1, total + 1):
+            batch = pairs[at:at + PAIR_BATCH]  # the last batch of a pass may be short; then back to the first
+            at = at + PAIR_BATCH if at + PAIR_BATCH < len(pairs) else 0
+            rows = sorted({a for a, _, _ in batch} | {b for _, b, _ in batch})
+            index = {r: i for i, r in enumerate(rows)}
+            last, mask = _last_hidden(adapter, self.cache, self.start, rows)
+            loss = pairs_loss(pool(last, mask, self.pooling), [index[a] for a, _, _ in batch],
+                              [index[b] for _, b, _ in batch], [same for _, _, same in batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            epoch_loss, epoch_steps = epoch_loss + loss.item(), epoch_steps + 1
+            self.report(loss.item())
+            if step % per_epoch == 0 or step == total:
+                result.loss_curve.append(round(epoch_loss / epoch_steps, 5))
+                epoch_loss, epoch_steps = 0.0, 0
+                self.epoch += 1
+        adapter.eval()
+        features = pooled(adapter, self.cache, self.start, train_rows, self.pooling)
+        probe.fold_into(adapter.head, features.numpy(), self.targets[train_rows].numpy(), seed)
+        if eval_rows:
+            score, probs = self.score(adapter, eval_rows)
+            result.checks.append((total, score))
+            result.check_probs.append(probs)
+        result.steps = total
         self.fits_done += 1
         return result
 
@@ -498,12 +603,77 @@ def evaluation_plan(cfg: TrainConfig, targets: torch.Tensor, multi_label: bool) 
     return "held_out", 0
 
 
+def objectives(cfg: TrainConfig, kind: str, multi_label: bool) -> list[str]:
+    """The objectives a recipe tries, in order of preference on a tie. Auto: both, where k-fold
+    scores can choose between them on a single-label set, else labels. The pairs objective
+    needs a single label per text."""
+    if cfg.objective == "pairs" and multi_label:
+        raise ReftConfigError("objective", "pairs needs a single-label set (each pair is 'same label' or not); "
+                              "use labels or auto for a multi-label set")
+    if cfg.objective != "auto":
+        return [cfg.objective]
+    return ["labels", "pairs"] if kind == "k-fold" and not multi_label else ["labels"]
+
+
+class Recipes:
+    """The runs of one `train` (or `recipe_cross_validation`) call: one `Run` per objective
+    tried, sharing the examples, their cached prefixes (one per lowest intervened layer) and one
+    progress count."""
+
+    def __init__(self, base: Base, cfg: TrainConfig, texts: Sequence[str], labels: Sequence[Any],
+                 label_names: list[str], multi_label: bool, progress: Progress | None,
+                 cache_prefix: bool = True, length_buckets: bool = True):
+        self.base, self.cfg, self.label_names, self.multi_label = base, cfg, label_names, multi_label
+        self.progress, self.cache_prefix, self.length_buckets = progress, cache_prefix, length_buckets
+        self.targets = _encode_labels(labels, label_names, multi_label)
+        self.ids = base.tokenize(texts, cfg.max_length)
+        self.caches: dict[int, HiddenCache | NoCache] = {}
+        self.runs: list[Run] = []
+
+    def run(self, objective: str) -> Run:
+        """A run of the recipe with `objective`, continuing the progress count of the last one."""
+        cfg = replace(self.cfg, objective=objective)
+        layers = cfg.resolve_layers(self.base.num_layers)
+        if layers[0] not in self.caches:
+            self.caches[layers[0]] = HiddenCache(self.base, self.ids, upto=layers[0]) if self.cache_prefix \
+                else NoCache(self.base, self.ids)
+        run = Run(self.base, cfg, self.caches[layers[0]], [len(r) for r in self.ids], self.targets,
+                  self.label_names, self.multi_label, layers, self.length_buckets, self.progress, planned_steps=0)
+        if self.runs:
+            last = self.runs[-1]
+            run.steps_done, run.planned_steps, run.fits_done, run.fits_planned, run.t0 = \
+                last.steps_done, last.planned_steps, last.fits_done, last.fits_planned, last.t0
+        self.runs.append(run)
+        return run
+
+    def cross_validate(self, tried: list[str], folds: int,
+                       refit: bool) -> tuple[Run, CrossValidation, dict[str, float]]:
+        """Cross-validate the recipe with each objective of `tried` on every example (the same
+        folds for each); returns the run and result of the best (the first of those tied) and
+        every objective's mean fold score. `refit`: the progress plan counts a refit after."""
+        n = len(self.targets)
+        results: list[tuple[Run, CrossValidation]] = []
+        for objective in tried:
+            run = self.run(objective)
+            if not results:
+                per_fold = run.budget(n - n // max(folds, 1))[1]
+                run.planned_steps = per_fold * folds * len(tried) + (run.budget(n)[1] if refit else 0)
+                run.fits_planned = folds * len(tried) + int(refit)
+            results.append((run, cross_validate(run, list(range(n)), folds)))
+        best = max(range(len(results)), key=lambda k: (results[k][1].score, -k))
+        run, cv = results[best]
+        last = self.runs[-1]
+        run.steps_done, run.fits_done, run.planned_steps = last.steps_done, last.fits_done, last.steps_done + cv.steps
+        return run, cv, {objective: round(c.score, 4) for objective, (_, c) in zip(tried, results)}
+
+
 def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str], multi_label: bool = False,
           config: dict[str, Any] | TrainConfig | None = None, progress: Progress | None = None,
           eval_mask: Sequence[bool] | None = None, cache_prefix: bool = True,
           length_buckets: bool = True) -> Adapter:
     """Train an adapter. Its `metrics` say how it was evaluated (`evaluation`: held_out with
-    `n_eval` rows, or k-fold with `folds`; the module docstring has the rules).
+    `n_eval` rows, or k-fold with `folds`; the module docstring has the rules) and which
+    objective trained it (`objective`; `objective_scores` when k-fold chose between two).
 
     `eval_mask[i]` marks example i as an evaluation row (held_out); without it a stratified
     `eval_fraction` of the rows is held out. `cache_prefix=False` recomputes the frozen lower
@@ -519,11 +689,11 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if eval_mask is not None and len(eval_mask) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(eval_mask)} evaluation marks")
-    layers = cfg.resolve_layers(base.num_layers)
-    targets = _encode_labels(labels, label_names, multi_label)
-    ids = base.tokenize(texts, cfg.max_length)
-    cache = HiddenCache(base, ids, upto=layers[0]) if cache_prefix else NoCache(base, ids)
+    cfg.resolve_layers(base.num_layers)  # a bad layer list is refused before anything is computed
+    recipes = Recipes(base, cfg, texts, labels, label_names, multi_label, progress, cache_prefix, length_buckets)
+    targets = recipes.targets
     kind, folds = evaluation_plan(cfg, targets, multi_label)
+    tried = objectives(cfg, kind, multi_label)
     every = list(range(len(texts)))
 
     if kind == "held_out":
@@ -532,47 +702,44 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
             train_rows = [i for i in every if not eval_mask[i]]
         else:
             train_rows, eval_rows = split_held_out(targets, cfg.eval_fraction, cfg.seed)
-        run = Run(base, cfg, cache, [len(r) for r in ids], targets, label_names, multi_label, layers,
-                  length_buckets, progress, planned_steps=0)
+        run = recipes.run(tried[0])
         run.planned_steps = run.budget(len(train_rows))[1]
         fit = run.fit(train_rows, eval_rows, early_stopping=len(eval_rows) >= cfg.early_stop_min_eval)
         adapter = fit.adapter
         evaluation: dict[str, Any] = {"evaluation": "held_out", "n_eval": len(eval_rows),
                                       "split": "given" if eval_mask is not None else "stratified"}
-        probs, truth = (_evaluate(adapter, cache, layers[0], eval_rows, 128), targets[eval_rows]) if eval_rows \
+        probs, truth = (_evaluate(adapter, run.cache, run.start, eval_rows, 128), targets[eval_rows]) if eval_rows \
             else (None, None)
         steps = fit.steps
+    elif kind == "k-fold":
+        run, cv, scores = recipes.cross_validate(tried, folds, refit=True)
+        fit = run.fit(every, [], plan=(cv.steps, cv.steps))
+        adapter, steps = fit.adapter, fit.steps
+        evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
+                      "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
+        if len(scores) > 1:
+            evaluation["objective_scores"] = scores
+        if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
+            adapter = weight_average([adapter, *cv.adapters]).eval()
+            evaluation["soup"] = cv.folds + 1
+        probs, truth = cv.probs, targets
     else:
-        run = Run(base, cfg, cache, [len(r) for r in ids], targets, label_names, multi_label, layers,
-                  length_buckets, progress, planned_steps=0)
-        per_fold = run.budget(len(texts) - len(texts) // max(folds, 1))[1]
-        run.planned_steps = per_fold * folds + run.budget(len(texts))[1]
-        run.fits_planned = folds + 1
-        cv = cross_validate(run, every, folds) if kind == "k-fold" else None
-        if cv is not None:
-            run.planned_steps = run.steps_done + cv.steps
-        fit = run.fit(every, [], plan=(cv.steps, cv.steps) if cv else None)
-        adapter = fit.adapter
-        steps = fit.steps
-        if cv is not None:
-            evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
-                          "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
-            if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
-                adapter = weight_average([adapter, *cv.adapters]).eval()
-                evaluation["soup"] = cv.folds + 1
-            probs, truth = cv.probs, targets
-        else:
-            evaluation = {"evaluation": "none", "n_eval": 0}
-            probs, truth = None, None
+        run = recipes.run(tried[0])
+        run.planned_steps = run.budget(len(texts))[1]
+        fit = run.fit(every, [])
+        adapter, steps = fit.adapter, fit.steps
+        evaluation = {"evaluation": "none", "n_eval": 0}
+        probs, truth = None, None
 
     metrics: dict[str, Any] = {}
     if probs is not None and truth is not None:
         metrics = calibrate(adapter, probs, truth)
     n_train = len(texts) - (evaluation["n_eval"] if kind == "held_out" else 0)
-    metrics.update({**evaluation, "n_train": n_train, "steps_run": steps, "epochs_run": len(fit.loss_curve),
-                    "loss_curve": fit.loss_curve, "train_seconds": round(time.perf_counter() - t0, 2),
-                    "params": adapter.param_count})
-    return adapter.with_config(metrics=metrics).eval()
+    metrics.update({**evaluation, "objective": run.cfg.objective, "n_train": n_train, "steps_run": steps,
+                    "epochs_run": len(fit.loss_curve), "loss_curve": fit.loss_curve,
+                    "train_seconds": round(time.perf_counter() - t0, 2), "params": adapter.param_count})
+    # the recipe as asked (objective auto stays auto: retrained, it chooses again)
+    return adapter.with_config(metrics=metrics, train_config=cfg).eval()
 
 
 def calibrate(adapter: Adapter, probs: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
@@ -613,13 +780,11 @@ def recipe_cross_validation(base: Base, texts: Sequence[str], labels: Sequence[A
                             multi_label: bool, config: dict[str, Any] | TrainConfig | None,
                             folds: int | None = None, progress: Progress | None = None) -> CrossValidation:
     """How a training recipe (a config) does on these examples: fit per fold, out-of-fold scores.
-    The folds depend only on the examples and `folds`, so two recipes are scored on the same."""
+    The folds depend only on the examples and `folds`, so two recipes are scored on the same.
+    Objective auto tries both objectives where `train` would (a single-label set in k-fold
+    evaluation) and returns the better one's result."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    layers = cfg.resolve_layers(base.num_layers)
-    targets = _encode_labels(labels, label_names, multi_label)
-    ids = base.tokenize(texts, cfg.max_length)
-    run = Run(base, cfg, HiddenCache(base, ids, upto=layers[0]), [len(r) for r in ids], targets, label_names,
-              multi_label, layers, True, progress, planned_steps=0)
+    recipes = Recipes(base, cfg, texts, labels, label_names, multi_label, progress)
     k = min(folds or cfg.folds, len(texts) // 2)
-    run.planned_steps, run.fits_planned = run.budget(len(texts) - len(texts) // max(k, 1))[1] * k, k
-    return cross_validate(run, list(range(len(texts))), k)
+    tried = objectives(cfg, evaluation_plan(cfg, recipes.targets, multi_label)[0], multi_label)
+    return recipes.cross_validate(tried, k, refit=False)[1]
