@@ -249,5 +249,22 @@ class TrainConfig:
         """The learning rate the recipe trains at: `pairs_lr` with the pairs objective, else `lr`."""
         return self.pairs_lr if self.objective == "pairs" else self.lr
 
+    def problem_for_set(self, kind: str, multi_label: bool) -> ReftConfigError | None:
+        """Why this recipe cannot train a label set of `kind` (multi-label or not), or None.
+        Torch-free, so that the service refuses such a recipe when it is given, not when a
+        worker trains it."""
+        if kind == "spans":
+            if self.positions != "all":
+                return ReftConfigError("positions", "span labeling edits every real token: use 'all'")
+            if self.contrastive:
+                return ReftConfigError("contrastive", "the contrastive loss is on pooled texts: classification only")
+            if self.evaluation == "k-fold":
+                return ReftConfigError("evaluation",
+                                       "span labeling is evaluated on a held-out share: use 'held_out' or 'auto'")
+        if self.objective == "pairs" and (multi_label or kind == "spans"):
+            return ReftConfigError("objective", "pairs needs a single-label classification set (each pair of "
+                                   "texts is 'same label' or not); use labels or auto")
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -139,12 +139,9 @@ def held_out_rows(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 
 
 def check_config(cfg: TrainConfig) -> None:
-    if cfg.positions != "all":
-        raise ReftConfigError("positions", "span labeling edits every real token: use 'all'")
-    if cfg.contrastive:
-        raise ReftConfigError("contrastive", "the contrastive loss is on pooled texts: classification only")
-    if cfg.evaluation == "k-fold":
-        raise ReftConfigError("evaluation", "span labeling is evaluated on a held-out share: use 'held_out' or 'auto'")
+    problem = cfg.problem_for_set("spans", False)
+    if problem:
+        raise problem
 
 
 def train_spans(base: Base, texts: Sequence[str], spans: Sequence[SpanInput], label_names: list[str],

@@ -607,9 +607,9 @@ def objectives(cfg: TrainConfig, kind: str, multi_label: bool) -> list[str]:
     """The objectives a recipe tries, in order of preference on a tie. Auto: both, where k-fold
     scores can choose between them on a single-label set, else labels. The pairs objective
     needs a single label per text."""
-    if cfg.objective == "pairs" and multi_label:
-        raise ReftConfigError("objective", "pairs needs a single-label set (each pair is 'same label' or not); "
-                              "use labels or auto for a multi-label set")
+    problem = cfg.problem_for_set("classification", multi_label)
+    if problem:
+        raise problem
     if cfg.objective != "auto":
         return [cfg.objective]
     return ["labels", "pairs"] if kind == "k-fold" and not multi_label else ["labels"]

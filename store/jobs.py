@@ -34,6 +34,7 @@ from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from reft_core.config import TrainConfig
 from service.settings import get_settings
 
 from . import adapters, label_sets, results
@@ -123,6 +124,11 @@ def create_train_job(
                            f"config; wait for it to start or cancel it", [{"job_id": queued.id}],
                            code="training_in_progress")
         return queued, False
+    problem = TrainConfig.from_dict(merged).problem_for_set(label_set.kind, label_set.multi_label)
+    if problem:
+        raise Invalid(f"config: {problem} (this label set is {'multi-label ' if label_set.multi_label else ''}"
+                      f"{label_set.kind})", [{"pointer": f"/config/{problem.field}", "message": problem.message}],
+                      code="option_not_for_set")
     running = unfinished[0].id if unfinished else None
     counts = label_sets.label_example_counts(session, label_set)
     needed = max(1, min_examples_per_label)

@@ -139,6 +139,11 @@ class LabelSetCreate(RequestModel):
                             "message": "review_precision (auto-accept by calibrated confidence) is for "
                                        "classification; a spans set's results need review below "
                                        "span_review_threshold"}], code="not_for_spans")
+        problem = CoreTrainConfig.from_dict(self.config.overrides() if self.config else {}) \
+            .problem_for_set(self.kind, self.multi_label)
+        if problem:
+            raise invalid([{"pointer": f"/config/{problem.field}", "type": "option_not_for_set",
+                            "message": problem.message}], code="option_not_for_set")
         least = 1 if self.kind == "spans" else 2
         if len(self.labels) < least:
             what = "a spans label set needs at least 1 label (an entity type)" if least == 1 else \

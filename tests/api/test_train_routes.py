@@ -248,3 +248,35 @@ def test_a_rule_beyond_types_is_checked_at_the_edge_by_reft_core(client, auth):
         "name": "rules", "labels": [{"name": "a"}, {"name": "b"}], "config": {"layers": [2, 2], "positions": "f0+l0"}})
     assert response.status_code == 422
     assert {d["pointer"] for d in response.get_json()["error"]["details"]} == {"/config/layers", "/config/positions"}
+
+
+def test_the_pairs_objective_is_refused_for_a_multi_label_or_spans_set(client, auth, make_label_set, db,
+                                                                       count_rows, clean_redis):
+    # pairs of texts are "same label" or not: a set whose texts carry several labels, or spans,
+    # has no such pairs. Refused when given (422 naming /config/objective), not when a worker trains.
+    from store.models import LabelSet
+
+    for body in ({"multi_label": True}, {"kind": "spans"}):
+        response = client.post("/v1/label-sets", headers=auth, json={
+            "name": "bad", "labels": [{"name": "a"}, {"name": "b"}], "config": {"objective": "pairs"}, **body})
+        assert response.status_code == 422
+        error = response.get_json()["error"]
+        assert error["code"] == "option_not_for_set" and error["details"][0]["pointer"] == "/config/objective"
+        assert "single-label" in error["message"]
+    with db() as session:
+        assert session.query(LabelSet).count() == 0
+    multi = make_label_set(name="multi", labels=("a", "b"), multi_label=True)
+    rows = [{"text": f"text {i}", "labels": ["a", "b"][: 1 + i % 2]} for i in range(8)]
+    assert client.post(f"/v1/label-sets/{multi['id']}/examples", headers=auth,
+                       json={"examples": rows}).status_code == 201
+    response = client.post(f"/v1/label-sets/{multi['id']}/train", headers=auth, json={"config": {"objective": "pairs"}})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "option_not_for_set" and "objective" in error["message"]
+    assert error["details"][0]["pointer"] == "/config/objective"
+    assert count_rows(Job) == 0 and clean_redis.queue_length("train") == 0
+    # a single-label set takes it
+    single = make_label_set(name="single", labels=("a", "b"))
+    add_examples(client, auth, single, {"a": 4, "b": 4})
+    assert client.post(f"/v1/label-sets/{single['id']}/train", headers=auth,
+                       json={"config": {"objective": "pairs"}}).status_code == 202

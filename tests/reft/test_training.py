@@ -11,7 +11,7 @@ from reft_core.attach import Edits, run_full
 from reft_core.config import BEFORE_OPTION
 from reft_core.training import (
     HiddenCache,
-    _forward,
+    _last_hidden,
     label_weights,
     length_batches,
     shuffled_batches,
@@ -46,7 +46,9 @@ def test_progress_reports_step_epoch_loss_and_eta(tokenizer):
     assert [e["step"] for e in seen] == list(range(1, len(seen) + 1))
     assert {"step", "total_steps", "epoch", "epochs", "fit", "fits", "loss", "eta_seconds"} <= set(seen[0])
     assert all(1 <= e["epoch"] <= e["epochs"] and 1 <= e["fit"] <= e["fits"] for e in seen)
-    assert seen[-1]["fit"] == seen[-1]["fits"] == 6  # five folds, then the refit on every example
+    # five folds of each objective tried (auto: both, on a single-label set), then the refit
+    assert seen[-1]["fit"] == seen[-1]["fits"] == 5 * 2 + 1
+    assert [e["total_steps"] for e in seen].count(seen[-1]["total_steps"]) > 1  # one plan, not one a run
     assert all(e["loss"] >= 0 and e["eta_seconds"] >= 0 for e in seen)
 
 
@@ -59,7 +61,7 @@ def test_training_from_the_cache_equals_a_full_forward(tokenizer):
     cache = HiddenCache(base, ids, upto=1)
     rows = [0, 3, 11, 19]
     with torch.no_grad():
-        cached = _forward(adapter, cache, 1, rows)
+        cached = adapter.head(*_last_hidden(adapter, cache, 1, rows))
         input_ids, mask = base.pad([ids[i] for i in rows])
         full = adapter.head(run_full(base, input_ids, mask, Edits([(adapter, None)], mask)), mask)
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)

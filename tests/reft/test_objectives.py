@@ -1,0 +1,129 @@
+"""The pairs objective (SetFit's pairs through the adapter, then a logistic head folded into it)
+and `objective: "auto"`, which keeps whichever of the two objectives the folds score better."""
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from reft_core import Adapter, ReftConfigError, Tagger, TrainConfig, recipe_cross_validation, train
+from reft_core.config import BEFORE_OPTION
+from reft_core.heads import Head
+from reft_core.probe import ABSENT_LOGIT, fold_into, logistic_probe
+from reft_core.training import PAIRS_ENUMERATED, HiddenCache, pooled, setfit_pairs
+
+from .conftest import make_base
+from .test_training import FAST, LABELS, TEXTS
+
+
+def test_the_pairs_are_setfits_every_same_and_other_label_pair_balanced():
+    # SetFit 1.2's default sampling: every same-label pair (with itself) and every other-label
+    # pair, the smaller side repeated to as many as the larger; a seed's order is the same each run
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    pairs = setfit_pairs(labels, seed=3)
+    same = [p for p in pairs if p[2] == 1.0]
+    other = [p for p in pairs if p[2] == 0.0]
+    assert len(same) == len(other) == max(3 * 4 // 2 + 2 * 3 // 2 + 4 * 5 // 2, 9 * 8 // 2 - (3 + 1 + 6))
+    assert all((labels[a] == labels[b]) == (kind == 1.0) and a <= b for a, b, kind in pairs)
+    assert {(a, b) for a, b, kind in other} == {(a, b) for a in range(9) for b in range(a + 1, 9)
+                                                 if labels[a] != labels[b]}
+    assert {(a, b) for a, b, kind in same} == {(a, b) for a in range(9) for b in range(a, 9)
+                                                if labels[a] == labels[b]}
+    assert pairs == setfit_pairs(labels, seed=3) != setfit_pairs(labels, seed=4)
+
+
+def test_past_the_listing_limit_the_pairs_are_drawn_half_of_each_kind():
+    # thousands of examples would make millions of pairs: as many as the steps need are drawn instead
+    n = 700
+    assert n * (n + 1) // 2 > PAIRS_ENUMERATED
+    labels = [i % 7 for i in range(n)]
+    pairs = setfit_pairs(labels, seed=0, needed=1600)
+    assert len(pairs) == 1600
+    assert sum(kind for _, _, kind in pairs) == 800
+    assert all((labels[a] == labels[b]) == (kind == 1.0) for a, b, kind in pairs)
+    assert len({a for a, _, _ in pairs}) > 500  # drawn across the whole set
+
+
+@pytest.mark.parametrize("labels", [[0, 1], [0, 1, 2], [0, 2]])
+def test_the_fitted_regression_folded_into_the_head_scores_as_the_regression(labels):
+    # W·((x − μ)/σ) + b written as (W/σ)·x + (b − W·μ/σ): the head's softmax is the pipeline's
+    # predict_proba; a label no row carries (2 of [0, 2] among three) is never chosen
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)) * rng.uniform(0.5, 5, size=8) + rng.normal(size=8) * 3
+    y = np.array([labels[i % len(labels)] for i in range(60)])
+    x[np.arange(60), y] += 2.0  # something to learn
+    head = Head(8, 3, "mean")
+    c = fold_into(head, x, y, seed=0)
+    pipeline, c_again = logistic_probe(x, y, False, seed=0)
+    assert c == c_again
+    with torch.no_grad():
+        logits = torch.nn.Linear.forward(head, torch.tensor(x, dtype=torch.float32))
+    probs = torch.softmax(logits.double(), -1).numpy()
+    expected = np.zeros((60, 3))
+    expected[:, pipeline.classes_] = pipeline.predict_proba(x)
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    for absent in set(range(3)) - set(labels):
+        assert torch.all(head.bias[absent] == ABSENT_LOGIT) and probs[:, absent].max() < 1e-6
+
+
+def test_the_pairs_objective_trains_every_block_at_its_rank_and_its_head_is_the_regression(tokenizer):
+    base = make_base("bert", tokenizer)
+    config = {k: v for k, v in FAST.items() if k != "layers"} | {"objective": "pairs"}
+    adapter = train(base, TEXTS, LABELS, ["neg", "pos"], config=config)
+    m = adapter.metrics
+    assert (m["objective"], m["evaluation"], m["folds"], m["steps_run"]) == ("pairs", "k-fold", 5, 100)
+    assert "objective_scores" not in m and len(m["fold_scores"]) == 5
+    assert adapter.layers == list(range(base.num_layers))  # layers auto: every block
+    assert adapter.config.rank == TrainConfig().pairs_rank == 8
+    assert adapter.config.train_config.objective == "pairs"
+    assert m["loss_curve"][-1] < m["loss_curve"][0]  # the pairs' loss fell
+    # the head is the logistic regression fitted on the trained representation of the examples
+    targets = np.array([["neg", "pos"].index(label) for label in LABELS])
+    cache = HiddenCache(base, base.tokenize(TEXTS, 128), upto=0)
+    features = pooled(adapter, cache, 0, list(range(len(TEXTS))), "mean").numpy()
+    regression, _ = logistic_probe(features, targets, False, seed=0)
+    answers = Tagger(base).predict(adapter, TEXTS)
+    assert [a.labels for a in answers] == [[["neg", "pos"][i]] for i in regression.predict(features)]
+    # it saves and loads as any adapter
+    again = Adapter.from_bytes(*adapter.to_bytes(), base)
+    assert [a.labels for a in Tagger(base).predict(again, TEXTS)] == [a.labels for a in answers]
+
+
+def test_auto_keeps_the_objective_whose_folds_score_better_and_saves_the_recipe_as_auto(tokenizer):
+    base = make_base("bert", tokenizer)
+    auto = train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "objective": "auto"})
+    alone = {objective: train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "objective": objective})
+             for objective in ("labels", "pairs")}
+    scores = {objective: round(statistics.fmean(a.metrics["fold_scores"]), 4) for objective, a in alone.items()}
+    assert auto.metrics["objective_scores"] == scores
+    kept = "pairs" if scores["pairs"] > scores["labels"] else "labels"
+    assert auto.metrics["objective"] == kept and auto.metrics["fold_scores"] == alone[kept].metrics["fold_scores"]
+    chosen = alone[kept].state_dict()
+    assert auto.state_dict().keys() == chosen.keys()
+    assert all(torch.equal(weight, chosen[name]) for name, weight in auto.state_dict().items())
+    assert auto.config.train_config.objective == "auto"  # retrained, the recipe chooses again
+    # the promotion's measure of a recipe chooses the same way, on the same folds
+    cv = recipe_cross_validation(base, TEXTS, LABELS, ["neg", "pos"], False, {**FAST, "objective": "auto"})
+    assert round(cv.score, 4) == max(scores.values())
+
+
+def test_auto_trains_the_labels_objective_where_folds_cannot_choose(tokenizer):
+    base = make_base("bert", tokenizer)
+    held_out = train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "kfold_below": 10})
+    multi = train(base, TEXTS, [[label] for label in LABELS], ["neg", "pos"], multi_label=True, config=FAST)
+    for adapter in (held_out, multi):
+        assert adapter.metrics["objective"] == "labels" and "objective_scores" not in adapter.metrics
+    assert held_out.metrics["evaluation"] == "held_out" and multi.metrics["evaluation"] == "k-fold"
+    # adapters saved before the option were trained on the labels
+    assert TrainConfig.from_dict(BEFORE_OPTION).objective == "labels"
+
+
+def test_pairs_is_refused_for_a_multi_label_or_spans_set(tokenizer):
+    base = make_base("bert", tokenizer)
+    with pytest.raises(ReftConfigError) as refused:
+        train(base, TEXTS, [[label] for label in LABELS], ["neg", "pos"], multi_label=True,
+              config={**FAST, "objective": "pairs"})
+    assert refused.value.field == "objective" and "single-label" in refused.value.message
+    problem = TrainConfig(objective="pairs").problem_for_set("spans", False)
+    assert problem is not None and problem.field == "objective"
+    assert TrainConfig(objective="pairs").problem_for_set("classification", False) is None
