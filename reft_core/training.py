@@ -38,6 +38,14 @@ How an adapter is evaluated depends on how many examples there are (`TrainConfig
   single-label one (SST-2, AG News, TNEWS: +0.4 on the mean of 29 pairs, ±8 on single cells;
   bench/RESULTS.md, "the soup"). The metrics stay the folds'.
 
+What the steps train (`TrainConfig.objective`): the head's loss on the labels ("labels"), or
+SetFit's pairs ("pairs", single-label sets): pairs of examples, a cosine-similarity loss on their
+pooled edited representations (`setfit_pairs`, `pairs_loss`) at `pairs_rank` and `pairs_lr` on
+every block, then a logistic regression fitted on the trained representation becomes the head
+(`probe.fold_into`); it goes through the same k-fold and refit (one check a fit, at the end). With
+"auto", k-fold evaluation of a single-label set cross-validates both on the same folds and refits
+the one with the better mean fold score (bench/RESULTS.md, "the pairs objective, built").
+
 Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
 stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
 and after, and the review table (the confidence threshold for each target precision).
