@@ -22,7 +22,10 @@ from bench.common import markdown_table
 from bench.fewshot import latest_cells, read_results, reported
 
 BASE = "multilingual-e5-small"
-BAR_MEAN, BAR_SET = 1.0, -0.5  # points: auto over default on every cell measured; no set below this
+BAR_MEAN, BAR_SET = 1.0, -0.5  # points: a rule over default on the cells it is judged by; no set below this
+# The second rule (pairs alone, in k-fold of a single-label set) is judged on the cells new to the
+# pairs recipe when it was set: the scout had measured SST-2 K = 8–64 and TNEWS and AG News K = 8.
+SEEN = {("sst2", 8), ("sst2", 16), ("sst2", 32), ("sst2", 64), ("tnews", 8), ("ag_news", 8)}
 
 
 def folds_mean(cell: dict[str, Any]) -> float:
@@ -62,17 +65,22 @@ def report(rows: list[dict[str, Any]]) -> str:
              for (data, k), g in sorted(groups.items())]
     out = [markdown_table(["data", "K", "seeds", "default (labels)", "pairs", "auto", "auto − default (points)",
                            "SetFit", "probe"], table)]
-    if rows:
-        overall = 100 * statistics.mean(r["auto"] - r["labels"] for r in rows)
-        per_set = {data: 100 * statistics.mean(r["auto"] - r["labels"] for r in rows if r["data"] == data)
-                   for data in sorted({r["data"] for r in rows})}
-        pairs_only = 100 * statistics.mean(r["pairs"] - r["labels"] for r in rows)
+    for name, column, judged in (("auto (the first rule)", "auto", rows),
+                                 ("pairs alone (the second rule), on the cells new to it", "pairs",
+                                  [r for r in rows if (r["data"], r["k"]) not in SEEN]),
+                                 ("pairs alone on the cells the scout had seen (not judged)", "pairs",
+                                  [r for r in rows if (r["data"], r["k"]) in SEEN])):
+        if not judged:
+            continue
+        overall = 100 * statistics.mean(r[column] - r["labels"] for r in judged)
+        per_set = {data: 100 * statistics.mean(r[column] - r["labels"] for r in judged if r["data"] == data)
+                   for data in sorted({r["data"] for r in judged})}
         verdict = overall >= BAR_MEAN and min(per_set.values()) >= BAR_SET
-        out.append(f"\n{len(rows)} cells. auto − default: {overall:+.2f} points on the mean (bar {BAR_MEAN:+.1f}); "
-                   "per set: " + ", ".join(f"{d} {v:+.2f}" for d, v in per_set.items())
-                   + f" (bar: none below {BAR_SET:+.1f}). pairs alone − default: {pairs_only:+.2f}. "
-                   + f"auto took pairs in {sum(r['took_pairs'] for r in rows)} of {len(rows)}. "
-                   + ("The bar is met." if verdict else "The bar is not met."))
+        out.append(f"\n{name}: {len(judged)} cells, {overall:+.2f} points over the default on the mean (bar "
+                   f"{BAR_MEAN:+.1f}); per set " + ", ".join(f"{d} {v:+.2f}" for d, v in per_set.items())
+                   + f" (bar: none below {BAR_SET:+.1f}). " + ("Met." if verdict else "Not met."))
+    if rows:
+        out.append(f"\nauto took pairs in {sum(r['took_pairs'] for r in rows)} of {len(rows)} cells.")
     return "\n".join(out)
 
 

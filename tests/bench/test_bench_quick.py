@@ -292,3 +292,28 @@ def test_fewshot_table_marks_reftag_cells_that_stopped_early_on_a_few_evaluation
     assert "(early-stopped on few rows)" in fewshot.table([cell(0, 40, before)])
     assert "(early-stopped on few rows)" not in fewshot.table([cell(0, 40, after)])
     assert "(early-stopped on few rows)" not in fewshot.table([cell(0, 600, before)])
+
+
+def test_objective_auto_takes_the_pairs_cell_only_where_its_folds_score_better():
+    """bench.objective_auto reads the first rule off two runs of the table: the default's cell
+    and the pairs cell of the same set, K and seed; auto is the one whose mean fold score is
+    higher (a tie keeps labels), and the second rule is judged on the cells new to pairs only."""
+    from bench import objective_auto
+
+    def cell(data, k, seed, contender, accuracy, folds):
+        return {"base": objective_auto.BASE, "data": data, "k": k, "seed": seed, "contender": contender,
+                "metrics": {"accuracy": accuracy}, "details": {"evaluation": {"fold_scores": folds}}}
+
+    default = {("multilingual-e5-small", d, c, k, s): cell(d, k, s, c, acc, folds) for d, c, k, s, acc, folds in [
+        ("sst2", "reftag", 8, 0, 0.60, [0.9, 0.7]), ("sst2", "reftag", 8, 1, 0.80, [0.5, 0.5]),
+        ("ag_news", "reftag", 4, 0, 0.70, [0.6, 0.6]), ("sst2", "setfit", 8, 0, 0.68, [0.0])]}
+    pairs = {("multilingual-e5-small", d, "reftag", k, s): cell(d, k, s, "reftag", acc, folds)
+             for d, k, s, acc, folds in [("sst2", 8, 0, 0.77, [0.5, 0.5]), ("sst2", 8, 1, 0.70, [0.6, 0.5]),
+                                         ("ag_news", 4, 0, 0.74, [0.6, 0.6]), ("tnews", 4, 0, 0.4, [0.4])]}
+    rows = objective_auto.auto_cells(default, pairs)
+    assert [(r["data"], r["seed"], r["took_pairs"], r["auto"]) for r in rows] == [
+        ("ag_news", 0, False, 0.70), ("sst2", 0, False, 0.60), ("sst2", 1, True, 0.70)]  # tnews: no default cell
+    assert rows[1]["setfit"] == 0.68 and rows[1]["probe"] is None
+    text = objective_auto.report(rows)
+    assert "auto (the first rule): 3 cells, -3.33 points" in text
+    assert "pairs alone (the second rule), on the cells new to it: 1 cells, +4.00 points" in text
