@@ -176,8 +176,8 @@ class TrainConfig:
         "auto", "str", "what the steps train: the head's loss on the labels (labels); or SetFit's pairs (pairs): a "
         "cosine-similarity loss on pairs of examples (same label or not) shapes the pooled representation, then "
         "a logistic regression fitted on it becomes the head — single-label sets only, trained at pairs_rank and "
-        "pairs_lr, layers auto meaning every block; or auto: in k-fold evaluation of a single-label set, both, "
-        "keeping the one with the better out-of-fold score, else labels", choices=OBJECTIVES)
+        "pairs_lr, layers auto meaning every block; or auto: pairs in k-fold evaluation of a single-label set "
+        "(below kfold_below examples), labels everywhere else", choices=OBJECTIVES)
     pairs_rank: int = option(8, "int", "the pairs objective: low rank r of the edit (instead of rank)", ge=1, le=256)
     pairs_lr: float = option(1e-3, "float", "the pairs objective: learning rate (instead of lr)", gt=0, le=1)
 

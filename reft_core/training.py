@@ -42,9 +42,9 @@ What the steps train (`TrainConfig.objective`): the head's loss on the labels ("
 SetFit's pairs ("pairs", single-label sets): pairs of examples, a cosine-similarity loss on their
 pooled edited representations (`setfit_pairs`, `pairs_loss`) at `pairs_rank` and `pairs_lr` on
 every block, then a logistic regression fitted on the trained representation becomes the head
-(`probe.fold_into`); it goes through the same k-fold and refit (one check a fit, at the end). With
-"auto", k-fold evaluation of a single-label set cross-validates both on the same folds and refits
-the one with the better mean fold score (bench/RESULTS.md, "the pairs objective, built").
+(`probe.fold_into`); it goes through the same k-fold and refit (one check a fit, at the end).
+"auto" trains pairs in k-fold evaluation of a single-label set and labels everywhere else
+(bench/RESULTS.md, "the pairs objective, built").
 
 Calibration (`calibration`): a temperature (single-label) or Platt scaling per label (multi-label),
 stored with the adapter so every score it gives is calibrated; the metrics carry its ECE before
@@ -611,68 +611,28 @@ def evaluation_plan(cfg: TrainConfig, targets: torch.Tensor, multi_label: bool) 
     return "held_out", 0
 
 
-def objectives(cfg: TrainConfig, kind: str, multi_label: bool) -> list[str]:
-    """The objectives a recipe tries, in order of preference on a tie. Auto: both, where k-fold
-    scores can choose between them on a single-label set, else labels. The pairs objective
-    needs a single label per text."""
+def objective_of(cfg: TrainConfig, kind: str, multi_label: bool) -> str:
+    """The objective a recipe trains by: its own, or for auto the pairs objective in k-fold
+    evaluation of a single-label set (below `kfold_below` examples) and labels everywhere else
+    (bench/RESULTS.md, "the pairs objective, built"). The pairs objective needs a single label
+    per text."""
     problem = cfg.problem_for_set("classification", multi_label)
     if problem:
         raise problem
     if cfg.objective != "auto":
-        return [cfg.objective]
-    return ["labels", "pairs"] if kind == "k-fold" and not multi_label else ["labels"]
+        return cfg.objective
+    return "pairs" if kind == "k-fold" and not multi_label else "labels"
 
 
-class Recipes:
-    """The runs of one `train` (or `recipe_cross_validation`) call: one `Run` per objective
-    tried, sharing the examples, their cached prefixes (one per lowest intervened layer) and one
-    progress count."""
-
-    def __init__(self, base: Base, cfg: TrainConfig, texts: Sequence[str], labels: Sequence[Any],
-                 label_names: list[str], multi_label: bool, progress: Progress | None,
-                 cache_prefix: bool = True, length_buckets: bool = True):
-        self.base, self.cfg, self.label_names, self.multi_label = base, cfg, label_names, multi_label
-        self.progress, self.cache_prefix, self.length_buckets = progress, cache_prefix, length_buckets
-        self.targets = _encode_labels(labels, label_names, multi_label)
-        self.ids = base.tokenize(texts, cfg.max_length)
-        self.caches: dict[int, HiddenCache | NoCache] = {}
-        self.runs: list[Run] = []
-
-    def run(self, objective: str) -> Run:
-        """A run of the recipe with `objective`, continuing the progress count of the last one."""
-        cfg = replace(self.cfg, objective=objective)
-        layers = cfg.resolve_layers(self.base.num_layers)
-        if layers[0] not in self.caches:
-            self.caches[layers[0]] = HiddenCache(self.base, self.ids, upto=layers[0]) if self.cache_prefix \
-                else NoCache(self.base, self.ids)
-        run = Run(self.base, cfg, self.caches[layers[0]], [len(r) for r in self.ids], self.targets,
-                  self.label_names, self.multi_label, layers, self.length_buckets, self.progress, planned_steps=0)
-        if self.runs:
-            last = self.runs[-1]
-            run.steps_done, run.planned_steps, run.fits_done, run.fits_planned, run.t0 = \
-                last.steps_done, last.planned_steps, last.fits_done, last.fits_planned, last.t0
-        self.runs.append(run)
-        return run
-
-    def cross_validate(self, tried: list[str], folds: int,
-                       refit: bool) -> tuple[Run, CrossValidation, dict[str, float]]:
-        """Cross-validate the recipe with each objective of `tried` on every example (the same
-        folds for each); returns the run and result of the best (the first of those tied) and
-        every objective's mean fold score. `refit`: the progress plan counts a refit after."""
-        n = len(self.targets)
-        results: list[tuple[Run, CrossValidation]] = []
-        for objective in tried:
-            run = self.run(objective)
-            if not results:
-                per_fold = run.budget(n - n // max(folds, 1))[1]
-                run.planned_steps = per_fold * folds * len(tried) + (run.budget(n)[1] if refit else 0)
-                run.fits_planned = folds * len(tried) + int(refit)
-            results.append((run, cross_validate(run, list(range(n)), folds)))
-        best = max(range(len(results)), key=lambda k: (results[k][1].score, -k))
-        run, cv = results[best]
-        last = self.runs[-1]
-        run.steps_done, run.fits_done, run.planned_steps = last.steps_done, last.fits_done, last.steps_done + cv.steps
-        return run, cv, {objective: round(c.score, 4) for objective, (_, c) in zip(tried, results)}
+def recipe_run(base: Base, cfg: TrainConfig, ids: list[list[int]], targets: torch.Tensor, label_names: list[str],
+               multi_label: bool, progress: Progress | None, cache_prefix: bool = True,
+               length_buckets: bool = True) -> Run:
+    """The run of a recipe whose objective is settled: its examples' cached prefix (below its
+    lowest intervened layer) and everything its fits share."""
+    layers = cfg.resolve_layers(base.num_layers)
+    cache = HiddenCache(base, ids, upto=layers[0]) if cache_prefix else NoCache(base, ids)
+    return Run(base, cfg, cache, [len(r) for r in ids], targets, label_names, multi_label, layers, length_buckets,
+               progress, planned_steps=0)
 
 
 def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: list[str], multi_label: bool = False,
@@ -681,7 +641,7 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
           length_buckets: bool = True) -> Adapter:
     """Train an adapter. Its `metrics` say how it was evaluated (`evaluation`: held_out with
     `n_eval` rows, or k-fold with `folds`; the module docstring has the rules) and which
-    objective trained it (`objective`; `objective_scores` when k-fold chose between two).
+    objective trained it (`objective`: labels or pairs).
 
     `eval_mask[i]` marks example i as an evaluation row (held_out); without it a stratified
     `eval_fraction` of the rows is held out. `cache_prefix=False` recomputes the frozen lower
@@ -697,11 +657,11 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if eval_mask is not None and len(eval_mask) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(eval_mask)} evaluation marks")
-    cfg.resolve_layers(base.num_layers)  # a bad layer list is refused before anything is computed
-    recipes = Recipes(base, cfg, texts, labels, label_names, multi_label, progress, cache_prefix, length_buckets)
-    targets = recipes.targets
+    targets = _encode_labels(labels, label_names, multi_label)
     kind, folds = evaluation_plan(cfg, targets, multi_label)
-    tried = objectives(cfg, kind, multi_label)
+    settled = replace(cfg, objective=objective_of(cfg, kind, multi_label))
+    run = recipe_run(base, settled, base.tokenize(texts, cfg.max_length), targets, label_names, multi_label,
+                     progress, cache_prefix, length_buckets)
     every = list(range(len(texts)))
 
     if kind == "held_out":
@@ -710,7 +670,6 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
             train_rows = [i for i in every if not eval_mask[i]]
         else:
             train_rows, eval_rows = split_held_out(targets, cfg.eval_fraction, cfg.seed)
-        run = recipes.run(tried[0])
         run.planned_steps = run.budget(len(train_rows))[1]
         fit = run.fit(train_rows, eval_rows, early_stopping=len(eval_rows) >= cfg.early_stop_min_eval)
         adapter = fit.adapter
@@ -719,34 +678,35 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         probs, truth = (_evaluate(adapter, run.cache, run.start, eval_rows, 128), targets[eval_rows]) if eval_rows \
             else (None, None)
         steps = fit.steps
-    elif kind == "k-fold":
-        run, cv, scores = recipes.cross_validate(tried, folds, refit=True)
-        fit = run.fit(every, [], plan=(cv.steps, cv.steps))
-        adapter, steps = fit.adapter, fit.steps
-        evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
-                      "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
-        if len(scores) > 1:
-            evaluation["objective_scores"] = scores
-        if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
-            adapter = weight_average([adapter, *cv.adapters]).eval()
-            evaluation["soup"] = cv.folds + 1
-        probs, truth = cv.probs, targets
     else:
-        run = recipes.run(tried[0])
-        run.planned_steps = run.budget(len(texts))[1]
-        fit = run.fit(every, [])
-        adapter, steps = fit.adapter, fit.steps
-        evaluation = {"evaluation": "none", "n_eval": 0}
-        probs, truth = None, None
+        per_fold = run.budget(len(texts) - len(texts) // max(folds, 1))[1]
+        run.planned_steps = per_fold * folds + run.budget(len(texts))[1]
+        run.fits_planned = folds + 1
+        cv = cross_validate(run, every, folds) if kind == "k-fold" else None
+        if cv is not None:
+            run.planned_steps = run.steps_done + cv.steps
+        fit = run.fit(every, [], plan=(cv.steps, cv.steps) if cv else None)
+        adapter = fit.adapter
+        steps = fit.steps
+        if cv is not None:
+            evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
+                          "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
+            if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
+                adapter = weight_average([adapter, *cv.adapters]).eval()
+                evaluation["soup"] = cv.folds + 1
+            probs, truth = cv.probs, targets
+        else:
+            evaluation = {"evaluation": "none", "n_eval": 0}
+            probs, truth = None, None
 
     metrics: dict[str, Any] = {}
     if probs is not None and truth is not None:
         metrics = calibrate(adapter, probs, truth)
     n_train = len(texts) - (evaluation["n_eval"] if kind == "held_out" else 0)
-    metrics.update({**evaluation, "objective": run.cfg.objective, "n_train": n_train, "steps_run": steps,
+    metrics.update({**evaluation, "objective": settled.objective, "n_train": n_train, "steps_run": steps,
                     "epochs_run": len(fit.loss_curve), "loss_curve": fit.loss_curve,
                     "train_seconds": round(time.perf_counter() - t0, 2), "params": adapter.param_count})
-    # the recipe as asked (objective auto stays auto: retrained, it chooses again)
+    # the recipe as asked (objective auto stays auto: retrained on more examples, it may settle otherwise)
     return adapter.with_config(metrics=metrics, train_config=cfg).eval()
 
 
@@ -788,11 +748,12 @@ def recipe_cross_validation(base: Base, texts: Sequence[str], labels: Sequence[A
                             multi_label: bool, config: dict[str, Any] | TrainConfig | None,
                             folds: int | None = None, progress: Progress | None = None) -> CrossValidation:
     """How a training recipe (a config) does on these examples: fit per fold, out-of-fold scores.
-    The folds depend only on the examples and `folds`, so two recipes are scored on the same.
-    Objective auto tries both objectives where `train` would (a single-label set in k-fold
-    evaluation) and returns the better one's result."""
+    The folds depend only on the examples and `folds`, so two recipes are scored on the same. An
+    auto objective settles as `train` would settle it on these examples."""
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    recipes = Recipes(base, cfg, texts, labels, label_names, multi_label, progress)
+    targets = _encode_labels(labels, label_names, multi_label)
+    settled = replace(cfg, objective=objective_of(cfg, evaluation_plan(cfg, targets, multi_label)[0], multi_label))
+    run = recipe_run(base, settled, base.tokenize(texts, cfg.max_length), targets, label_names, multi_label, progress)
     k = min(folds or cfg.folds, len(texts) // 2)
-    tried = objectives(cfg, evaluation_plan(cfg, recipes.targets, multi_label)[0], multi_label)
-    return recipes.cross_validate(tried, k, refit=False)[1]
+    run.planned_steps, run.fits_planned = run.budget(len(texts) - len(texts) // max(k, 1))[1] * k, k
+    return cross_validate(run, list(range(len(texts))), k)

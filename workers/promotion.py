@@ -5,8 +5,7 @@
   trained on the same evaluation marks), else by retraining its recipe on the training examples.
 - k-fold (a small set; the new version was refit on every example): each version's recipe is
   retrained per fold on the current examples, on the same folds; the mean fold score decides.
-  A recipe whose objective is auto is retrained as it trained: both objectives, the better one's
-  folds — so each side's score is the better of two, as the new version's own was.
+  A recipe whose objective is auto settles as it would to train on the current examples.
 - A first version is active at once; with too few examples to compare, the newer one wins.
 
 Spans sets have only the held_out rule: the new version was early-stopped and
