@@ -89,7 +89,8 @@ def test_metrics_cover_accuracy_macro_f1_per_label_and_confusion(tokenizer):
     m = adapter.metrics
     assert {"accuracy", "macro_f1", "per_label", "confusion", "loss_curve", "n_train", "n_eval", "params"} <= set(m)
     assert set(m["per_label"]) == {"neg", "pos"} and sum(map(sum, m["confusion"])) == m["n_eval"]
-    rank = TrainConfig().rank  # two layers of R and W (rank × 32) and b (rank)
+    # two layers of R and W (rank × 32) and b (rank), at the rank of the objective that trained it
+    rank = TrainConfig().pairs_rank if m["objective"] == "pairs" else TrainConfig().rank
     assert m["params"]["intervention"] == 2 * (2 * rank * 32 + rank) and m["params"]["head"] == 2 * 32 + 2
 
 
@@ -195,7 +196,7 @@ def test_the_refit_schedule_ends_at_the_step_the_folds_chose(tokenizer, monkeypa
             return super().step(closure)
 
     monkeypatch.setattr(training.torch.optim, "AdamW", Recorded)
-    config = {**FAST, "min_steps": 100}
+    config = {**FAST, "min_steps": 100, "objective": "labels"}  # (pairs: one check a fold, at the end)
     adapter = train(make_base("bert", tokenizer), TEXTS, LABELS, ["neg", "pos"], config=config)
     assert adapter.metrics["steps_chosen"] == adapter.metrics["steps_run"] == chosen
     refit, lr = rates[-chosen:], TrainConfig.from_dict(config).lr
