@@ -290,6 +290,15 @@ def stopped_on_few_rows(cell: dict[str, Any]) -> bool:
             and cell["machine"]["time_utc"] < EARLY_STOP_MIN_EVAL)
 
 
+def labels_objective(cell: dict[str, Any]) -> bool:
+    """A reftag cell of a single-label set in k-fold evaluation trained on the labels, as the
+    default did before objective auto trained SetFit's pairs there (reft_core.training;
+    bench/RESULTS.md, "the pairs objective, built"): the default's cells measured before."""
+    details = cell.get("details", {})
+    return (cell["contender"] == "reftag" and details.get("evaluation", {}).get("evaluation") == "k-fold"
+            and cell["data"] != "goemotions" and details.get("recipe", {}).get("objective", "labels") == "labels")
+
+
 def score_cell(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "–"
@@ -298,6 +307,8 @@ def score_cell(runs: list[dict[str, Any]]) -> str:
     capped = " (capped)" if any(r.get("details", {}).get("capped") for r in runs) else ""
     old = " (old refit)" if any(old_refit(r) for r in runs) else ""
     old += " (early-stopped on few rows)" if any(stopped_on_few_rows(r) for r in runs) else ""
+    labels = sum(labels_objective(r) for r in runs)
+    old += f" (labels objective{f': {labels} of {len(runs)} seeds' if labels < len(runs) else ''})" if labels else ""
     return f"{statistics.mean(scores):.3f}{sd}{capped}{old}"
 
 

@@ -2,10 +2,11 @@
 built"): in k-fold evaluation of a single-label set, auto cross-validates both objectives on the
 same folds and refits the one whose mean fold score is higher (a tie keeps labels). Its labels
 run is the default recipe's run — the same seeds, folds and steps — so a cell's auto result is the
-table's default reftag cell or the pairs cell (`--reftag-config '{"objective": "pairs"}'`),
-whichever has the better folds; nothing is trained again.
+table's reftag cell measured with the labels objective (the default before) or the pairs cell
+(`--reftag-config '{"objective": "pairs"}'`, in the same file since pairs became the default
+there), whichever has the better folds; nothing is trained again.
 
-    python -m bench.objective_auto bench/measured/fewshot_pairs.jsonl
+    python -m bench.objective_auto
 
 Prints, per set and K, the mean over the seeds measured with both: default, pairs, auto (and how
 many seeds auto took pairs), SetFit and the probe; then the rule's two checks.
@@ -85,8 +86,10 @@ def report(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> str:
-    default = latest_cells(read_results())
-    pairs = latest_cells([cell for path in argv for cell in read_results(Path(path))])
+    cells = read_results(Path(argv[0]) if argv else None)
+    objective = [c.get("details", {}).get("recipe", {}).get("objective", "labels") for c in cells]
+    default = latest_cells([c for c, o in zip(cells, objective) if o == "labels"])
+    pairs = latest_cells([c for c, o in zip(cells, objective) if o == "pairs"])
     return report(auto_cells(default, pairs))
 
 
