@@ -225,6 +225,29 @@ def test_fewshot_table_marks_reftag_cells_from_before_the_refit_fix():
     assert marked == {8: True, 16: False, 128: False}
 
 
+def test_fewshot_table_marks_single_label_k_fold_cells_trained_on_the_labels():
+    """Since objective auto trains SetFit's pairs in k-fold evaluation of a single-label set, the
+    reftag cells measured there on the labels (the default before) say so; held-out cells and
+    multi-label sets train on the labels as before."""
+    from bench import fewshot
+
+    def cell(data: str, k: int, seed: int, evaluation: str, objective: str | None) -> dict:
+        recipe = {} if objective is None else {"objective": objective}
+        return {"base": fewshot.MULTILINGUAL, "data": data, "contender": "reftag", "k": k, "seed": seed,
+                "n_train": 300, "metrics": {"accuracy": 0.7, "micro_f1": 0.4} if data == "goemotions" else
+                {"accuracy": 0.7}, "train_seconds": 1.0, "machine": {"time_utc": "2026-12-05T03:00:00Z"},
+                "details": {"recipe": recipe, "evaluation": {"evaluation": evaluation}}}
+
+    rows = fewshot.table([cell("sst2", 8, 0, "k-fold", None), cell("sst2", 8, 1, "k-fold", "pairs"),
+                          cell("sst2", 16, 0, "k-fold", "labels"), cell("sst2", 64, 0, "held_out", None),
+                          cell("goemotions", 8, 0, "k-fold", None)]).splitlines()[2:]
+    marks = {(row.split("|")[2].strip(), int(row.split("|")[3])): row.split("|")[4].strip()
+             for row in rows if "4,000 rows" not in row}
+    assert marks[("sst2", 8)].endswith("(labels objective: 1 of 2 seeds)")
+    assert marks[("sst2", 16)].endswith("(labels objective)")
+    assert "labels objective" not in marks[("sst2", 64)] + marks[("goemotions", 8)]
+
+
 def test_setfit_planned_steps_count_its_pairs():
     """SetFit's default sampling, counted by hand: 4 rows labelled (0, 0, 1, 2) make 10 unordered
     pairs with replacement, 5 of them positive (same label); the smaller kind is oversampled to the
