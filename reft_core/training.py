@@ -560,6 +560,10 @@ class CrossValidation:
     probs: torch.Tensor
     folds: int
     adapters: list[Adapter] = field(default_factory=list, repr=False)  # each fold's, as its schedule ended
+    # Each fold scored at the step the other folds chose, averaged: `score` is the best of the
+    # checks' means, so it is higher than a recipe with more checks to choose from deserves (the
+    # labels objective has about twenty, pairs one); this is what two recipes are compared by.
+    nested_score: float = 0.0
 
 
 def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
@@ -580,8 +584,14 @@ def cross_validate(run: Run, rows: list[int], folds: int) -> CrossValidation:
     probs = torch.zeros(len(run.targets), len(run.label_names))
     for fit, held in zip(fits, groups):
         probs[held] = fit.check_probs[best]
+
+    def chosen_without(f: int) -> int:
+        others = [g for g in range(len(fits)) if g != f] or [f]
+        return max(range(len(steps)), key=lambda k: (sum(fits[g].checks[k][1] for g in others), k))
+
+    nested = sum(fit.checks[chosen_without(f)][1] for f, fit in enumerate(fits)) / len(fits)
     return CrossValidation(steps[best], means[best], [round(f.checks[best][1], 4) for f in fits], probs[rows],
-                           len(groups), [f.adapter for f in fits])
+                           len(groups), [f.adapter for f in fits], nested)
 
 
 def weight_average(adapters: Sequence[Adapter]) -> Adapter:
@@ -690,7 +700,8 @@ def train(base: Base, texts: Sequence[str], labels: Sequence[Any], label_names: 
         steps = fit.steps
         if cv is not None:
             evaluation = {"evaluation": "k-fold", "folds": cv.folds, "n_eval": len(texts),
-                          "fold_scores": cv.fold_scores, "steps_chosen": cv.steps}
+                          "fold_scores": cv.fold_scores, "fold_score_nested": round(cv.nested_score, 4),
+                          "steps_chosen": cv.steps}
             if cfg.soup == "folds" or (cfg.soup == "auto" and multi_label):
                 adapter = weight_average([adapter, *cv.adapters]).eval()
                 evaluation["soup"] = cv.folds + 1

@@ -4,8 +4,10 @@
   is scored on the same examples — as it is, when it never trained on any of them (it was
   trained on the same evaluation marks), else by retraining its recipe on the training examples.
 - k-fold (a small set; the new version was refit on every example): each version's recipe is
-  retrained per fold on the current examples, on the same folds; the mean fold score decides.
-  A recipe whose objective is auto settles as it would to train on the current examples.
+  retrained per fold on the current examples, on the same folds; the mean fold score decides,
+  each fold scored at the step the other folds chose (not the best step's mean, which favours
+  the labels objective's twenty checks over the pairs objective's one). A recipe whose objective
+  is auto settles as it would to train on the current examples.
 - A first version is active at once; with too few examples to compare, the newer one wins.
 
 Spans sets have only the held_out rule: the new version was early-stopped and
@@ -72,10 +74,13 @@ def decide(work: TrainWork, new: reft_core.Adapter,
         detail["n_eval"] = len(rows)
     elif evaluation == "k-fold":
         folds = int(new.metrics["folds"])
-        new_score = statistics.fmean(new.metrics["fold_scores"])
+        # each fold scored at the step the other folds chose (`fold_score_nested`): the best check's
+        # mean would favour the recipe with more checks to choose from (versions trained before it
+        # was recorded: their mean fold score)
+        new_score = float(new.metrics.get("fold_score_nested", statistics.fmean(new.metrics["fold_scores"])))
         cv = recipe_cross_validation(base, work.texts, work.labels, work.label_names, work.multi_label,
                                      {**recipe.to_dict(), "evaluation": "k-fold"}, folds=folds, progress=progress)
-        active_score = cv.score
+        active_score = cv.nested_score
         detail.update(folds=folds, new_fold_scores=new.metrics["fold_scores"], active_fold_scores=cv.fold_scores)
     else:
         return adapters.Promotion(True, "none", metric, None, active.version, None,

@@ -1,5 +1,7 @@
 """The pairs objective (SetFit's pairs through the adapter, then a logistic head folded into it)
 and `objective: "auto"`, which trains it where it was measured to help."""
+import statistics
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,27 @@ def test_pairs_is_refused_for_a_multi_label_or_spans_set(tokenizer):
     problem = TrainConfig(objective="pairs").problem_for_set("spans", False)
     assert problem is not None and problem.field == "objective"
     assert TrainConfig(objective="pairs").problem_for_set("classification", False) is None
+
+
+def test_recipes_are_compared_by_each_folds_score_at_the_step_the_other_folds_chose(tokenizer, monkeypatch):
+    # The best check's mean favours a recipe with more checks to choose from (labels: about 20,
+    # pairs: 1). The nested score scores fold f at the step the other folds' mean chose.
+    from reft_core import training
+
+    base = make_base("bert", tokenizer)
+    fits = []
+    real_fit = training.Run.fit
+    monkeypatch.setattr(training.Run, "fit", lambda self, *a, **kw: fits.append(real_fit(self, *a, **kw)) or fits[-1])
+    labels = recipe_cross_validation(base, TEXTS, LABELS, ["neg", "pos"], False, {**FAST, "objective": "labels"})
+    checks = [[score for _, score in fit.checks] for fit in fits]
+    assert len(checks) == 5 and len(checks[0]) > 1
+    expected = []
+    for f in range(5):
+        others = [sum(checks[g][k] for g in range(5) if g != f) for k in range(len(checks[0]))]
+        expected.append(checks[f][max(range(len(others)), key=lambda k: (others[k], k))])
+    assert labels.nested_score == pytest.approx(sum(expected) / 5)
+    assert labels.score == pytest.approx(max(sum(c[k] for c in checks) / 5 for k in range(len(checks[0]))))
+    # one check a fold: nothing chosen, the two scores agree; train() records it for promotion
+    pairs = train(base, TEXTS, LABELS, ["neg", "pos"], config={**FAST, "objective": "pairs"})
+    assert pairs.metrics["fold_score_nested"] == pytest.approx(statistics.fmean(pairs.metrics["fold_scores"]),
+                                                               abs=1e-4)
