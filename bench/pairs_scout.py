@@ -25,14 +25,12 @@ import numpy as np
 import torch
 
 from reft_core import TrainConfig, load_base
-from reft_core.heads import pool
 from reft_core.probe import logistic_probe
 from reft_core.training import (
     HiddenCache,
     Run,
     _encode_labels,
-    _last_hidden,
-    pairs_loss,
+    pairs_batch_loss,
     pooled,
     setfit_pairs,
     warmup_then_decay,
@@ -81,11 +79,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     for step in range(1, total + 1):
         batch = pairs[at:at + 16]  # the last batch of a pass may be short; then back to the first
         at = at + 16 if at + 16 < len(pairs) else 0
-        rows = sorted({a for a, _, _ in batch} | {b for _, b, _ in batch})
-        index = {r: i for i, r in enumerate(rows)}
-        last, mask = _last_hidden(adapter, cache, layers[0], rows)
-        loss = pairs_loss(pool(last, mask, "mean"), [index[a] for a, _, _ in batch],
-                          [index[b] for _, b, _ in batch], [same for _, _, same in batch])
+        loss = pairs_batch_loss(adapter, cache, layers[0], batch, "mean")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

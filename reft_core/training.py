@@ -275,6 +275,16 @@ def pairs_loss(pooled_rows: torch.Tensor, left: list[int], right: list[int], sam
     return F.mse_loss(similarity, torch.tensor(same, dtype=similarity.dtype, device=similarity.device))
 
 
+def pairs_batch_loss(adapter: Adapter, cache: HiddenCache | NoCache, start: int,
+                     batch: Sequence[tuple[int, int, float]], how: str) -> torch.Tensor:
+    """`pairs_loss` of a batch of pairs of rows: each row of the batch runs through the model once."""
+    rows = sorted({a for a, _, _ in batch} | {b for _, b, _ in batch})
+    index = {r: i for i, r in enumerate(rows)}
+    last, mask = _last_hidden(adapter, cache, start, rows)
+    return pairs_loss(pool(last, mask, how), [index[a] for a, _, _ in batch], [index[b] for _, b, _ in batch],
+                      [same for _, _, same in batch])
+
+
 def stratified_folds(targets: torch.Tensor, folds: int, seed: int) -> list[list[int]]:
     """`folds` disjoint groups of rows: each label dealt round the folds in turn (single-label),
     or a plain shuffle (multi-label)."""
@@ -501,11 +511,7 @@ class Run:
         for step in range(1, total + 1):
             batch = pairs[at:at + PAIR_BATCH]  # the last batch of a pass may be short; then back to the first
             at = at + PAIR_BATCH if at + PAIR_BATCH < len(pairs) else 0
-            rows = sorted({a for a, _, _ in batch} | {b for _, b, _ in batch})
-            index = {r: i for i, r in enumerate(rows)}
-            last, mask = _last_hidden(adapter, self.cache, self.start, rows)
-            loss = pairs_loss(pool(last, mask, self.pooling), [index[a] for a, _, _ in batch],
-                              [index[b] for _, b, _ in batch], [same for _, _, same in batch])
+            loss = pairs_batch_loss(adapter, self.cache, self.start, batch, self.pooling)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
